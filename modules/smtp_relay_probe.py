@@ -1,0 +1,182 @@
+#!/usr/bin/python
+"""Ansible module: probe SMTP hosts for open relaying (runs on the controller)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: smtp_relay_probe
+short_description: Probe SMTP servers for open relaying from an untrusted vantage point
+version_added: "0.1.0"
+description:
+  - Runs relayguard's relay test catalog (nmap's sixteen smtp-open-relay tests, Exchange
+    IMCEASMTP- encapsulation tests of MS99-027, the classic relay testers' variants and RFC 2505
+    conformance checks) against each target and judges it C(open), C(closed) or
+    C(inconclusive).
+  - "Runs on the controller; use C(delegate_to: localhost) and C(run_once: true) to probe a whole
+    batch of hosts in one call."
+  - Never sends DATA, never changes anything; it always returns C(changed=false) and supports
+    check mode (it probes in check mode too, since probing changes nothing).
+  - Exit-code style results are in RV(verdicts); the full C(relayguard.probe/1) document is in
+    RV(probe).
+options:
+  targets:
+    description:
+      - Hosts to probe, each a host name, an IP address, C(host:port) or C([ipv6]:port).
+    type: list
+    elements: str
+    required: true
+  port:
+    description: Default SMTP port for targets without one.
+    type: int
+    default: 25
+  source_address:
+    description:
+      - Local IP address to bind connections to, to probe from an untrusted vantage point on a
+        multi-homed controller.
+    type: str
+  external_domain:
+    description:
+      - Foreign domain used for relay recipients. The default is reserved by RFC 2606 and is
+        never a real recipient.
+    type: str
+    default: example.com
+  local_domain:
+    description:
+      - A domain the server accepts mail for; used by the encapsulation tests and the RFC 2505
+        checks. Defaults to the name in the server's banner.
+    type: str
+  helo_name:
+    description: EHLO/HELO name. Defaults to O(external_domain), as nmap does.
+    type: str
+  timeout:
+    description: Seconds to wait for one SMTP reply.
+    type: float
+    default: 30
+  host_timeout:
+    description: Seconds allowed for all tests of one host.
+    type: float
+    default: 900
+  connections_per_host:
+    description: SMTP connections opened in parallel to one host.
+    type: int
+    default: 1
+  starttls:
+    description: Use STARTTLS when offered (the certificate is recorded, never required).
+    type: bool
+    default: true
+author:
+  - relayguard developers
+notes:
+  - Requires the relayguard Python package on the controller.
+  - Relay restrictions depend on the client's address (RFC 2505 section 2.1); probe from
+    where an outsider stands.
+seealso:
+  - name: RFC 2505
+    description: Anti-Spam Recommendations for SMTP MTAs.
+    link: https://www.rfc-editor.org/rfc/rfc2505
+"""
+
+EXAMPLES = r"""
+- name: Probe every mail server of the batch at once from the controller
+  smtp_relay_probe:
+    targets: "{{ ansible_play_batch | map('extract', hostvars, 'relay_smtp_target') | list }}"
+    source_address: 192.0.2.200
+  delegate_to: localhost
+  run_once: true
+  register: relay_baseline
+
+- name: Fail when any host is an open relay
+  ansible.builtin.assert:
+    that: relay_baseline.verdicts.values() | select('equalto', 'open') | list | length == 0
+    fail_msg: "Open relays: {{ relay_baseline.open | join(', ') }}"
+"""
+
+RETURN = r"""
+probe:
+  description: The relayguard.probe/1 document (schema, options, hosts).
+  returned: always
+  type: dict
+hosts:
+  description: One entry per target, as in the probe document.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - target: "192.0.2.25:25"
+      verdict: closed
+      reason: "all 32 relay tests answered: 32 refused"
+verdicts:
+  description: Mapping of target to verdict (open, closed or inconclusive).
+  returned: always
+  type: dict
+  sample: {"192.0.2.25:25": "closed"}
+open:
+  description: Targets judged open.
+  returned: always
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+try:
+    from relayguard.probe import probe_document, probe_targets
+    from relayguard.probe.options import checked_options
+    from relayguard.probe.targets import TargetError, parse_target
+    from relayguard.validate import InputError
+
+    IMPORT_ERROR = None
+except ImportError as exc:  # pragma: no cover - reported to the user
+    IMPORT_ERROR = str(exc)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "targets": {"type": "list", "elements": "str", "required": True},
+            "port": {"type": "int", "default": 25},
+            "source_address": {"type": "str"},
+            "external_domain": {"type": "str", "default": "example.com"},
+            "local_domain": {"type": "str"},
+            "helo_name": {"type": "str"},
+            "timeout": {"type": "float", "default": 30},
+            "host_timeout": {"type": "float", "default": 900},
+            "connections_per_host": {"type": "int", "default": 1},
+            "starttls": {"type": "bool", "default": True},
+        },
+        supports_check_mode=True,
+    )
+    if IMPORT_ERROR is not None:
+        module.fail_json(
+            msg=f"the relayguard package is required on the controller: {IMPORT_ERROR}"
+        )
+    p = module.params
+    try:
+        options = checked_options(
+            port=p["port"],
+            source_address=p["source_address"],
+            external_domain=p["external_domain"],
+            local_domain=p["local_domain"],
+            helo_name=p["helo_name"],
+            timeout=p["timeout"],
+            host_timeout=p["host_timeout"],
+            connections_per_host=p["connections_per_host"],
+            starttls=p["starttls"],
+        )
+        targets = [parse_target(t, options.port) for t in p["targets"]]
+    except (InputError, TargetError) as exc:
+        module.fail_json(msg=str(exc))
+    results = probe_targets(targets, options)
+    document = probe_document(results, options)
+    module.exit_json(
+        changed=False,
+        probe=document,
+        hosts=document["hosts"],
+        verdicts={r.target: r.verdict.value for r in results},
+        open=[r.target for r in results if r.verdict.value == "open"],
+    )
+
+
+if __name__ == "__main__":
+    main()

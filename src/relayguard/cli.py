@@ -1,0 +1,52 @@
+"""The `relayguard` command line: a thin dispatcher over one module per subcommand.
+
+Each subcommand lives in `relayguard.commands.<name>` and exposes `register(subparsers)`,
+which adds its parser and sets `func` (returning the exit status). Exit statuses are
+documented in docs/exit-status.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from relayguard import __version__
+
+# One line per subcommand module; order is the order of `relayguard --help`.
+COMMANDS: tuple[str, ...] = ("relayguard.commands.probe",)
+
+EXIT_USAGE = 1
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on usage errors; relayguard reserves 2 for 'open relay found'."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="relayguard", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"relayguard {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name in COMMANDS:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status: int = args.func(args)
+    except KeyboardInterrupt:
+        print("relayguard: interrupted", file=sys.stderr)
+        return 130
+    return status
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

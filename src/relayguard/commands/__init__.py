@@ -1,0 +1,1 @@
+"""Subcommands of the `relayguard` CLI, one module each."""

@@ -1,0 +1,140 @@
+"""`relayguard probe`: judge hosts' relay behaviour from this vantage point.
+
+Exit status (docs/exit-status.md): 0 every target closed, 2 at least one open,
+3 none open but some inconclusive, 1 usage or internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from relayguard.probe import HostResult, ProbeOptions, probe_document, probe_targets
+from relayguard.probe.options import DEFAULT_EXTERNAL_DOMAIN, checked_options
+from relayguard.probe.targets import TargetError, parse_target
+from relayguard.validate import InputError
+from relayguard.vocabulary import Verdict
+
+EXIT_CLOSED, EXIT_USAGE, EXIT_OPEN, EXIT_INCONCLUSIVE = 0, 1, 2, 3
+
+_COLOURS = {
+    Verdict.OPEN: "\033[1;31m",
+    Verdict.CLOSED: "\033[32m",
+    Verdict.INCONCLUSIVE: "\033[33m",
+}
+_RESET = "\033[0m"
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "probe",
+        help="probe hosts for open relaying over SMTP",
+        description="Run relayguard's relay test catalog against each TARGET and judge it "
+        "open, closed or inconclusive.",
+    )
+    parser.add_argument("targets", nargs="+", metavar="TARGET", help="host, IP or host:port")
+    parser.add_argument("--json", action="store_true", help="print the relayguard.probe/1 JSON")
+    parser.add_argument("--port", type=int, default=25, help="default SMTP port (25)")
+    parser.add_argument("--source-address", metavar="IP", help="bind connections to this IP")
+    parser.add_argument(
+        "--external-domain",
+        default=DEFAULT_EXTERNAL_DOMAIN,
+        metavar="D",
+        help=f"foreign domain of the relay recipients (default {DEFAULT_EXTERNAL_DOMAIN}, "
+        "RFC 2606 reserved)",
+    )
+    parser.add_argument(
+        "--local-domain",
+        metavar="D",
+        help="a domain the server accepts mail for (default: the name in its banner)",
+    )
+    parser.add_argument("--helo", metavar="NAME", help="EHLO/HELO name (default: external domain)")
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, metavar="S", help="seconds per reply (30)"
+    )
+    parser.add_argument(
+        "--host-timeout", type=float, default=900.0, metavar="S", help="seconds per host (900)"
+    )
+    parser.add_argument(
+        "--connections-per-host", type=int, default=1, metavar="N", help="parallel connections"
+    )
+    parser.add_argument("--no-starttls", action="store_true", help="never try STARTTLS")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show every test's reply")
+    parser.set_defaults(func=run)
+
+
+def _options(args: argparse.Namespace) -> ProbeOptions:
+    return checked_options(
+        port=args.port,
+        source_address=args.source_address,
+        external_domain=args.external_domain,
+        local_domain=args.local_domain,
+        helo_name=args.helo,
+        timeout=args.timeout,
+        host_timeout=args.host_timeout,
+        connections_per_host=args.connections_per_host,
+        starttls=not args.no_starttls,
+    )
+
+
+def exit_status(results: Sequence[HostResult]) -> int:
+    verdicts = {r.verdict for r in results}
+    if Verdict.OPEN in verdicts:
+        return EXIT_OPEN
+    if Verdict.INCONCLUSIVE in verdicts:
+        return EXIT_INCONCLUSIVE
+    return EXIT_CLOSED
+
+
+def render_table(results: Sequence[HostResult], colour: bool, verbose: bool) -> str:
+    rows: list[tuple[str, str, str, str]] = [("TARGET", "VERDICT", "RELAYED", "REASON")]
+    for r in results:
+        count = sum(1 for t in r.tests if t.outcome.value == "relayed")
+        rows.append((r.target, r.verdict.value, f"{count}/{len(r.tests)}", r.reason))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = []
+    for index, (target, verdict, relayed, reason) in enumerate(rows):
+        cell = verdict.ljust(widths[1])
+        if colour and index:
+            cell = f"{_COLOURS[Verdict(verdict)]}{cell}{_RESET}"
+        lines.append(f"{target.ljust(widths[0])}  {cell}  {relayed.ljust(widths[2])}  {reason}")
+    if verbose:
+        for r in results:
+            lines.append(f"\n{r.target} ({r.banner.splitlines()[0] if r.banner else 'no banner'})")
+            for t in r.tests:
+                nmap = f"nmap {t.nmap:2d}" if t.nmap else "       "
+                reply = (t.reply.splitlines() or [t.error])[0] if t.reply or t.error else ""
+                lines.append(
+                    f"  {t.outcome.value:13} {nmap}  MAIL FROM:{t.mail_from} RCPT TO:{t.rcpt_to}"
+                    f"  -> {t.code or '---'} {reply}"
+                )
+            for f in r.rfc2505:
+                lines.append(f"  RFC 2505 {f.section:8} {f.result.value:13} {f.id}: {f.detail}")
+    return "\n".join(lines)
+
+
+def _progress(stream: TextIO, count: int) -> None:
+    if count > 1 and stream.isatty():
+        print(f"probing {count} hosts…", file=stream, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        options = _options(args)
+        targets = [parse_target(t, options.port) for t in args.targets]
+    except (InputError, TargetError) as exc:
+        print(f"relayguard probe: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    _progress(sys.stderr, len(targets))
+    results = probe_targets(targets, options)
+    if args.json:
+        json.dump(probe_document(results, options), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        colour = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+        print(render_table(results, colour, args.verbose))
+    return exit_status(results)

@@ -1,0 +1,77 @@
+"""Probe many hosts in one process: resolve, bound concurrency, collect results in order."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable, Sequence
+
+from relayguard.probe.options import ProbeOptions
+from relayguard.probe.results import HostResult
+from relayguard.probe.runner import HostProbe
+from relayguard.probe.session import Opener, direct_opener
+from relayguard.probe.targets import Target, parse_target
+from relayguard.vocabulary import Verdict
+
+OpenerFactory = Callable[[ProbeOptions], Opener]
+
+
+def _default_opener(options: ProbeOptions) -> Opener:
+    return direct_opener(options.source_address, options.connect_timeout)
+
+
+async def _resolve(host: str, port: int, source: str | None) -> str:
+    """The address to connect to; with a source address, of the same family as the source."""
+    family = socket.AF_UNSPEC
+    if source is not None:
+        family = socket.AF_INET6 if ":" in source else socket.AF_INET
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
+    if not infos:
+        raise OSError(f"no address for {host}")
+    return str(infos[0][4][0])
+
+
+async def probe_host(
+    target: Target, options: ProbeOptions, opener: Opener, label: str | None = None
+) -> HostResult:
+    name = label or str(target)
+    try:
+        address = await _resolve(target.host, target.port, options.source_address)
+    except (OSError, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        return HostResult(
+            target=name,
+            address=None,
+            port=target.port,
+            verdict=Verdict.INCONCLUSIVE,
+            reason=f"cannot resolve {target.host}: {reason}",
+            vantage=options.vantage,
+        )
+    return await HostProbe(name, address, target.port, options, opener).run()
+
+
+async def probe_targets_async(
+    targets: Sequence[Target],
+    options: ProbeOptions,
+    opener_factory: OpenerFactory = _default_opener,
+) -> list[HostResult]:
+    opener = opener_factory(options)
+    bound = asyncio.Semaphore(max(1, options.max_hosts_in_flight))
+
+    async def one(target: Target) -> HostResult:
+        async with bound:
+            return await probe_host(target, options, opener)
+
+    return list(await asyncio.gather(*(one(t) for t in targets)))
+
+
+def probe_targets(
+    targets: Sequence[str | Target],
+    options: ProbeOptions | None = None,
+    opener_factory: OpenerFactory = _default_opener,
+) -> list[HostResult]:
+    """Probe every target (host, ip or host:port); results in the order given."""
+    options = options or ProbeOptions()
+    parsed = [t if isinstance(t, Target) else parse_target(t, options.port) for t in targets]
+    return asyncio.run(probe_targets_async(parsed, options, opener_factory))

@@ -1,0 +1,205 @@
+"""Pure decisions of the probe: what a reply means, what a host's replies add up to.
+
+No I/O here: every function takes records and returns records, and is tested without a
+network. The rules cite REFERENCE.md §1 (nmap's reading of replies, RFC 2505).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from relayguard.probe.catalog import ROUTING_FORMS, CheckKind, ConformanceCheck, Exercises
+from relayguard.probe.reply import Reply
+from relayguard.vocabulary import FindingResult, Outcome, Verdict
+
+JUDGED = frozenset({Outcome.REFUSED, Outcome.DEFERRED, Outcome.AUTH_REQUIRED})
+
+
+def needs_auth(reply: Reply) -> bool:
+    """530, or an enhanced 5.7.0, means 'authenticate first' (RFC 4954 §6; nmap stops on 530)."""
+    return reply.code == 530 or (reply.permanent and reply.enhanced == "5.7.0")
+
+
+def classify_reply(reply: Reply) -> Outcome:
+    if reply.positive:
+        return Outcome.RELAYED
+    if needs_auth(reply):
+        return Outcome.AUTH_REQUIRED
+    if reply.transient:
+        return Outcome.DEFERRED
+    if reply.permanent:
+        return Outcome.REFUSED
+    return Outcome.ERROR  # 1xx/3xx are not answers to MAIL or RCPT
+
+
+def classify_envelope(mail: Reply, rcpt: Reply | None) -> Outcome:
+    """The outcome of one relay test. RCPT counts only when MAIL was accepted, as in nmap;
+    any 2xx to RCPT of a foreign recipient is relaying (nmap counts 250 and 251)."""
+    if not mail.positive:
+        outcome = classify_reply(mail)
+        return Outcome.ERROR if outcome is Outcome.RELAYED else outcome
+    if rcpt is None:
+        return Outcome.ERROR
+    return classify_reply(rcpt)
+
+
+@dataclass(frozen=True)
+class TestRecord:
+    """One relay test as run on one host."""
+
+    id: str
+    nmap: int | None
+    exercises: Exercises
+    source: str
+    mail_from: str
+    rcpt_to: str
+    outcome: Outcome
+    code: int | None = None
+    reply: str = ""
+    attempts: int = 1
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class CheckRecord:
+    """One RFC 2505 conformance check as run on one host."""
+
+    check: ConformanceCheck
+    sent: tuple[str, ...]
+    mail: Reply | None = None
+    reply: Reply | None = None  # RCPT reply for envelopes, the command's reply otherwise
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Finding:
+    id: str
+    section: str
+    title: str
+    result: FindingResult
+    detail: str
+
+
+def verdict(records: Sequence[TestRecord], host_failure: str | None) -> tuple[Verdict, str]:
+    """open if any relay test relayed; closed if every one was refused, deferred or met an
+    auth demand; inconclusive otherwise, with the reason."""
+    relayed = [r.id for r in records if r.outcome is Outcome.RELAYED]
+    if relayed:
+        return Verdict.OPEN, f"{len(relayed)}/{len(records)} relay tests relayed: " + ", ".join(
+            relayed
+        )
+    if host_failure is not None:
+        return Verdict.INCONCLUSIVE, host_failure
+    if records and all(r.outcome in JUDGED for r in records):
+        counts = {o: sum(1 for r in records if r.outcome is o) for o in JUDGED}
+        parts = [f"{n} {o.value}" for o, n in sorted(counts.items()) if n]
+        return Verdict.CLOSED, f"all {len(records)} relay tests answered: " + ", ".join(parts)
+    unjudged = [r for r in records if r.outcome not in JUDGED]
+    if not unjudged:
+        return Verdict.INCONCLUSIVE, "no relay test was run"
+    first = unjudged[0]
+    why = first.error or first.reply or first.outcome.value
+    return (
+        Verdict.INCONCLUSIVE,
+        f"{len(unjudged)}/{len(records)} relay tests not answered ({first.id}: {why})",
+    )
+
+
+def _envelope_finding(record: CheckRecord, local_domain_given: bool) -> tuple[FindingResult, str]:
+    if record.mail is None:
+        return FindingResult.ERROR, record.error or "not run"
+    if not record.mail.positive:
+        return FindingResult.FAIL, f"MAIL refused: {record.mail.first_line}"
+    if record.reply is None:
+        return FindingResult.ERROR, record.error or "RCPT not answered"
+    if record.reply.positive:
+        return FindingResult.PASS, f"accepted: {record.reply.first_line}"
+    if not local_domain_given:
+        # Without --local-domain the local domain is a guess (SRVNAME); a refusal may only
+        # mean the guess is not a local domain.
+        return (
+            FindingResult.NOT_APPLICABLE,
+            f"refused ({record.reply.first_line}); the local domain was guessed from the "
+            "banner: give --local-domain to judge this",
+        )
+    return FindingResult.FAIL, f"refused: {record.reply.first_line}"
+
+
+def _command_finding(record: CheckRecord) -> tuple[FindingResult, str]:
+    reply = record.reply
+    if reply is None:
+        return FindingResult.ERROR, record.error or "not answered"
+    # 250/251 disclose a mailbox or honour ETRN for anyone; 252 "cannot VRFY" discloses
+    # nothing (RFC 5321 §3.5.3); any refusal shows the command is controlled.
+    if reply.code in (250, 251) or (reply.positive and record.check.id == "etrn-controlled"):
+        return FindingResult.FAIL, f"answered {reply.first_line}"
+    return FindingResult.PASS, f"answered {reply.first_line}"
+
+
+def findings(
+    records: Sequence[TestRecord],
+    checks: Sequence[CheckRecord],
+    local_domain_given: bool,
+) -> list[Finding]:
+    """RFC 2505 findings, reported beside the verdict and never folded into it."""
+    out: list[Finding] = []
+    judged = [r for r in records if r.outcome is not Outcome.SKIPPED]
+    if judged:
+        accepted = [r.id for r in judged if r.outcome is Outcome.RELAYED]
+        out.append(
+            Finding(
+                "refused-in-dialogue",
+                "1.5, 1.6",
+                "Relaying is refused inside the SMTP dialogue (at RCPT), not accepted and "
+                "bounced later",
+                FindingResult.FAIL if accepted else FindingResult.PASS,
+                (
+                    "foreign recipients accepted at RCPT time (relays, or bounces later): "
+                    + ", ".join(accepted)
+                )
+                if accepted
+                else "every foreign recipient was refused in the dialogue",
+            )
+        )
+        routed = [r for r in judged if r.exercises in ROUTING_FORMS]
+        routed_open = [r.id for r in routed if r.outcome is Outcome.RELAYED]
+        if routed:
+            out.append(
+                Finding(
+                    "routing-forms-stripped",
+                    "2.1",
+                    "Encapsulated and source-routed addresses (%, !, @a:, IMCEA) are not relayed",
+                    FindingResult.FAIL if routed_open else FindingResult.PASS,
+                    ("relayed through routing forms: " + ", ".join(routed_open))
+                    if routed_open
+                    else f"all {len(routed)} routing-form tests refused",
+                )
+            )
+        sender = [r for r in judged if r.exercises is Exercises.SENDER_TRUST]
+        sender_open = [r.id for r in sender if r.outcome is Outcome.RELAYED]
+        plain_open = any(
+            r.outcome is Outcome.RELAYED for r in judged if r.exercises is Exercises.PLAIN
+        )
+        # When plain relaying is open, sender forms prove nothing about sender trust.
+        if sender and not plain_open:
+            out.append(
+                Finding(
+                    "relay-not-by-sender",
+                    "2.1",
+                    "The relay decision does not trust the MAIL FROM domain",
+                    FindingResult.FAIL if sender_open else FindingResult.PASS,
+                    ("relayed for chosen senders: " + ", ".join(sender_open))
+                    if sender_open
+                    else f"no sender form ({len(sender)} tried) opened the relay",
+                )
+            )
+    for record in checks:
+        if record.check.kind is CheckKind.ENVELOPE:
+            result, detail = _envelope_finding(record, local_domain_given)
+        else:
+            result, detail = _command_finding(record)
+        out.append(
+            Finding(record.check.id, record.check.section, record.check.title, result, detail)
+        )
+    return out

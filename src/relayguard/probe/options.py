@@ -1,0 +1,82 @@
+"""What shapes a probe run: addresses, domains, timeouts and politeness bounds."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+# RFC 2606 reserves example.com: it is never a real recipient, yet it resolves, so servers that
+# check the recipient domain in DNS still evaluate their relay rules. Use a domain you control
+# (--external-domain) when delivery confirmation is wanted.
+DEFAULT_EXTERNAL_DOMAIN = "example.com"
+# nmap's smtp-open-relay defaults for the local parts (F and T in REFERENCE.md §1).
+DEFAULT_FROM = "antispam"
+DEFAULT_TO = "relaytest"
+
+
+@dataclass(frozen=True)
+class ProbeOptions:
+    """Options of one probe run; every field is validated by `relayguard.validate` at the edge."""
+
+    port: int = 25
+    source_address: str | None = None
+    external_domain: str = DEFAULT_EXTERNAL_DOMAIN
+    local_domain: str | None = None
+    helo_name: str | None = None  # defaults to the external domain, as nmap does
+    mail_from_local: str = DEFAULT_FROM
+    rcpt_to_local: str = DEFAULT_TO
+    command_timeout: float = 30.0  # seconds to wait for one reply
+    host_timeout: float = 900.0  # seconds for all tests of one host
+    connect_timeout: float = 15.0
+    connections_per_host: int = 1
+    max_hosts_in_flight: int = 256
+    starttls: bool = True
+    max_retries_per_test: int = 1
+    vantage: str = "direct"
+
+    @property
+    def helo(self) -> str:
+        return self.helo_name or self.external_domain
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def checked_options(
+    *,
+    port: object = 25,
+    source_address: object = None,
+    external_domain: object = DEFAULT_EXTERNAL_DOMAIN,
+    local_domain: object = None,
+    helo_name: object = None,
+    mail_from_local: object = DEFAULT_FROM,
+    rcpt_to_local: object = DEFAULT_TO,
+    timeout: object = 30.0,
+    host_timeout: object = 900.0,
+    connections_per_host: object = 1,
+    starttls: object = True,
+    vantage: str | None = None,
+) -> ProbeOptions:
+    """ProbeOptions from untrusted values (CLI, module options); raises InputError."""
+    from relayguard import validate as v
+
+    source = None if source_address is None else v.ip_address("source_address", source_address)
+    per_host = v.positive_number("connections_per_host", connections_per_host, 16)
+    if per_host != int(per_host):
+        raise v.InputError("connections_per_host", connections_per_host, "is not a whole number")
+    if not isinstance(starttls, bool):
+        raise v.InputError("starttls", starttls, "is not true or false")
+    return ProbeOptions(
+        port=v.port("port", port),
+        source_address=source,
+        external_domain=v.domain("external_domain", external_domain),
+        local_domain=None if local_domain is None else v.mail_domain("local_domain", local_domain),
+        helo_name=None if helo_name is None else v.domain("helo_name", helo_name),
+        mail_from_local=v.local_part("from", mail_from_local),
+        rcpt_to_local=v.local_part("to", rcpt_to_local),
+        command_timeout=v.positive_number("timeout", timeout, 3600),
+        host_timeout=v.positive_number("host_timeout", host_timeout, 86400),
+        connections_per_host=int(per_host),
+        starttls=starttls,
+        vantage=vantage or (f"source {source}" if source else "direct"),
+    )

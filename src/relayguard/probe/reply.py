@@ -1,0 +1,132 @@
+"""SMTP reply parsing with smtplib's semantics, fed bytes however they arrive.
+
+A reply is one or more lines `DDD-text` ending with a line `DDD text` (RFC 5321 §4.2).
+As in smtplib, the code comes from each line's first three characters and the text of
+all lines is joined with newlines. Unlike a single `recv()`, the parser keeps partial lines
+across segments, tolerates bare LF, and bounds line length and reply size so a hostile
+server cannot make the probe buffer without limit.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MAX_LINE_BYTES = 8192  # RFC 5321 §4.5.3.1.5 allows 512; be generous, but bounded
+MAX_REPLY_LINES = 256
+MAX_REPLY_BYTES = 64 * 1024
+
+_ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+
+class ProtocolError(Exception):
+    """The peer sent something that is not an SMTP reply."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    code: int
+    lines: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    @property
+    def first_line(self) -> str:
+        return f"{self.code} {self.lines[0] if self.lines else ''}".rstrip()
+
+    @property
+    def enhanced(self) -> str | None:
+        """The RFC 3463 enhanced status code of the first line, if any."""
+        match = _ENHANCED.match(self.lines[0]) if self.lines else None
+        return ".".join(match.groups()) if match else None
+
+    @property
+    def positive(self) -> bool:
+        return 200 <= self.code < 300
+
+    @property
+    def transient(self) -> bool:
+        return 400 <= self.code < 500
+
+    @property
+    def permanent(self) -> bool:
+        return 500 <= self.code < 600
+
+    def render(self) -> str:
+        """The reply as it would appear on the wire (for transcripts and evidence)."""
+        if not self.lines:
+            return str(self.code)
+        last = len(self.lines) - 1
+        return "\n".join(
+            f"{self.code}{' ' if i == last else '-'}{line}" for i, line in enumerate(self.lines)
+        )
+
+
+def _decode(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="replace")
+
+
+class ReplyParser:
+    """Incremental parser: `feed()` bytes, get every complete reply so far."""
+
+    def __init__(
+        self,
+        max_line: int = MAX_LINE_BYTES,
+        max_lines: int = MAX_REPLY_LINES,
+        max_bytes: int = MAX_REPLY_BYTES,
+    ) -> None:
+        self._buffer = bytearray()
+        self._lines: list[str] = []
+        self._code: int | None = None
+        self._reply_bytes = 0
+        self._max_line = max_line
+        self._max_lines = max_lines
+        self._max_bytes = max_bytes
+
+    @property
+    def pending(self) -> bool:
+        """True when part of a reply has arrived but not its last line."""
+        return bool(self._buffer) or bool(self._lines)
+
+    def feed(self, data: bytes) -> list[Reply]:
+        self._buffer.extend(data)
+        replies: list[Reply] = []
+        while True:
+            end = self._buffer.find(b"\n")
+            if end < 0:
+                if len(self._buffer) > self._max_line:
+                    raise ProtocolError(f"reply line longer than {self._max_line} bytes")
+                return replies
+            raw = bytes(self._buffer[:end])
+            del self._buffer[: end + 1]
+            reply = self._line(raw.rstrip(b"\r"))
+            if reply is not None:
+                replies.append(reply)
+
+    def _line(self, raw: bytes) -> Reply | None:
+        if len(raw) > self._max_line:
+            raise ProtocolError(f"reply line longer than {self._max_line} bytes")
+        self._reply_bytes += len(raw) + 2
+        if self._reply_bytes > self._max_bytes or len(self._lines) >= self._max_lines:
+            raise ProtocolError(
+                f"reply longer than {self._max_bytes} bytes or {self._max_lines} lines"
+            )
+        head = raw[:3]
+        if len(head) < 3 or not head.isdigit() or raw[3:4] not in (b"", b" ", b"-"):
+            raise ProtocolError(f"not an SMTP reply line: {_decode(raw[:80])!r}")
+        code = int(head)
+        if not 100 <= code <= 599:
+            raise ProtocolError(f"reply code {code} out of range")
+        if self._code is not None and code != self._code:
+            raise ProtocolError(f"multi-line reply changed code from {self._code} to {code}")
+        self._code = code
+        self._lines.append(_decode(raw[4:]).strip(" \t"))
+        if raw[3:4] == b"-":
+            return None
+        reply = Reply(code, tuple(self._lines))
+        self._lines = []
+        self._code = None
+        self._reply_bytes = 0
+        return reply

@@ -1,0 +1,102 @@
+"""Probe records and the versioned JSON document (`relayguard.probe/1`) built from them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from relayguard.probe.judge import Finding, TestRecord
+from relayguard.probe.options import ProbeOptions
+from relayguard.vocabulary import PROBE_SCHEMA, Verdict
+
+
+@dataclass(frozen=True)
+class TlsInfo:
+    offered: bool = False
+    established: bool = False
+    validated: bool | None = None
+    subject: str | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "offered": self.offered,
+            "established": self.established,
+            "validated": self.validated,
+            "subject": self.subject,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class HostResult:
+    target: str
+    address: str | None
+    port: int
+    verdict: Verdict
+    reason: str
+    vantage: str
+    banner: str = ""
+    srvname: str | None = None
+    local_domain: str | None = None
+    esmtp: bool | None = None
+    tls: TlsInfo = field(default_factory=TlsInfo)
+    tests: tuple[TestRecord, ...] = ()
+    rfc2505: tuple[Finding, ...] = ()
+    transcript: tuple[tuple[str, str], ...] = ()
+    connections: int = 0
+    duration_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "address": self.address,
+            "port": self.port,
+            "verdict": self.verdict.value,
+            "reason": self.reason,
+            "vantage": self.vantage,
+            "banner": self.banner,
+            "srvname": self.srvname,
+            "local_domain": self.local_domain,
+            "esmtp": self.esmtp,
+            "tls": self.tls.to_dict(),
+            "tests": [
+                {
+                    "id": t.id,
+                    "nmap": t.nmap,
+                    "mail_from": t.mail_from,
+                    "rcpt_to": t.rcpt_to,
+                    "code": t.code,
+                    "reply": t.reply,
+                    "outcome": t.outcome.value,
+                    "exercises": t.exercises.value,
+                    "source": t.source,
+                    "attempts": t.attempts,
+                    "error": t.error,
+                }
+                for t in self.tests
+            ],
+            "rfc2505": [
+                {
+                    "id": f.id,
+                    "section": f.section,
+                    "title": f.title,
+                    "result": f.result.value,
+                    "detail": f.detail,
+                }
+                for f in self.rfc2505
+            ],
+            "transcript": [list(entry) for entry in self.transcript],
+            "connections": self.connections,
+            "duration_s": round(self.duration_s, 3),
+        }
+
+
+def probe_document(results: Sequence[HostResult], options: ProbeOptions) -> dict[str, Any]:
+    """The one JSON document every renderer starts from (schema `relayguard.probe/1`)."""
+    return {
+        "schema": PROBE_SCHEMA,
+        "options": options.to_dict(),
+        "hosts": [r.to_dict() for r in results],
+    }

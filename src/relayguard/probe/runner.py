@@ -1,0 +1,393 @@
+"""Probe one host: greet it, run every catalog entry once, survive drops and 421s.
+
+Jobs (relay tests and conformance checks) sit in one queue that `connections_per_host`
+workers drain, each over its own SMTP connection. A connection the server drops or closes
+with 421 is replaced (within a reconnect budget) and the interrupted job is retried once.
+What the replies mean is decided in `judge`; this room only runs the dialogue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from relayguard.probe import judge
+from relayguard.probe.addresses import address_literal, srvname_from
+from relayguard.probe.catalog import (
+    CONFORMANCE_CHECKS,
+    RELAY_TESTS,
+    AddressContext,
+    CheckKind,
+    ConformanceCheck,
+    RelayTest,
+    render,
+)
+from relayguard.probe.options import ProbeOptions
+from relayguard.probe.reply import Reply
+from relayguard.probe.results import HostResult, TlsInfo
+from relayguard.probe.session import (
+    ConnectFailed,
+    ConnectionLost,
+    NotSmtp,
+    Opener,
+    ReplyTimeout,
+    SessionError,
+    SmtpConnection,
+    Transcript,
+)
+from relayguard.vocabulary import Outcome, Verdict
+
+Job = RelayTest | ConformanceCheck
+
+
+class ServiceClosing(SessionError):
+    """The server answered 421: it is closing the transmission channel (RFC 5321 §4.2.2)."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(f"server closing the channel: {reply.first_line}")
+        self.reply = reply
+
+
+class FreshConnectionNeeded(SessionError):
+    """The job was not started (e.g. RSET failed); run it on a new connection."""
+
+
+class HostRefused(SessionError):
+    """The host will not hold a dialogue with us at all (421/554 banner, EHLO and HELO refused)."""
+
+
+@dataclass
+class _Pending:
+    job: Job
+    attempts: int = 0
+
+
+@dataclass
+class _HostState:
+    banner: str = ""
+    srvname: str | None = None
+    esmtp: bool | None = None
+    context: AddressContext | None = None
+    tls: TlsInfo = field(default_factory=TlsInfo)
+    tls_mode: str = "verify"  # verify -> insecure (cert did not validate) -> off
+
+
+def _tls_context(mode: str) -> ssl.SSLContext:
+    if mode == "verify":
+        return ssl.create_default_context()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _subject(der: bytes | None) -> str | None:
+    if der is None:
+        return None
+    from cryptography import x509
+
+    try:
+        return x509.load_der_x509_certificate(der).subject.rfc4514_string()
+    except ValueError:
+        return None
+
+
+class HostProbe:
+    """The run of the whole catalog against one resolved host address."""
+
+    def __init__(
+        self,
+        target: str,
+        address: str,
+        port: int,
+        options: ProbeOptions,
+        opener: Opener,
+        relay_tests: tuple[RelayTest, ...] = RELAY_TESTS,
+        checks: tuple[ConformanceCheck, ...] = CONFORMANCE_CHECKS,
+    ) -> None:
+        self.target = target
+        self.address = address
+        self.port = port
+        self.options = options
+        self.opener = opener
+        self.relay_tests = relay_tests
+        self.checks = checks
+        jobs: list[Job] = [*relay_tests, *checks]
+        self.queue: deque[_Pending] = deque(_Pending(job) for job in jobs)
+        self.transcript = Transcript()
+        self.state = _HostState()
+        self.test_records: dict[str, judge.TestRecord] = {}
+        self.check_records: dict[str, judge.CheckRecord] = {}
+        self.host_failure: str | None = None
+        self.connections = 0
+        self.reconnect_budget = len(self.queue) + 4
+        self._greet_lock = asyncio.Lock()
+
+    # -- connections -------------------------------------------------------------------
+    async def _connect(self) -> SmtpConnection:
+        self.connections += 1
+        self.transcript.add("*", f"connection {self.connections} to {self.address}:{self.port}")
+        reader, writer = await self.opener(self.address, self.port)
+        conn = SmtpConnection(reader, writer, self.options.command_timeout, self.transcript)
+        try:
+            await self._greet(conn)
+        except BaseException:
+            await conn.close(polite=False)
+            raise
+        return conn
+
+    async def _greet(self, conn: SmtpConnection) -> None:
+        banner = await conn.read_reply()
+        if banner.code == 421:
+            raise HostRefused(f"service not available at connect: {banner.first_line}")
+        if banner.code != 220:
+            raise HostRefused(f"server refused the session: {banner.first_line}")
+        esmtp = await self._hello(conn)
+        async with self._greet_lock:
+            if self.state.context is None:
+                self.state.banner = banner.text
+                self.state.srvname = srvname_from(banner.first_line, esmtp[0] if esmtp else None)
+                self.state.esmtp = bool(esmtp)
+                local = self.options.local_domain or self.state.srvname
+                self.state.context = AddressContext(
+                    from_local=self.options.mail_from_local,
+                    to_local=self.options.rcpt_to_local,
+                    external_domain=self.options.external_domain,
+                    ip=self.address,
+                    srvname=self.state.srvname or address_literal(self.address),
+                    local_domain=local or address_literal(self.address),
+                )
+        if esmtp and self.options.starttls and self.state.tls_mode != "off":
+            extensions = {line.split()[0].upper() for line in esmtp[1:] if line.split()}
+            if "STARTTLS" in extensions:
+                await self._starttls(conn)
+
+    async def _hello(self, conn: SmtpConnection) -> list[str] | None:
+        """EHLO, falling back to HELO when EHLO is refused; returns EHLO lines or None."""
+        reply = await conn.command(f"EHLO {self.options.helo}")
+        if reply.code == 421:
+            raise ServiceClosing(reply)
+        if reply.positive:
+            return [reply.first_line, *reply.lines[1:]]
+        helo = await conn.command(f"HELO {self.options.helo}")
+        if helo.code == 421:
+            raise ServiceClosing(helo)
+        if not helo.positive:
+            raise HostRefused(f"EHLO and HELO refused: {reply.first_line} / {helo.first_line}")
+        return None
+
+    async def _starttls(self, conn: SmtpConnection) -> None:
+        reply = await conn.command("STARTTLS")
+        if reply.code != 220:
+            self.state.tls = TlsInfo(offered=True, error=f"STARTTLS refused: {reply.first_line}")
+            self.state.tls_mode = "off"
+            if reply.code == 421:
+                raise ServiceClosing(reply)
+            return
+        mode = self.state.tls_mode
+        try:
+            await conn.starttls(_tls_context(mode), self.target if mode == "verify" else None)
+        except ssl.SSLCertVerificationError as exc:
+            self.state.tls = TlsInfo(offered=True, validated=False, error=exc.verify_message)
+            self.state.tls_mode = "insecure"  # record the subject on the next connection
+            raise FreshConnectionNeeded(
+                f"certificate did not validate: {exc.verify_message}"
+            ) from exc
+        except (ssl.SSLError, ConnectionError, OSError) as exc:
+            self.state.tls = TlsInfo(offered=True, error=f"TLS handshake failed: {exc}")
+            self.state.tls_mode = "off"
+            raise FreshConnectionNeeded(f"TLS handshake failed: {exc}") from exc
+        previous = self.state.tls
+        self.state.tls = TlsInfo(
+            offered=True,
+            established=True,
+            validated=True if mode == "verify" else previous.validated,
+            subject=_subject(conn.peer_certificate()),
+            error=previous.error,
+        )
+        again = await conn.command(f"EHLO {self.options.helo}")
+        if not again.positive:
+            raise (
+                ServiceClosing(again)
+                if again.code == 421
+                else HostRefused(f"EHLO after STARTTLS refused: {again.first_line}")
+            )
+
+    # -- jobs ----------------------------------------------------------------------------
+    async def _envelope(
+        self, conn: SmtpConnection, mail_from: str, rcpt_to: str
+    ) -> tuple[Reply, Reply | None]:
+        if conn.in_transaction:
+            try:
+                reset = await conn.command("RSET")
+            except (ConnectionLost, ReplyTimeout) as exc:
+                raise FreshConnectionNeeded(f"RSET failed: {exc}") from exc
+            if not reset.positive:
+                raise FreshConnectionNeeded(f"RSET answered {reset.first_line}")
+        conn.in_transaction = True
+        mail = await conn.command(f"MAIL FROM:{mail_from}")
+        if mail.code == 421:
+            raise ServiceClosing(mail)
+        if not mail.positive:
+            return mail, None
+        rcpt = await conn.command(f"RCPT TO:{rcpt_to}")
+        if rcpt.code == 421:
+            raise ServiceClosing(rcpt)
+        return mail, rcpt
+
+    async def _run_job(self, conn: SmtpConnection, pending: _Pending) -> None:
+        assert self.state.context is not None
+        job = pending.job
+        ctx = self.state.context
+        if isinstance(job, RelayTest):
+            mail_from, rcpt_to = render(job.mail_from, ctx), render(job.rcpt_to, ctx)
+            mail, rcpt = await self._envelope(conn, mail_from, rcpt_to)
+            deciding = rcpt if rcpt is not None else mail
+            self.test_records[job.id] = judge.TestRecord(
+                id=job.id,
+                nmap=job.nmap,
+                exercises=job.exercises,
+                source=job.source,
+                mail_from=mail_from,
+                rcpt_to=rcpt_to,
+                outcome=judge.classify_envelope(mail, rcpt),
+                code=deciding.code,
+                reply=deciding.text,
+                attempts=pending.attempts + 1,
+            )
+        elif job.kind is CheckKind.ENVELOPE:
+            mail_from, rcpt_to = render(job.mail_from, ctx), render(job.rcpt_to, ctx)
+            mail, rcpt = await self._envelope(conn, mail_from, rcpt_to)
+            self.check_records[job.id] = judge.CheckRecord(
+                job, (f"MAIL FROM:{mail_from}", f"RCPT TO:{rcpt_to}"), mail, rcpt
+            )
+        else:
+            line = render(job.command, ctx)
+            reply = await conn.command(line)
+            if reply.code == 421:
+                raise ServiceClosing(reply)
+            self.check_records[job.id] = judge.CheckRecord(job, (line,), None, reply)
+
+    def _give_up(self, pending: _Pending, reason: str, reply: Reply | None = None) -> None:
+        job = pending.job
+        if isinstance(job, RelayTest):
+            ctx = self.state.context
+            outcome = Outcome.ERROR
+            if reply is not None and reply.code == 421:
+                outcome = Outcome.DEFERRED  # still 421 after a retry: not accepted, transient
+            self.test_records[job.id] = judge.TestRecord(
+                id=job.id,
+                nmap=job.nmap,
+                exercises=job.exercises,
+                source=job.source,
+                mail_from=render(job.mail_from, ctx) if ctx else job.mail_from,
+                rcpt_to=render(job.rcpt_to, ctx) if ctx else job.rcpt_to,
+                outcome=outcome,
+                code=reply.code if reply else None,
+                reply=reply.text if reply else "",
+                attempts=pending.attempts,
+                error=reason,
+            )
+        else:
+            self.check_records[job.id] = judge.CheckRecord(job, (), None, reply, error=reason)
+
+    async def _worker(self) -> None:
+        conn: SmtpConnection | None = None
+        try:
+            while self.queue and self.host_failure is None:
+                if conn is None:
+                    if self.reconnect_budget <= 0:
+                        while self.queue:
+                            self._give_up(self.queue.popleft(), "reconnect budget exhausted")
+                        return
+                    self.reconnect_budget -= 1
+                    try:
+                        conn = await self._connect()
+                    except FreshConnectionNeeded:
+                        continue
+                    except (ConnectFailed, HostRefused, NotSmtp, ServiceClosing) as exc:
+                        if self.connections == 1 or isinstance(exc, (HostRefused, NotSmtp)):
+                            self.host_failure = str(exc)
+                            return
+                        continue
+                    except (ConnectionLost, ReplyTimeout) as exc:
+                        if self.state.context is None and self.connections >= 3:
+                            self.host_failure = f"could not complete the greeting: {exc}"
+                            return
+                        continue
+                if not self.queue:
+                    break
+                pending = self.queue.popleft()
+                try:
+                    await self._run_job(conn, pending)
+                except FreshConnectionNeeded:
+                    self.queue.appendleft(pending)  # not started: no attempt spent
+                    await conn.close(polite=False)
+                    conn = None
+                except (ConnectionLost, ReplyTimeout, ServiceClosing, NotSmtp) as exc:
+                    await conn.close(polite=False)
+                    conn = None
+                    pending.attempts += 1
+                    reply = exc.reply if isinstance(exc, ServiceClosing) else None
+                    if pending.attempts <= self.options.max_retries_per_test:
+                        self.queue.appendleft(pending)
+                    else:
+                        self._give_up(pending, str(exc), reply)
+        finally:
+            if conn is not None:
+                await conn.close(polite=True)
+
+    async def run(self) -> HostResult:
+        started = time.monotonic()
+        workers = max(1, self.options.connections_per_host)
+        try:
+            async with asyncio.timeout(self.options.host_timeout):
+                await asyncio.gather(*(self._worker() for _ in range(workers)))
+        except TimeoutError:
+            self.host_failure = f"host time bound of {self.options.host_timeout:g}s reached"
+        return self._result(time.monotonic() - started)
+
+    def _result(self, duration: float) -> HostResult:
+        tests = []
+        for test in self.relay_tests:
+            record = self.test_records.get(test.id)
+            if record is None:
+                ctx = self.state.context
+                record = judge.TestRecord(
+                    id=test.id,
+                    nmap=test.nmap,
+                    exercises=test.exercises,
+                    source=test.source,
+                    mail_from=render(test.mail_from, ctx) if ctx else test.mail_from,
+                    rcpt_to=render(test.rcpt_to, ctx) if ctx else test.rcpt_to,
+                    outcome=Outcome.SKIPPED,
+                    attempts=0,
+                    error=self.host_failure or "not run",
+                )
+            tests.append(record)
+        checks = [self.check_records[c.id] for c in self.checks if c.id in self.check_records]
+        verdict, reason = judge.verdict(tests, self.host_failure)
+        found = judge.findings(tests, checks, self.options.local_domain is not None)
+        if verdict is Verdict.INCONCLUSIVE and self.host_failure is None and not tests:
+            reason = "no relay test in the catalog"
+        return HostResult(
+            target=self.target,
+            address=self.address,
+            port=self.port,
+            verdict=verdict,
+            reason=reason,
+            vantage=self.options.vantage,
+            banner=self.state.banner,
+            srvname=self.state.srvname,
+            local_domain=self.state.context.local_domain if self.state.context else None,
+            esmtp=self.state.esmtp,
+            tls=self.state.tls,
+            tests=tuple(tests),
+            rfc2505=tuple(found),
+            transcript=tuple(self.transcript.entries),
+            connections=self.connections,
+            duration_s=duration,
+        )

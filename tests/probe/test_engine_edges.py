@@ -1,0 +1,162 @@
+"""The engine against small scripted servers: protocol edge cases nmap gets wrong."""
+
+from __future__ import annotations
+
+from support.scripted_smtp import Script, Session, relay_policy, serve
+
+from relayguard.probe import ProbeOptions, probe_targets
+from relayguard.probe.catalog import RELAY_TESTS
+from relayguard.vocabulary import Outcome, Verdict
+
+FAST = ProbeOptions(command_timeout=2, host_timeout=60, local_domain="test.example")
+
+
+def probe(target: str, options: ProbeOptions = FAST):  # type: ignore[no-untyped-def]
+    (result,) = probe_targets([target], options)
+    return result
+
+
+def test_open_and_closed_policies() -> None:
+    with serve(Script(relay_policy(True))) as srv:
+        result = probe(srv.target)
+        assert result.verdict is Verdict.OPEN
+        assert all(t.outcome is Outcome.RELAYED for t in result.tests)
+    with serve(Script(relay_policy(False))) as srv:
+        result = probe(srv.target)
+        assert result.verdict is Verdict.CLOSED, result.reason
+        assert {t.outcome for t in result.tests} == {Outcome.REFUSED}
+        assert srv.stats.connections == 1
+        assert not any(line.upper().startswith("DATA") for line in srv.stats.commands)
+
+
+def test_replies_split_into_single_bytes() -> None:
+    with serve(Script(relay_policy(False), chunk=1)) as srv:
+        result = probe(srv.target)
+    assert result.verdict is Verdict.CLOSED, result.reason
+    assert result.srvname == "mx.test.example"
+
+
+def test_helo_only_server() -> None:
+    base = relay_policy(False)
+
+    def helo_only(session: Session, line: str) -> bytes | None:
+        if line.upper().startswith("EHLO"):
+            return b"502 5.5.1 EHLO not implemented\r\n"
+        return base(session, line)
+
+    with serve(Script(helo_only)) as srv:
+        result = probe(srv.target)
+    assert result.verdict is Verdict.CLOSED, result.reason
+    assert result.esmtp is False
+
+
+def test_drop_after_three_errors_reconnects_and_finishes() -> None:
+    base = relay_policy(False)
+
+    def strict(session: Session, line: str) -> bytes | None:
+        if session.errors >= 3:
+            return b"421 4.7.0 mx.test.example Error: too many errors\r\n"
+        return base(session, line)
+
+    with serve(Script(strict)) as srv:
+        result = probe(srv.target)
+        connections = srv.stats.connections
+    assert result.verdict is Verdict.CLOSED, result.reason
+    assert all(t.outcome is Outcome.REFUSED for t in result.tests)
+    assert connections > 5  # it really was dropped and came back
+
+
+def test_close_after_every_refusal() -> None:
+    base = relay_policy(False)
+
+    def one_shot(session: Session, line: str) -> bytes | None:
+        if session.errors >= 1:
+            return None
+        return base(session, line)
+
+    with serve(Script(one_shot)) as srv:
+        result = probe(srv.target)
+    assert result.verdict is Verdict.CLOSED, result.reason
+    assert len(result.tests) == len(RELAY_TESTS)
+
+
+def test_421_banner_is_inconclusive_with_reason() -> None:
+    script = Script(relay_policy(False), banner=b"421 4.3.2 Service shutting down\r\n")
+    with serve(script) as srv:
+        result = probe(srv.target)
+    assert result.verdict is Verdict.INCONCLUSIVE
+    assert "421" in result.reason
+    assert {t.outcome for t in result.tests} == {Outcome.SKIPPED}
+
+
+def test_silent_server_times_out_inconclusive() -> None:
+    with serve(Script(relay_policy(False), silent=True)) as srv:
+        result = probe(srv.target, ProbeOptions(command_timeout=0.5, host_timeout=20))
+    assert result.verdict is Verdict.INCONCLUSIVE
+    assert "no complete reply" in result.reason or "greeting" in result.reason
+
+
+def test_garbage_is_not_smtp() -> None:
+    script = Script(lambda s, line: b"garbage\r\n", banner=b"HTTP/1.1 400 Bad Request\r\n\r\n")
+    with serve(script) as srv:
+        result = probe(srv.target)
+    assert result.verdict is Verdict.INCONCLUSIVE
+    assert "not an SMTP reply" in result.reason
+
+
+def test_unreachable_host() -> None:
+    result = probe("127.0.2.9:9", ProbeOptions(command_timeout=1, connect_timeout=2))
+    assert result.verdict is Verdict.INCONCLUSIVE
+    assert "127.0.2.9:9" in result.reason
+
+
+def test_auth_required_everywhere_is_closed() -> None:
+    base = relay_policy(False)
+
+    def auth(session: Session, line: str) -> bytes | None:
+        if line.upper().startswith("MAIL"):
+            return b"530 5.7.0 Authentication required\r\n"
+        return base(session, line)
+
+    with serve(Script(auth)) as srv:
+        result = probe(srv.target)
+    assert result.verdict is Verdict.CLOSED
+    assert {t.outcome for t in result.tests} == {Outcome.AUTH_REQUIRED}
+
+
+def test_rset_errors_do_not_stop_the_run() -> None:
+    base = relay_policy(False)
+
+    def bad_rset(session: Session, line: str) -> bytes | None:
+        if line.upper() == "RSET":
+            return b"500 5.5.1 RSET broken\r\n"
+        return base(session, line)
+
+    with serve(Script(bad_rset)) as srv:
+        result = probe(srv.target)
+    assert result.verdict is Verdict.CLOSED, result.reason
+
+
+def test_source_address_is_used() -> None:
+    seen: list[str] = []
+    base = relay_policy(False)
+
+    def record(session: Session, line: str) -> bytes | None:
+        seen.append(session.peer)
+        return base(session, line)
+
+    with serve(Script(record)) as srv:
+        result = probe(srv.target, ProbeOptions(source_address="127.0.2.77", command_timeout=2))
+    assert set(seen) == {"127.0.2.77"}
+    assert result.vantage == "direct"  # plain ProbeOptions; checked_options names the source
+
+
+def test_parallel_connections_run_each_test_once() -> None:
+    with serve(Script(relay_policy(False))) as srv:
+        options = ProbeOptions(command_timeout=2, connections_per_host=4)
+        result = probe(srv.target, options)
+        rcpts = [c for c in srv.stats.commands if c.upper().startswith("RCPT")]
+        assert srv.stats.max_concurrent <= 4
+    assert result.verdict is Verdict.CLOSED
+    assert len(result.tests) == len(RELAY_TESTS)
+    assert len(rcpts) == len(RELAY_TESTS) + 3  # + the three envelope conformance checks
