@@ -160,3 +160,45 @@ def test_parallel_connections_run_each_test_once() -> None:
     assert result.verdict is Verdict.CLOSED
     assert len(result.tests) == len(RELAY_TESTS)
     assert len(rcpts) == len(RELAY_TESTS) + 3  # + the three envelope conformance checks
+
+
+def test_cli_json_and_report(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from relayguard.cli import main
+
+    with (
+        serve(Script(relay_policy(True)), host="127.0.2.41") as open_srv,
+        serve(Script(relay_policy(False)), host="127.0.2.42") as closed_srv,
+    ):
+        status = main(
+            [
+                "probe",
+                "--json",
+                "--timeout",
+                "2",
+                "--report",
+                str(tmp_path),
+                open_srv.target,
+                closed_srv.target,
+            ]
+        )
+    assert status == 2  # at least one open
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["schema"] == "relayguard.probe/1"
+    assert [h["verdict"] for h in doc["hosts"]] == ["open", "closed"]
+    test = doc["hosts"][0]["tests"][0]
+    assert set(test) >= {"id", "nmap", "mail_from", "rcpt_to", "code", "reply", "outcome"}
+    report = json.loads((tmp_path / "latest" / "report.json").read_text())
+    assert report["schema"] == "relayguard.report/1"
+    assert {h["status"] for h in report["hosts"]} == {"audit_failed", "compliant"}
+    assert (tmp_path / "latest" / "report.html").exists()
+
+
+def test_cli_exit_statuses() -> None:
+    from relayguard.cli import main
+
+    with serve(Script(relay_policy(False)), host="127.0.2.43") as srv:
+        assert main(["probe", "--timeout", "2", srv.target]) == 0
+    assert main(["probe", "--timeout", "1", "127.0.2.44:9"]) == 3
+    assert main(["probe", "--source-address", "not-an-ip", "h"]) == 1

@@ -11,6 +11,8 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 from relayguard.probe import HostResult, ProbeOptions, probe_document, probe_targets
@@ -64,6 +66,12 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("--no-starttls", action="store_true", help="never try STARTTLS")
     parser.add_argument("-v", "--verbose", action="store_true", help="show every test's reply")
+    parser.add_argument(
+        "--report",
+        metavar="DIR",
+        type=Path,
+        help="also write a relayguard.report/1 run (JSON, JUnit, Markdown, HTML) under DIR",
+    )
     parser.set_defaults(func=run)
 
 
@@ -130,9 +138,27 @@ def run(args: argparse.Namespace) -> int:
         print(f"relayguard probe: {exc}", file=sys.stderr)
         return EXIT_USAGE
     _progress(sys.stderr, len(targets))
+    started = datetime.now(UTC)
     results = probe_targets(targets, options)
+    document = probe_document(results, options)
+    if args.report is not None:
+        from relayguard.report import (
+            ReportInvalid,
+            ReportWriteError,
+            report_from_probe,
+            run_metadata,
+            write_report,
+        )
+
+        try:
+            metadata = run_metadata("probe", started=started, finished=datetime.now(UTC))
+            run_dir = write_report(report_from_probe(document, metadata), args.report)
+        except (ReportInvalid, ReportWriteError, OSError) as exc:
+            print(f"relayguard probe: cannot write the report: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"report: {run_dir}", file=sys.stderr)
     if args.json:
-        json.dump(probe_document(results, options), sys.stdout, indent=2)
+        json.dump(document, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         colour = sys.stdout.isatty() and "NO_COLOR" not in os.environ
