@@ -16,6 +16,9 @@ class Outcome(StrEnum):
     """What one relay test observed at the SMTP level."""
 
     RELAYED = "relayed"  # 2xx to RCPT of a foreign recipient
+    # 2xx to a routed address at one of the server's own domains on a server that accepts any
+    # mailbox there (its control was accepted too): relay and later bounce look the same at RCPT
+    ACCEPTED = "accepted"
     REFUSED = "refused"  # 5xx at MAIL or RCPT
     DEFERRED = "deferred"  # 4xx at MAIL or RCPT
     AUTH_REQUIRED = "auth_required"  # 530 or enhanced status 5.7.0

@@ -20,7 +20,12 @@ def test_open_and_closed_policies() -> None:
     with serve(Script(relay_policy(True))) as srv:
         result = probe(srv.target)
         assert result.verdict is Verdict.OPEN
-        assert all(t.outcome is Outcome.RELAYED for t in result.tests)
+        by_id = {t.id: t for t in RELAY_TESTS}
+        for t in result.tests:
+            # routed forms at the server's own domains are only "accepted": its control
+            # mailbox was accepted too, so RCPT alone cannot show relaying for them
+            expected = Outcome.ACCEPTED if by_id[t.id].control else Outcome.RELAYED
+            assert t.outcome is expected, t.id
     with serve(Script(relay_policy(False))) as srv:
         result = probe(srv.target)
         assert result.verdict is Verdict.CLOSED, result.reason
@@ -159,7 +164,11 @@ def test_parallel_connections_run_each_test_once() -> None:
         assert srv.stats.max_concurrent <= 4
     assert result.verdict is Verdict.CLOSED
     assert len(result.tests) == len(RELAY_TESTS)
-    assert len(rcpts) == len(RELAY_TESTS) + 3  # + the three envelope conformance checks
+    controls = [c for c in rcpts if "relayguard-no-such-mailbox" in c]
+    assert controls
+    assert len(controls) == len(set(controls))  # one control per own domain
+    # every relay test and the three envelope conformance checks, once
+    assert len(rcpts) - len(controls) == len(RELAY_TESTS) + 3
 
 
 def test_cli_json_and_report(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -202,3 +211,43 @@ def test_cli_exit_statuses() -> None:
         assert main(["probe", "--timeout", "2", srv.target]) == 0
     assert main(["probe", "--timeout", "1", "127.0.2.44:9"]) == 3
     assert main(["probe", "--source-address", "not-an-ip", "h"]) == 1
+
+
+def test_routed_forms_at_a_catch_all_domain_are_accepted_not_relayed() -> None:
+    """A server that accepts any mailbox at its own domain (like Exchange 5.5's IMS) accepts
+    user%foreign@local too; without a refused control that is not evidence of relaying."""
+    base = relay_policy(False)
+
+    def catch_all(session: Session, line: str) -> bytes | None:
+        if line.upper().startswith("RCPT") and session.mail:
+            address = line.split(":", 1)[1].strip().strip("<>").lower()
+            if address.endswith("@test.example") and "imcea" not in address:
+                return b"250 2.1.5 Ok\r\n"
+        return base(session, line)
+
+    with serve(Script(catch_all)) as srv:
+        result = probe(srv.target)
+    outcomes = {t.id: t.outcome for t in result.tests}
+    assert outcomes["percent-hack-local"] is Outcome.ACCEPTED
+    assert outcomes["bang-path-local"] is Outcome.ACCEPTED
+    assert outcomes["nmap-02"] is Outcome.REFUSED
+    assert result.verdict is Verdict.CLOSED, result.reason
+    record = next(t for t in result.tests if t.id == "percent-hack-local")
+    assert "relayguard-no-such-mailbox@test.example" in record.control
+    dialogue = {f.id: f.result.value for f in result.rfc2505}
+    assert dialogue["refused-in-dialogue"] == "fail"  # accept-then-bounce is still a fault
+
+
+def test_routed_form_accepted_while_control_refused_is_relaying() -> None:
+    base = relay_policy(False)
+
+    def percent_hack(session: Session, line: str) -> bytes | None:
+        if line.upper().startswith("RCPT") and "%" in line and session.mail:
+            return b"250 2.1.5 Ok\r\n"
+        return base(session, line)
+
+    with serve(Script(percent_hack)) as srv:
+        result = probe(srv.target)
+    outcomes = {t.id: t.outcome for t in result.tests}
+    assert outcomes["percent-hack-local"] is Outcome.RELAYED
+    assert result.verdict is Verdict.OPEN

@@ -61,6 +61,14 @@ class RelayTest:
     exercises: Exercises
     source: str
     nmap: int | None = None
+    # The server's own domain the recipient is nominally addressed to, for routed forms like
+    # user%foreign@LOCAL. A 2xx to such a form only shows relaying when the server refuses an
+    # unknown mailbox at that domain (the control); None: any 2xx is relaying.
+    control: str | None = None
+
+
+# The control mailbox: a local part no real server has.
+CONTROL_LOCAL_PART = "relayguard-no-such-mailbox"
 
 
 @dataclass(frozen=True)
@@ -92,8 +100,12 @@ def render(template: str, context: AddressContext) -> str:
     return template.format_map(context.fields())
 
 
-def _nmap(number: int, mail_from: str, rcpt_to: str, exercises: Exercises) -> RelayTest:
-    return RelayTest(f"nmap-{number:02d}", mail_from, rcpt_to, exercises, NMAP, nmap=number)
+def _nmap(
+    number: int, mail_from: str, rcpt_to: str, exercises: Exercises, control: str | None = None
+) -> RelayTest:
+    return RelayTest(
+        f"nmap-{number:02d}", mail_from, rcpt_to, exercises, NMAP, nmap=number, control=control
+    )
 
 
 RELAY_TESTS: tuple[RelayTest, ...] = (
@@ -102,18 +114,18 @@ RELAY_TESTS: tuple[RelayTest, ...] = (
     _nmap(2, "<{F}@{D}>", "<{T}@{D}>", Exercises.PLAIN),
     _nmap(3, "<{F}@{S}>", "<{T}@{D}>", Exercises.SENDER_TRUST),
     _nmap(4, "<{F}@{I}>", "<{T}@{D}>", Exercises.SENDER_TRUST),
-    _nmap(5, "<{F}@{I}>", "<{T}%{D}@{I}>", Exercises.PERCENT_HACK),
-    _nmap(6, "<{F}@{I}>", "<{T}%{D}@{S}>", Exercises.PERCENT_HACK),
+    _nmap(5, "<{F}@{I}>", "<{T}%{D}@{I}>", Exercises.PERCENT_HACK, "{I}"),
+    _nmap(6, "<{F}@{I}>", "<{T}%{D}@{S}>", Exercises.PERCENT_HACK, "{S}"),
     _nmap(7, "<{F}@{I}>", '<"{T}@{D}">', Exercises.QUOTED),
     _nmap(8, "<{F}@{I}>", '<"{T}%{D}">', Exercises.QUOTED),
-    _nmap(9, "<{F}@{I}>", "<{T}@{D}@{I}>", Exercises.DOUBLE_AT),
-    _nmap(10, "<{F}@{I}>", '<"{T}@{D}"@{I}>', Exercises.QUOTED),
-    _nmap(11, "<{F}@{I}>", "<{T}@{D}@{S}>", Exercises.DOUBLE_AT),
+    _nmap(9, "<{F}@{I}>", "<{T}@{D}@{I}>", Exercises.DOUBLE_AT, "{I}"),
+    _nmap(10, "<{F}@{I}>", '<"{T}@{D}"@{I}>', Exercises.QUOTED, "{I}"),
+    _nmap(11, "<{F}@{I}>", "<{T}@{D}@{S}>", Exercises.DOUBLE_AT, "{S}"),
     _nmap(12, "<{F}@{I}>", "<@{I}:{T}@{D}>", Exercises.SOURCE_ROUTE),
     _nmap(13, "<{F}@{I}>", "<@{S}:{T}@{D}>", Exercises.SOURCE_ROUTE),
     _nmap(14, "<{F}@{I}>", "<{D}!{T}>", Exercises.BANG_PATH),
-    _nmap(15, "<{F}@{I}>", "<{D}!{T}@{I}>", Exercises.BANG_PATH),
-    _nmap(16, "<{F}@{I}>", "<{D}!{T}@{S}>", Exercises.BANG_PATH),
+    _nmap(15, "<{F}@{I}>", "<{D}!{T}@{I}>", Exercises.BANG_PATH, "{I}"),
+    _nmap(16, "<{F}@{I}>", "<{D}!{T}@{S}>", Exercises.BANG_PATH, "{S}"),
     # Exchange encapsulation: MS99-027 / CVE-1999-0682, fixed in msexcimc.exe 5.5.2650.1
     # (KB Q237927); the prefix must be upper case (KB Q271575).
     RelayTest(
@@ -173,13 +185,21 @@ RELAY_TESTS: tuple[RelayTest, ...] = (
         Exercises.CASE,
         "RFC 2505 §2.1 (case-insensitive matching)",
     ),
-    RelayTest("percent-hack-local", "<{F}@{I}>", "<{T}%{D}@{L}>", Exercises.PERCENT_HACK, RFC2505),
+    RelayTest(
+        "percent-hack-local",
+        "<{F}@{I}>",
+        "<{T}%{D}@{L}>",
+        Exercises.PERCENT_HACK,
+        RFC2505,
+        control="{L}",
+    ),
     RelayTest(
         "percent-hack-localhost",
         "<{F}@{I}>",
         "<{T}%{D}@localhost>",
         Exercises.PERCENT_HACK,
         "DSBL relaytest",
+        control="localhost",
     ),
     RelayTest(
         "percent-hack-loopback",
@@ -187,9 +207,17 @@ RELAY_TESTS: tuple[RelayTest, ...] = (
         "<{T}%{D}@[127.0.0.1]>",
         Exercises.PERCENT_HACK,
         "DSBL relaytest",
+        control="[127.0.0.1]",
     ),
     RelayTest("source-route-local", "<{F}@{I}>", "<@{L}:{T}@{D}>", Exercises.SOURCE_ROUTE, RFC2505),
-    RelayTest("bang-path-local", "<{F}@{I}>", "<{D}!{T}@{L}>", Exercises.BANG_PATH, RFC2505),
+    RelayTest(
+        "bang-path-local",
+        "<{F}@{I}>",
+        "<{D}!{T}@{L}>",
+        Exercises.BANG_PATH,
+        RFC2505,
+        control="{L}",
+    ),
 )
 
 

@@ -7,13 +7,14 @@ network. The rules cite REFERENCE.md §1 (nmap's reading of replies, RFC 2505).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from relayguard.probe.catalog import ROUTING_FORMS, CheckKind, ConformanceCheck, Exercises
 from relayguard.probe.reply import Reply
 from relayguard.vocabulary import FindingResult, Outcome, Verdict
 
-JUDGED = frozenset({Outcome.REFUSED, Outcome.DEFERRED, Outcome.AUTH_REQUIRED})
+# Outcomes that answer a relay test without relaying (ACCEPTED: see `apply_control`).
+JUDGED = frozenset({Outcome.REFUSED, Outcome.DEFERRED, Outcome.AUTH_REQUIRED, Outcome.ACCEPTED})
 
 
 def needs_auth(reply: Reply) -> bool:
@@ -59,6 +60,23 @@ class TestRecord:
     reply: str = ""
     attempts: int = 1
     error: str = ""
+    control: str = ""  # the control envelope's evidence, for routed forms at a local domain
+
+
+def apply_control(record: TestRecord, control_rcpt: str, control: Reply | None) -> TestRecord:
+    """Judge a routed form addressed to one of the server's own domains against its control.
+
+    `user%foreign@LOCAL` answered 2xx shows relaying only if the server refuses an unknown
+    mailbox at LOCAL; a server that accepts any mailbox there (Exchange 5.5's IMS checks no
+    recipient at RCPT time) would accept the form and bounce it later just the same, so the
+    2xx is `accepted`: neither relay nor refusal is shown (RFC 2505 §1.5/1.6 still faults it).
+    """
+    if record.outcome is not Outcome.RELAYED or control is None:
+        return record
+    evidence = f"control RCPT TO:{control_rcpt} answered {control.first_line}"
+    if not control.positive:
+        return replace(record, control=evidence)
+    return replace(record, outcome=Outcome.ACCEPTED, control=evidence)
 
 
 @dataclass(frozen=True)
@@ -146,7 +164,7 @@ def findings(
     out: list[Finding] = []
     judged = [r for r in records if r.outcome is not Outcome.SKIPPED]
     if judged:
-        accepted = [r.id for r in judged if r.outcome is Outcome.RELAYED]
+        accepted = [r.id for r in judged if r.outcome in (Outcome.RELAYED, Outcome.ACCEPTED)]
         out.append(
             Finding(
                 "refused-in-dialogue",

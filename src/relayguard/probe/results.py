@@ -74,6 +74,7 @@ class HostResult:
                     "source": t.source,
                     "attempts": t.attempts,
                     "error": t.error,
+                    "control": t.control,
                 }
                 for t in self.tests
             ],

@@ -18,6 +18,7 @@ from relayguard.probe import judge
 from relayguard.probe.addresses import address_literal, srvname_from
 from relayguard.probe.catalog import (
     CONFORMANCE_CHECKS,
+    CONTROL_LOCAL_PART,
     RELAY_TESTS,
     AddressContext,
     CheckKind,
@@ -40,7 +41,19 @@ from relayguard.probe.session import (
 )
 from relayguard.vocabulary import Outcome, Verdict
 
-Job = RelayTest | ConformanceCheck
+
+@dataclass(frozen=True)
+class ControlProbe:
+    """RCPT to an unknown mailbox at a domain the server calls its own (see judge.apply_control)."""
+
+    domain: str
+
+    @property
+    def id(self) -> str:
+        return f"control:{self.domain}"
+
+
+Job = RelayTest | ConformanceCheck | ControlProbe
 
 
 class ServiceClosing(SessionError):
@@ -121,6 +134,7 @@ class HostProbe:
         self.state = _HostState()
         self.test_records: dict[str, judge.TestRecord] = {}
         self.check_records: dict[str, judge.CheckRecord] = {}
+        self.control_replies: dict[str, Reply | None] = {}
         self.host_failure: str | None = None
         self.connections = 0
         self.reconnect_budget = len(self.queue) + 4
@@ -160,6 +174,10 @@ class HostProbe:
                     srvname=self.state.srvname or address_literal(self.address),
                     local_domain=local or address_literal(self.address),
                 )
+                domains = {
+                    render(t.control, self.state.context) for t in self.relay_tests if t.control
+                }
+                self.queue.extend(_Pending(ControlProbe(d)) for d in sorted(domains))
         if esmtp and self.options.starttls and self.state.tls_mode != "off":
             extensions = {line.split()[0].upper() for line in esmtp[1:] if line.split()}
             if "STARTTLS" in extensions:
@@ -242,7 +260,11 @@ class HostProbe:
         assert self.state.context is not None
         job = pending.job
         ctx = self.state.context
-        if isinstance(job, RelayTest):
+        if isinstance(job, ControlProbe):
+            rcpt_to = f"<{CONTROL_LOCAL_PART}@{job.domain}>"
+            _, rcpt = await self._envelope(conn, render("<{F}@{I}>", ctx), rcpt_to)
+            self.control_replies[job.domain] = rcpt
+        elif isinstance(job, RelayTest):
             mail_from, rcpt_to = render(job.mail_from, ctx), render(job.rcpt_to, ctx)
             mail, rcpt = await self._envelope(conn, mail_from, rcpt_to)
             deciding = rcpt if rcpt is not None else mail
@@ -273,7 +295,9 @@ class HostProbe:
 
     def _give_up(self, pending: _Pending, reason: str, reply: Reply | None = None) -> None:
         job = pending.job
-        if isinstance(job, RelayTest):
+        if isinstance(job, ControlProbe):
+            self.control_replies[job.domain] = None
+        elif isinstance(job, RelayTest):
             ctx = self.state.context
             outcome = Outcome.ERROR
             if reply is not None and reply.code == 421:
@@ -366,6 +390,13 @@ class HostProbe:
                     outcome=Outcome.SKIPPED,
                     attempts=0,
                     error=self.host_failure or "not run",
+                )
+            if test.control and self.state.context is not None:
+                domain = render(test.control, self.state.context)
+                record = judge.apply_control(
+                    record,
+                    f"<{CONTROL_LOCAL_PART}@{domain}>",
+                    self.control_replies.get(domain),
                 )
             tests.append(record)
         checks = [self.check_records[c.id] for c in self.checks if c.id in self.check_records]
