@@ -22,7 +22,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	ANSIBLE_CONFIG=ansible.cfg $(BIN)/ansible-lint --profile production --offline
+	PATH="$(CURDIR)/$(BIN):$$PATH" ANSIBLE_CONFIG=ansible.cfg $(BIN)/ansible-lint --profile production --offline
 
 test: lint
 	$(BIN)/pytest -ra

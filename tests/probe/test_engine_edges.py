@@ -251,3 +251,20 @@ def test_routed_form_accepted_while_control_refused_is_relaying() -> None:
     outcomes = {t.id: t.outcome for t in result.tests}
     assert outcomes["percent-hack-local"] is Outcome.RELAYED
     assert result.verdict is Verdict.OPEN
+
+
+def test_replies_arriving_together_all_reach_the_transcript() -> None:
+    base = relay_policy(False)
+
+    def refuse_then_hang_up(session: Session, line: str) -> bytes | None:
+        reply = base(session, line)
+        if session.errors >= 1 and reply is not None and reply.startswith(b"554"):
+            # Postfix after smtpd_hard_error_limit: the refusal and 421 in one segment
+            return reply + b"421 4.7.0 mx.test.example Error: too many errors\r\n"
+        return reply
+
+    with serve(Script(refuse_then_hang_up)) as srv:
+        result = probe(srv.target)
+    said = [text for who, text in result.transcript if who == "S"]
+    assert any(text.startswith("421 4.7.0") for text in said)
+    assert result.verdict is Verdict.CLOSED, result.reason

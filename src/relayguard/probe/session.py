@@ -100,8 +100,10 @@ class SmtpConnection:
         self.closed = False
 
     async def read_reply(self) -> Reply:
-        if self._ready:
-            return self._ready.popleft()
+        if self._ready:  # arrived together with an earlier reply (pipelining, 554 + 421)
+            reply = self._ready.popleft()
+            self._transcript.add("S", reply.render())
+            return reply
         try:
             async with asyncio.timeout(self._timeout):
                 while not self._ready:
