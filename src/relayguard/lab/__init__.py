@@ -1,0 +1,1 @@
+"""The lab: test equipment — emulated Exchange hosts and real Postfix instances."""

@@ -1,0 +1,75 @@
+"""The lab's Ansible inventory: hosts grouped by platform, secrets kept out of its text.
+
+`inventory.yml` holds connection details only. Each host's credentials go to
+`host_vars/<host>.yml` (mode 0600) next to it, which Ansible loads for that host whenever the
+inventory file is used; nothing secret is in the inventory itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from relayguard.lab.layout import HostEntry, LabDir, Manifest, write_private_json
+from relayguard.lab.postfix_config import InstanceLayout
+
+GROUP_ORDER = ("exchange55", "exchange_modern", "postfix")
+
+
+def inventory_document(lab: LabDir, manifest: Manifest) -> dict[str, Any]:
+    groups: dict[str, Any] = {}
+    for group in GROUP_ORDER:
+        hosts = {h.name: _host_vars(lab, manifest, h) for h in manifest.hosts if h.group == group}
+        if not hosts:
+            continue
+        entry: dict[str, Any] = {"hosts": hosts}
+        if group != "postfix":
+            entry["vars"] = {
+                "ansible_connection": "winrm",
+                "ansible_port": manifest.winrm_port,
+                "ansible_winrm_scheme": "https",
+                "ansible_winrm_transport": "ntlm",
+                "ansible_winrm_server_cert_validation": "validate",
+                "ansible_winrm_ca_trust_path": str(lab.ca_cert.absolute()),
+            }
+        else:
+            entry["vars"] = {"ansible_connection": "local"}
+        groups[group] = entry
+    return {"all": {"vars": {"relayguard_lab": str(lab.root.absolute())}, "children": groups}}
+
+
+def _host_vars(lab: LabDir, manifest: Manifest, host: HostEntry) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "ansible_host": host.address,
+        "relayguard_platform": host.platform,
+        "relayguard_profile": host.profile,
+        "relayguard_expected_verdict": host.expected,
+        "relayguard_smtp": f"{host.address}:{manifest.smtp_port}",
+    }
+    if host.group == "postfix":
+        out["relayguard_postfix_config_dir"] = str(
+            InstanceLayout(lab.postfix_root(host.name).absolute()).config_dir
+        )
+        out["relayguard_smtp"] = f"{host.address}:25"
+    else:
+        out["relayguard_winrm"] = f"https://{host.address}:{manifest.winrm_port}/wsman"
+    return out
+
+
+def write_inventory(lab: LabDir, manifest: Manifest, secrets: dict[str, dict[str, str]]) -> Path:
+    text = "# Written by `relayguard lab up`; credentials are in host_vars/ (0600).\n"
+    text += yaml.safe_dump(inventory_document(lab, manifest), sort_keys=False)
+    lab.inventory.write_text(text, encoding="utf-8")
+    for host in manifest.hosts:
+        secret = secrets.get(host.name)
+        if secret is None or "password" not in secret:
+            continue
+        host_vars = {"ansible_user": secret["username"], "ansible_password": secret["password"]}
+        if "smtp_password" in secret:
+            host_vars["relayguard_smtp_auth_user"] = "relayuser"
+            host_vars["relayguard_smtp_auth_password"] = secret["smtp_password"]
+        # YAML is a superset of JSON: a JSON document is a valid host_vars file.
+        write_private_json(lab.host_vars / f"{host.name}.yml", host_vars)
+    return lab.inventory
