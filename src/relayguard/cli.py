@@ -15,7 +15,12 @@ from collections.abc import Sequence
 from relayguard import __version__
 
 # One line per subcommand module; order is the order of `relayguard --help`.
-COMMANDS: tuple[str, ...] = ("relayguard.commands.probe",)
+COMMANDS: tuple[str, ...] = (
+    "relayguard.commands.probe",
+    "relayguard.commands.report",
+    "relayguard.commands.build",
+    "relayguard.commands.lab",
+)
 
 EXIT_USAGE = 1
 

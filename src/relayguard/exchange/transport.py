@@ -1,0 +1,562 @@
+"""WinRM transport: run one relayguard payload on a Windows host, over pywinrm.
+
+The only room of `relayguard.exchange` that touches the network. Defaults are the safe
+ones: HTTPS with the server certificate validated (against `ca_trust_path`, else requests'
+CA bundle), NTLM. Plain HTTP needs `use_https=False` and then always uses message encryption (ntlm,
+kerberos); basic over plain HTTP is refused unless `allow_basic_over_http` is set, and then
+warned about; certificate and CredSSP authentication are HTTPS only (REFERENCE.md section 2).
+
+A script is run as pywinrm's `Session.run_ps` runs it (`powershell -encodedcommand`, the
+form the payload contract names). A script whose command line would pass cmd.exe's 8191
+character limit is uploaded with `file.append_chunk` to a temporary file, run with
+`file.run` and removed with `file.remove` (payload protocol v1, notes/contracts.md).
+
+Retries: only opening the shell is retried, and only on connection errors (refused, reset,
+connect timeout), because no command can have run yet. Once a command was sent nothing is
+retried: a command that may have run is never run again.
+
+Every failure is one `TransportError` naming the host, the step and the cause; it carries
+no traceback chain and no secret. Passwords live in `Secret`, whose str and repr are masked.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import html
+import logging
+import re
+import time
+import uuid
+import warnings
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Literal, Protocol
+
+import requests
+import winrm.exceptions
+from winrm.protocol import Protocol as WinRMProtocol
+
+from relayguard.exchange import payloads
+
+log = logging.getLogger(__name__)
+
+# cmd.exe's command-line limit (Microsoft: "Command prompt (Cmd.exe) command-line string
+# limitation", 8191 characters); pywinrm runs commands through cmd (pywinrm #184, #87).
+MAX_COMMAND_CHARS = 8191
+# Exactly what pywinrm's Session.run_ps sends (the form payload protocol v1 names).
+POWERSHELL_PREFIX = "powershell -encodedcommand "
+DEFAULT_REMOTE_TEMP_DIR = "C:\\Windows\\Temp"
+_UTF8_BOM = b"\xef\xbb\xbf"
+# pywinrm opens every shell with WINRS_CODEPAGE 437, so the host encodes stdout and stderr
+# in that OEM code page; payload scripts escape everything beyond ASCII in their JSON anyway.
+OUTPUT_CODEC = "cp437"
+
+
+class Secret:
+    """A password or key passphrase: str and repr never show it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a Secret cannot be pickled")
+
+
+class AuthMethod(StrEnum):
+    NTLM = "ntlm"
+    KERBEROS = "kerberos"
+    CREDSSP = "credssp"
+    CERTIFICATE = "certificate"
+    BASIC = "basic"
+
+
+class FailureCause(StrEnum):
+    """Why a step failed, in words an operator acts on."""
+
+    AUTH_REFUSED = "auth refused"
+    CERTIFICATE_INVALID = "certificate invalid"
+    TLS_ERROR = "TLS error"
+    TIMEOUT = "timeout"
+    CONNECTION_FAILED = "connection failed"
+    SCRIPT_FAILED = "script failed"
+    OUTPUT_INVALID = "output invalid"
+    PROTOCOL_ERROR = "WinRM protocol error"
+    CONFIGURATION = "configuration"
+
+
+class TransportError(Exception):
+    """A WinRM step failed. `str()` is one line: host, step, cause, detail."""
+
+    def __init__(
+        self,
+        host: str,
+        step: str,
+        cause: FailureCause,
+        detail: str,
+        *,
+        stderr: str = "",
+        exit_code: int | None = None,
+    ) -> None:
+        self.host = host
+        self.step = step
+        self.cause = cause
+        self.detail = detail
+        self.stderr = stderr
+        self.exit_code = exit_code
+        super().__init__(f"{host}: {step}: {cause.value}: {detail}")
+
+
+@dataclass(frozen=True)
+class WinRMOptions:
+    """How to reach one host. The password is a `Secret` and is left out of the repr."""
+
+    host: str
+    username: str | None = None
+    password: Secret | None = field(default=None, repr=False)
+    auth: AuthMethod = AuthMethod.NTLM
+    use_https: bool = True
+    port: int | None = None  # default 5986 (HTTPS) or 5985 (HTTP)
+    ca_trust_path: str | None = None  # CA bundle (PEM); None: requests' default bundle
+    validate_certificate: bool = True
+    cert_pem: str | None = None  # client certificate for AuthMethod.CERTIFICATE
+    cert_key_pem: str | None = None
+    allow_basic_over_http: bool = False
+    connect_timeout: float = 10.0
+    operation_timeout: int = 20  # WS-Management OperationTimeout of each request
+    read_timeout: int | None = None  # HTTP read timeout; default operation_timeout + 10
+    command_timeout: float = 300.0  # bound on waiting for one command's output
+    connect_retries: int = 2
+    retry_delay: float = 1.0
+    proxy: str | None = None  # None: no proxy, environment proxies ignored
+    remote_temp_dir: str = DEFAULT_REMOTE_TEMP_DIR
+    max_command_chars: int = MAX_COMMAND_CHARS
+
+    @property
+    def effective_port(self) -> int:
+        if self.port is not None:
+            return self.port
+        return 5986 if self.use_https else 5985
+
+    @property
+    def endpoint(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        scheme = "https" if self.use_https else "http"
+        return f"{scheme}://{host}:{self.effective_port}/wsman"
+
+    @property
+    def effective_read_timeout(self) -> int:
+        # pywinrm requires the HTTP read timeout to exceed the WS-Management operation timeout.
+        return self.read_timeout if self.read_timeout is not None else self.operation_timeout + 10
+
+
+def check_options(options: WinRMOptions) -> list[str]:
+    """Refuse unsafe or incomplete settings (TransportError); return warnings to show."""
+
+    def refuse(detail: str) -> TransportError:
+        return TransportError(options.host, "configure", FailureCause.CONFIGURATION, detail)
+
+    notes: list[str] = []
+    auth = options.auth
+    if not options.use_https:
+        if auth is AuthMethod.BASIC:
+            if not options.allow_basic_over_http:
+                raise refuse(
+                    "basic authentication over plain HTTP sends the password in clear; "
+                    "use HTTPS or allow it explicitly"
+                )
+            notes.append("basic authentication over plain HTTP: the password crosses in clear")
+        if auth in (AuthMethod.CERTIFICATE, AuthMethod.CREDSSP):
+            raise refuse(f"{auth.value} authentication needs HTTPS")
+    elif not options.validate_certificate:
+        notes.append("server certificate validation is off: the host is not authenticated")
+    if auth is AuthMethod.CERTIFICATE:
+        if not options.cert_pem or not options.cert_key_pem:
+            raise refuse("certificate authentication needs cert_pem and cert_key_pem")
+    elif auth is not AuthMethod.KERBEROS and (not options.username or options.password is None):
+        raise refuse(f"{auth.value} authentication needs a username and a password")
+    if options.operation_timeout < 1 or options.connect_timeout <= 0:
+        raise refuse("timeouts must be positive")
+    if options.effective_read_timeout <= options.operation_timeout:
+        raise refuse("read_timeout must exceed operation_timeout")
+    if options.command_timeout <= 0 or options.connect_retries < 0:
+        raise refuse("command_timeout must be positive and connect_retries not negative")
+    return notes
+
+
+def message_encryption(options: WinRMOptions) -> Literal["auto", "always", "never"]:
+    """Over HTTP, NTLM and Kerberos always encrypt the messages; over HTTPS TLS does."""
+    if not options.use_https and options.auth in (AuthMethod.NTLM, AuthMethod.KERBEROS):
+        return "always"
+    return "auto"
+
+
+class ShellProtocol(Protocol):
+    """The part of pywinrm's Protocol this module uses (tests substitute a fake)."""
+
+    def open_shell(self) -> str: ...
+
+    def run_command(self, shell_id: str, command: str) -> str: ...
+
+    def get_command_output_raw(
+        self, shell_id: str, command_id: str
+    ) -> tuple[bytes, bytes, int, bool]: ...
+
+    def cleanup_command(self, shell_id: str, command_id: str) -> None: ...
+
+    def close_shell(self, shell_id: str) -> None: ...
+
+
+def pywinrm_protocol(options: WinRMOptions) -> ShellProtocol:
+    """A pywinrm Protocol for `options` (no network traffic until the first request)."""
+    protocol = WinRMProtocol(
+        options.endpoint,
+        transport=options.auth.value,
+        username=options.username,
+        password=None if options.password is None else options.password.reveal(),
+        ca_trust_path=options.ca_trust_path,  # type: ignore[arg-type]
+        cert_pem=options.cert_pem,
+        cert_key_pem=options.cert_key_pem,
+        server_cert_validation="validate" if options.validate_certificate else "ignore",
+        read_timeout_sec=options.effective_read_timeout,
+        operation_timeout_sec=options.operation_timeout,
+        message_encryption=message_encryption(options),
+        proxy=options.proxy,
+    )
+    # pywinrm hands requests one timeout for connect and read; requests takes a
+    # (connect, read) pair, which gives the connect step its own, shorter bound.
+    setattr(  # noqa: B010
+        protocol.transport,
+        "read_timeout_sec",
+        (options.connect_timeout, options.effective_read_timeout),
+    )
+    return protocol
+
+
+@dataclass(frozen=True)
+class ScriptResult:
+    stdout: str
+    stderr: str
+    exit_code: int
+    chunked: bool = False
+    warnings: tuple[str, ...] = ()
+
+
+# --- error classification (pure) -----------------------------------------------------------
+
+_CERT_REASON = re.compile(r"certificate verify failed: ([^()'\"]+)")
+
+
+def classify(exc: BaseException) -> tuple[FailureCause, str]:
+    """Map an exception from pywinrm/requests to a cause and a one-line detail."""
+    if isinstance(exc, winrm.exceptions.InvalidCredentialsError):
+        return FailureCause.AUTH_REFUSED, "the server refused the credentials (HTTP 401)"
+    if isinstance(exc, requests.exceptions.SSLError):
+        text = str(exc)
+        reason = _CERT_REASON.search(text)
+        if reason:
+            return FailureCause.CERTIFICATE_INVALID, reason.group(1).strip()
+        if "hostname mismatch" in text.lower() or "doesn't match" in text:
+            return FailureCause.CERTIFICATE_INVALID, "the certificate does not name this host"
+        return FailureCause.TLS_ERROR, "the TLS handshake failed"
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return FailureCause.TIMEOUT, "no connection within the connect timeout"
+    if isinstance(exc, requests.exceptions.Timeout):
+        return FailureCause.TIMEOUT, "no answer within the read timeout"
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        text = str(exc).lower()
+        if "refused" in text:
+            return FailureCause.CONNECTION_FAILED, "connection refused"
+        if "reset" in text or "aborted" in text or "remote end closed" in text:
+            return FailureCause.CONNECTION_FAILED, "connection closed by the host"
+        if "name or service not known" in text or "nodename nor servname" in text:
+            return FailureCause.CONNECTION_FAILED, "host name does not resolve"
+        return FailureCause.CONNECTION_FAILED, "cannot connect"
+    if isinstance(exc, winrm.exceptions.WSManFaultError):
+        return FailureCause.PROTOCOL_ERROR, f"WS-Management fault: {exc.reason}"
+    if isinstance(exc, winrm.exceptions.WinRMTransportError):
+        return FailureCause.PROTOCOL_ERROR, f"unexpected HTTP status {exc.code}"
+    if isinstance(exc, winrm.exceptions.WinRMError):
+        # e.g. "requested auth method is kerberos, but pykerberos is not installed"
+        return FailureCause.CONFIGURATION, str(exc).splitlines()[0]
+    if isinstance(exc, OSError):
+        return FailureCause.CONFIGURATION, f"{type(exc).__name__}: {exc.strerror or exc}"
+    if isinstance(exc, ET.ParseError | StopIteration):
+        return FailureCause.PROTOCOL_ERROR, "the answer is not a WS-Management message"
+    return FailureCause.PROTOCOL_ERROR, type(exc).__name__
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Connection errors before any request was answered (TLS failures are not transient)."""
+    return isinstance(exc, requests.exceptions.ConnectionError) and not isinstance(
+        exc, requests.exceptions.SSLError
+    )
+
+
+_CLIXML_ERROR = re.compile(r'<S S="Error">(.*?)</S>', re.DOTALL)
+_CLIXML_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
+
+
+def clean_stderr(raw: bytes) -> str:
+    """PowerShell writes stderr as CLIXML under -EncodedCommand; keep only the error text.
+
+    Read with a regular expression, not an XML parser: the text comes from the remote host."""
+    text = raw.decode(OUTPUT_CODEC)
+    if not text.startswith("#< CLIXML"):
+        return text.strip()
+    parts = [html.unescape(part) for part in _CLIXML_ERROR.findall(text)]
+    if not parts:
+        return text.strip()
+    joined = "".join(parts)
+    decoded = _CLIXML_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), joined)
+    return decoded.replace("\r\n", "\n").strip()
+
+
+def command_line(script: str) -> str:
+    """The command pywinrm's run_ps sends for `script`."""
+    encoded = base64.b64encode(script.encode("utf-16-le")).decode("ascii")
+    return POWERSHELL_PREFIX + encoded
+
+
+def fits_command_line(script: str, limit: int = MAX_COMMAND_CHARS) -> bool:
+    return len(command_line(script)) <= limit
+
+
+def max_chunk_bytes(path: str, limit: int = MAX_COMMAND_CHARS) -> int:
+    """The largest chunk whose file.append_chunk command still fits `limit` characters."""
+
+    def fits(size: int) -> bool:
+        chunk_b64 = base64.b64encode(bytes(size)).decode("ascii")
+        payload = payloads.render("file.append_chunk", {"path": path, "chunk_b64": chunk_b64})
+        return fits_command_line(payload.script, limit)
+
+    if not fits(1):
+        raise ValueError(f"no chunk fits a {limit}-character command line")
+    low, high = 1, 8192
+    while low < high:
+        middle = (low + high + 1) // 2
+        if fits(middle):
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def script_bytes(script: str) -> bytes:
+    """A script file's bytes: UTF-8, with a BOM only when it is not ASCII (Windows
+    PowerShell 5.1 reads BOM-less files in the ANSI code page)."""
+    data = script.encode("utf-8")
+    return data if script.isascii() else _UTF8_BOM + data
+
+
+# --- the client ----------------------------------------------------------------------------
+
+
+class _Shell:
+    """One open remote shell; runs commands and never retries them."""
+
+    def __init__(
+        self,
+        protocol: ShellProtocol,
+        shell_id: str,
+        options: WinRMOptions,
+        clock: Callable[[], float],
+    ) -> None:
+        self._protocol = protocol
+        self._shell_id = shell_id
+        self._options = options
+        self._clock = clock
+
+    def _fail(self, step: str, exc: BaseException) -> TransportError:
+        cause, detail = classify(exc)
+        return TransportError(self._options.host, step, cause, _scrub(detail, self._options))
+
+    def run(self, script: str, step: str) -> ScriptResult:
+        host = self._options.host
+        try:
+            command_id = self._protocol.run_command(self._shell_id, command_line(script))
+        except Exception as exc:
+            raise self._fail(step, exc) from None
+        deadline = self._clock() + self._options.command_timeout
+        stdout: list[bytes] = []
+        stderr: list[bytes] = []
+        exit_code = -1
+        done = False
+        while not done:
+            if self._clock() > deadline:
+                raise TransportError(
+                    host,
+                    step,
+                    FailureCause.TIMEOUT,
+                    f"no result within {self._options.command_timeout:g} s "
+                    "(the command may still be running)",
+                )
+            try:
+                out, err, exit_code, done = self._protocol.get_command_output_raw(
+                    self._shell_id, command_id
+                )
+            except winrm.exceptions.WinRMOperationTimeoutError:
+                continue  # the normal "no output yet" answer of a Receive
+            except Exception as exc:
+                raise self._fail(step, exc) from None
+            stdout.append(out)
+            stderr.append(err)
+        with contextlib.suppress(Exception):
+            self._protocol.cleanup_command(self._shell_id, command_id)
+        return ScriptResult(
+            stdout=b"".join(stdout).decode(OUTPUT_CODEC),
+            stderr=clean_stderr(b"".join(stderr)),
+            exit_code=exit_code,
+        )
+
+    def run_payload(self, payload: payloads.RenderedPayload, step: str) -> Any:
+        return _parsed(self._options.host, step, self.run(payload.script, step))
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._protocol.close_shell(self._shell_id)
+
+
+def _scrub(text: str, options: WinRMOptions) -> str:
+    """Defence in depth: no detail ever carries the password, even if a library echoed it."""
+    if options.password is not None and options.password.reveal():
+        return text.replace(options.password.reveal(), "***")
+    return text
+
+
+def _parsed(host: str, step: str, result: ScriptResult) -> Any:
+    if result.exit_code != 0:
+        first = result.stderr.strip().splitlines()[0] if result.stderr.strip() else "no stderr"
+        raise TransportError(
+            host,
+            step,
+            FailureCause.SCRIPT_FAILED,
+            f"exit {result.exit_code}: {first}",
+            stderr=result.stderr,
+            exit_code=result.exit_code,
+        )
+    try:
+        return payloads.parse_output(result.stdout)
+    except payloads.PayloadError as exc:
+        raise TransportError(host, step, FailureCause.OUTPUT_INVALID, str(exc)) from None
+
+
+class WinRMClient:
+    """Runs scripts and payloads on one host. Construction checks the options; nothing
+    touches the network until a script is run."""
+
+    def __init__(
+        self,
+        options: WinRMOptions,
+        *,
+        protocol_factory: Callable[[WinRMOptions], ShellProtocol] = pywinrm_protocol,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        for note in check_options(options):
+            warnings.warn(f"{options.host}: {note}", stacklevel=2)
+            log.warning("%s: %s", options.host, note)
+        self.options = options
+        self._protocol_factory = protocol_factory
+        self._sleep = sleep
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"WinRMClient({self.options.endpoint}, auth={self.options.auth.value})"
+
+    @contextlib.contextmanager
+    def _shell(self) -> Iterator[_Shell]:
+        options = self.options
+        attempts = options.connect_retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                protocol = self._protocol_factory(options)
+                shell_id = protocol.open_shell()
+                break
+            except Exception as exc:
+                if is_retryable(exc) and attempt < attempts:
+                    log.info("%s: connect attempt %d failed, retrying", options.host, attempt)
+                    self._sleep(options.retry_delay * attempt)
+                    continue
+                cause, detail = classify(exc)
+                if attempt > 1:
+                    detail += f" (after {attempt} attempts)"
+                raise TransportError(
+                    options.host, "connect", cause, _scrub(detail, options)
+                ) from None
+        shell = _Shell(protocol, shell_id, options, self._clock)
+        try:
+            yield shell
+        finally:
+            shell.close()
+
+    def run_script(self, script: str, *, step: str = "run") -> ScriptResult:
+        """Run a PowerShell script and return its raw result (any exit code)."""
+        log.debug("%s: %s", self.options.host, step)
+        if fits_command_line(script, self.options.max_command_chars):
+            with self._shell() as shell:
+                return shell.run(script, step)
+        return self._run_chunked(script, step)
+
+    def run_payload(self, payload: payloads.RenderedPayload) -> Any:
+        """Run a rendered payload and return the JSON document it printed."""
+        result = self.run_script(payload.script, step=payload.op)
+        return _parsed(self.options.host, payload.op, result)
+
+    def _run_chunked(self, script: str, step: str) -> ScriptResult:
+        options = self.options
+        path = f"{options.remote_temp_dir.rstrip(chr(92))}\\relayguard-{uuid.uuid4().hex}.ps1"
+        data = script_bytes(script)
+        size = max_chunk_bytes(path, options.max_command_chars)
+        chunks = [data[i : i + size] for i in range(0, len(data), size)]
+        notes: list[str] = []
+        with self._shell() as shell:
+            try:
+                uploaded = 0
+                for index, chunk in enumerate(chunks, start=1):
+                    upload_step = f"{step}: upload chunk {index}/{len(chunks)}"
+                    answer = shell.run_payload(
+                        payloads.render(
+                            "file.append_chunk",
+                            {"path": path, "chunk_b64": base64.b64encode(chunk).decode("ascii")},
+                        ),
+                        upload_step,
+                    )
+                    uploaded += len(chunk)
+                    held = answer.get("length") if isinstance(answer, dict) else None
+                    if held != uploaded:
+                        raise TransportError(
+                            options.host,
+                            upload_step,
+                            FailureCause.OUTPUT_INVALID,
+                            f"the file holds {held} bytes, expected {uploaded}",
+                        )
+                run = payloads.render("file.run", {"path": path})
+                result = shell.run(run.script, f"{step} (from {path})")
+            finally:
+                try:
+                    shell.run_payload(
+                        payloads.render("file.remove", {"path": path}), f"{step}: remove {path}"
+                    )
+                except TransportError as exc:
+                    notes.append(f"temporary file left on the host: {exc}")
+                    log.warning("%s", notes[-1])
+        return ScriptResult(
+            stdout=result.stdout,
+            stderr=result.stderr,
+            exit_code=result.exit_code,
+            chunked=True,
+            warnings=tuple(notes),
+        )
