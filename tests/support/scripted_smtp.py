@@ -9,6 +9,7 @@ replies that arrive across TCP segments.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,6 +35,8 @@ class Script:
     chunk: int = 0  # >0: write replies in chunks of this many bytes
     chunk_delay: float = 0.0
     silent: bool = False  # accept the connection and never speak
+    # STARTTLS: a handler reply starting with b"220" to a STARTTLS command upgrades with this
+    tls: ssl.SSLContext | None = None
 
 
 @dataclass
@@ -86,7 +89,9 @@ class ScriptedServer:
                 if reply is None:
                     return
                 await self._write(writer, reply)
-        except (ConnectionError, asyncio.CancelledError):
+                if text.upper() == "STARTTLS" and reply.startswith(b"220") and self.script.tls:
+                    await writer.start_tls(self.script.tls)
+        except (ConnectionError, ssl.SSLError, asyncio.CancelledError):
             pass
         finally:
             self.stats.concurrent -= 1
