@@ -1,0 +1,313 @@
+#!/usr/bin/python
+"""Ansible module postfix_relay: close a Postfix instance's relay (thin layer over the backend).
+
+Arguments here; validation, facts, plan, apply and restore live in
+module_utils/postfix_relay_backend.py.
+"""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: postfix_relay
+short_description: Close a Postfix server's open relay and keep its legitimate mail flowing
+version_added: "0.1.0"
+description:
+  - Brings one Postfix instance to a closed-relay policy. Only C(relay_allowed_networks)
+    (C(mynetworks)) and, if asked, SASL-authenticated clients may relay; every other client
+    may send only to the host's inbound domains (RFC 2505 section 2.1).
+  - Sets C(smtpd_relay_restrictions) to C(permit_mynetworks),
+    [C(permit_sasl_authenticated),] then C(reject_unauth_destination) or
+    C(defer_unauth_destination). Restrictions that followed the old unauth-destination entry
+    (policy services, for example) are kept after it; entries before it are replaced.
+  - Sets C(allow_untrusted_routing = no), so sender-specified routes
+    (C(user%domain@host), C(host!user)) from untrusted clients are not relayed.
+  - Makes the domain classes (C(mydestination), C(virtual_alias_domains),
+    C(virtual_mailbox_domains), C(relay_domains)) accept exactly C(inbound_domains) plus the
+    host's own names. Domains already accepted stay in the class the host uses for them; the
+    module never widens a class beyond C(inbound_domains).
+  - Reads the configuration with C(postconf), plans the changes, backs up C(main.cf), writes
+    with C(postconf -e), validates with C(postfix check), re-reads to verify, and reloads a
+    running Postfix. If any step after the write fails, the backup is put back (and Postfix
+    reloaded with it) and the task fails saying what happened.
+  - With O(state=restored), installs a backup made by an earlier run, validates and reloads;
+    if Postfix rejects the backup, the previous C(main.cf) is put back.
+  - Every option is validated before any command runs. Networks are CIDRs checked with
+    Python's C(ipaddress) (host bits refused, nothing wider than /8 or /16 for IPv6); domains
+    are LDH names of at most 253 characters. Internationalised domain names are refused; give
+    their C(xn--) A-label. Values with spaces, commas, newlines, C($), NUL or other
+    characters Postfix would interpret are refused, naming the option and the value.
+  - master.cf C(-o) overrides of relay parameters are reported as warnings, not changed.
+author:
+  - relayguard
+requirements:
+  - Postfix 2.10 or later (C(smtpd_relay_restrictions)) with C(postconf), C(postfix) and
+    C(postmap) on the managed host.
+  - Root on the managed host (main.cf is written and Postfix reloaded).
+attributes:
+  check_mode:
+    support: full
+    description: Plans only; RV(changed) says whether anything would change.
+  diff_mode:
+    support: full
+    description: >-
+      Shows the relay parameters before and after (state=present) or the whole main.cf
+      (state=restored).
+options:
+  state:
+    description:
+      - V(present) enforces the relay policy.
+      - V(restored) installs O(backup_file) as main.cf.
+    type: str
+    choices: [present, restored]
+    default: present
+  config_dir:
+    description:
+      - Configuration directory of the Postfix instance (C(postfix -c), C(postconf -c)).
+        An absolute path of plain characters; C(~) and C($VARIABLES) are not expanded.
+    type: str
+    default: /etc/postfix
+  relay_allowed_networks:
+    description:
+      - Networks (CIDR) or addresses whose clients may relay without authentication; they
+        become C(mynetworks), exactly. IPv6 in either C(2001:db8::/32) or C([2001:db8::]/32)
+        form.
+      - Include C(127.0.0.0/8) (and C(::1/128)) if programs on the host send through SMTP on
+        localhost; the module warns when no loopback network is listed.
+      - Omit to leave C(mynetworks) unmanaged (a warning is given if it trusts a network
+        wider than /8).
+    type: list
+    elements: str
+  relay_authenticated:
+    description:
+      - Whether SASL-authenticated clients may relay (C(permit_sasl_authenticated)). SASL
+        itself is not configured by this module; a warning is given if it is not enabled.
+    type: bool
+    default: false
+  relay_refusal:
+    description:
+      - How relaying by anyone else is refused.
+      - V(permanent) is C(reject_unauth_destination) (5xx).
+      - V(temporary) is C(defer_unauth_destination) (4xx, Debian's packaged default), which
+        lets a misconfigured legitimate sender retry after the fix instead of bouncing.
+      - V(keep) keeps whichever of the two the host uses, and V(permanent) if it uses
+        neither.
+    type: str
+    choices: [keep, permanent, temporary]
+    default: keep
+  inbound_domains:
+    description:
+      - Every domain the host accepts mail for from anyone (local, virtual or relayed
+        inward). A leading dot (C(.example.org)) means its subdomains, as in Postfix.
+      - Domains not accepted today are added to O(inbound_domain_class). With
+        O(prune_domains), literal domains not listed here are removed from the domain classes
+        (the host's own names stay in C(mydestination)).
+      - Omit to leave the domain classes unmanaged.
+    type: list
+    elements: str
+  inbound_domain_class:
+    description:
+      - Where to add an inbound domain the host does not accept yet.
+      - V(auto) uses the class that holds the host's other inbound domains, and fails asking
+        for a choice when there is none or more than one.
+    type: str
+    choices: [auto, mydestination, virtual_alias_domains, virtual_mailbox_domains, relay_domains]
+    default: auto
+  prune_domains:
+    description:
+      - Remove literal domains that are not in O(inbound_domains) from the domain classes.
+        Lookup tables are never edited (a warning names them).
+    type: bool
+    default: true
+  backup_dir:
+    description:
+      - Directory for main.cf backups (created with mode 0700). Defaults to
+        C(relayguard-backups) inside O(config_dir). An absolute path.
+    type: str
+  backup_keep:
+    description:
+      - How many backups to keep in O(backup_dir); older ones are deleted after a successful
+        change.
+    type: int
+    default: 10
+  backup_file:
+    description:
+      - The backup to install with O(state=restored), usually RV(backup_file) of an earlier
+        run. An absolute path, or a bare file name looked up in O(backup_dir).
+    type: str
+notes:
+  - A second run against the same instance while one is changing it fails at once (a lock
+    in O(backup_dir)). A run that was killed after writing main.cf is completed (validated
+    and reloaded, or rolled back) by the next run.
+  - Postfix logs its fatal errors only to syslog unless stderr is a terminal; the module runs
+    Postfix commands on a pseudo-terminal so their messages reach the task result.
+seealso:
+  - name: postconf(5)
+    description: Postfix parameters, including smtpd_relay_restrictions and mynetworks.
+    link: https://www.postfix.org/postconf.5.html
+  - name: RFC 2505
+    description: Anti-Spam Recommendations for SMTP MTAs (BCP 30).
+    link: https://www.rfc-editor.org/rfc/rfc2505
+"""
+
+EXAMPLES = r"""
+- name: Close the relay; only the office network relays, mail for example.org is accepted
+  postfix_relay:
+    relay_allowed_networks:
+      - 127.0.0.0/8
+      - "::1/128"
+      - 192.0.2.0/24
+    inbound_domains:
+      - example.org
+    relay_refusal: permanent
+  register: relay
+
+- name: Same for a second instance, allowing authenticated submission to relay
+  postfix_relay:
+    config_dir: /etc/postfix-out
+    relay_allowed_networks: [127.0.0.0/8]
+    relay_authenticated: true
+    inbound_domains: []
+
+- name: Roll back to the configuration before the change
+  postfix_relay:
+    state: restored
+    backup_file: "{{ relay.backup_file }}"
+  when: relay.backup_file is truthy
+"""
+
+RETURN = r"""
+changes:
+  description: The parameters changed (or, in check mode, to be changed).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    parameter:
+      description: main.cf parameter name.
+      type: str
+      sample: mynetworks
+    before:
+      description: Its value before, as written (or Postfix's default when unset).
+      type: str
+      sample: 0.0.0.0/0
+    after:
+      description: Its value after.
+      type: str
+      sample: 127.0.0.0/8, 192.0.2.0/24
+    reason:
+      description: Why it changes.
+      type: str
+      sample: only relay_allowed_networks may relay without authentication
+backup_file:
+  description:
+    - Path on the managed host of the main.cf backup taken before writing (null when nothing
+      was written). With O(state=restored), the copy of the main.cf that was replaced.
+  returned: always
+  type: str
+  sample: /etc/postfix/relayguard-backups/main.cf.20240101T120000.000000Z
+restored_from:
+  description: The backup installed (O(state=restored)).
+  returned: always
+  type: str
+  sample: /etc/postfix/relayguard-backups/main.cf.20240101T120000.000000Z
+config_dir:
+  description: The instance's configuration directory.
+  returned: always
+  type: str
+  sample: /etc/postfix
+main_cf:
+  description: Path of the main.cf acted on.
+  returned: always
+  type: str
+  sample: /etc/postfix/main.cf
+reloaded:
+  description: Whether Postfix was reloaded (only a running instance is).
+  returned: always
+  type: bool
+  sample: true
+values:
+  description: The relay parameters after the run (planned values in check mode).
+  returned: always
+  type: dict
+  sample:
+    mynetworks: 127.0.0.0/8, 192.0.2.0/24
+    smtpd_relay_restrictions: permit_mynetworks, reject_unauth_destination
+    allow_untrusted_routing: "no"
+messages:
+  description: Notes about the run (for example an interrupted earlier run completed).
+  returned: always
+  type: list
+  elements: str
+  sample: []
+rolled_back:
+  description: On failure, whether main.cf was put back to its state before the run.
+  returned: failure
+  type: bool
+  sample: true
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.postfix_relay_backend import (
+    ApplyError,
+    RelayConfigError,
+    run,
+)
+
+# Every option, as DOCUMENTATION describes it (tests compare the two).
+ARGUMENT_SPEC = {
+    "state": {"type": "str", "choices": ["present", "restored"], "default": "present"},
+    # str, not path: Ansible would expand ~ and $VARS in a path before validation.
+    "config_dir": {"type": "str", "default": "/etc/postfix"},
+    "relay_allowed_networks": {"type": "list", "elements": "str"},
+    "relay_authenticated": {"type": "bool", "default": False},
+    "relay_refusal": {
+        "type": "str",
+        "choices": ["keep", "permanent", "temporary"],
+        "default": "keep",
+    },
+    "inbound_domains": {"type": "list", "elements": "str"},
+    "inbound_domain_class": {
+        "type": "str",
+        "choices": [
+            "auto",
+            "mydestination",
+            "virtual_alias_domains",
+            "virtual_mailbox_domains",
+            "relay_domains",
+        ],
+        "default": "auto",
+    },
+    "prune_domains": {"type": "bool", "default": True},
+    "backup_dir": {"type": "str"},
+    "backup_keep": {"type": "int", "default": 10},
+    "backup_file": {"type": "str"},
+}
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=ARGUMENT_SPEC,
+        required_if=[("state", "restored", ["backup_file"])],
+        supports_check_mode=True,
+    )
+    try:
+        result = run(module.params, module.check_mode, module._diff)
+    except ApplyError as exc:
+        module.fail_json(
+            msg=str(exc),
+            rolled_back=exc.rolled_back,
+            backup_file=exc.backup_file,
+            changed=exc.wrote and not exc.rolled_back,
+        )
+    except RelayConfigError as exc:
+        module.fail_json(msg=str(exc), changed=False)
+    except OSError as exc:  # e.g. the backup directory cannot be created: nothing written
+        module.fail_json(msg=f"postfix_relay: {exc}", changed=False)
+    for warning in result.warnings:
+        module.warn(warning)
+    module.exit_json(**result.as_dict())
+
+
+if __name__ == "__main__":
+    main()
