@@ -53,16 +53,17 @@ def postfix_instance(public_dir: Path) -> Iterator[PostfixFactory]:
     def start(
         profile: str = "open_relay", overrides: Mapping[str, str] | None = None
     ) -> PostfixInstance:
-        taken = listening_endpoints()
-        address = next(a for a in _server_addresses if (a, 25) not in taken)
-        name = f"rgpr{os.getpid() % 100000}{address.rsplit('.', 1)[1]}"
         parameters = {"relay_domains": INBOUND_DOMAIN, **(overrides or {})}
-        instance = PostfixInstance.from_profile(
-            public_dir / name, address, profile, overrides=parameters, name=name
-        )
-        started.append(instance)
-        instance.create()
-        instance.start()
+        with netlab.slot_lock():  # another run of this suite may be choosing an address too
+            taken = listening_endpoints()
+            address = next(a for a in _server_addresses if (a, 25) not in taken)
+            name = f"rgpr{os.getpid() % 100000}{address.rsplit('.', 1)[1]}"
+            instance = PostfixInstance.from_profile(
+                public_dir / name, address, profile, overrides=parameters, name=name
+            )
+            started.append(instance)
+            instance.create()
+            instance.start()
         return instance
 
     yield start
@@ -86,14 +87,31 @@ class MailNetwork:
     work: Path
     client_key: Path
     mail_postfix: PostfixInstance | None = None
-    jump_sshd: netlab.SshServer | None = None
-    mail_sshd: netlab.SshServer | None = None
     servers: list[netlab.SshServer] = field(default_factory=list)
 
+    @property
+    def addr(self) -> netlab.Addresses:
+        return self.network.addresses
+
+    @property
+    def target(self) -> str:
+        """The mail host's SMTP service as the probe takes it."""
+        return f"{self.addr.mail}:25"
+
+    def jump_spec(self, port: int = netlab.SSH_PORT) -> str:
+        return f"ssh://root@{self.addr.jump}:{port}"
+
+    def trusting_controller_lan(self) -> dict[str, str]:
+        """main.cf overrides of a mail host that (rightly) trusts the controller's LAN."""
+        return {
+            "mynetworks": f"127.0.0.1/32, {self.addr.controller_lan}",
+            "relay_domains": INBOUND_DOMAIN,
+        }
+
     def start_postfix(self, overrides: Mapping[str, str]) -> PostfixInstance:
-        """A real Postfix instance in the mail namespace listening on netlab.MAIL:25."""
+        """A real Postfix instance in the mail namespace listening on the mail address:25."""
         instance = PostfixInstance.from_profile(
-            self.work / "mx", netlab.MAIL, "debian_default", overrides=overrides, name="mx"
+            self.work / "mx", self.addr.mail, "debian_default", overrides=overrides, name="mx"
         )
         self.mail_postfix = instance
         instance.create()
@@ -117,6 +135,14 @@ class MailNetwork:
         )
         self.servers.append(server)
         return server.start()
+
+    def start_jump_sshd(
+        self, name: str = "jump-sshd", port: int = netlab.SSH_PORT, extra_config: str = ""
+    ) -> netlab.SshServer:
+        return self.start_sshd(self.network.jump, self.addr.jump, name, port, extra_config)
+
+    def start_mail_sshd(self) -> netlab.SshServer:
+        return self.start_sshd(self.network.mail, self.addr.mail, "mail-sshd")
 
     def close(self) -> None:
         try:

@@ -1,22 +1,24 @@
 """The test network of the Postfix remediation tests: namespaces, veth pairs, sshd (real).
 
-Topology (RFC 5737 documentation addresses; this machine's eth0 uses 192.0.2.0/24, so the
-controller side avoids it)::
+Topology of slot i (RFC 5737 documentation addresses; this machine's eth0 uses 192.0.2.0/24,
+so the root namespace only ever gets 198.51.100.x and 203.0.113.x host routes)::
 
-    controller (root namespace)                 mail namespace              jump namespace
-    CONTROLLER 198.51.100.193 ──veth── MAIL 198.51.100.194   (Postfix :25, sshd :2222)
-    APP_SERVER 198.51.100.200 (2nd source)      203.0.113.194 ──veth── JUMP_INSIDE 203.0.113.195
-    JUMP_PATH  203.0.113.209 ──────────────────────────────veth──── JUMP 203.0.113.210 (sshd :2222)
+    controller (root namespace)             mail namespace              jump namespace
+    controller 198.51.100.4i+1 ──veth── mail 198.51.100.4i+3 (Postfix :25, sshd :2222)
+    app_server 198.51.100.4i+2 (2nd source)  203.0.113.253 ──veth── 203.0.113.254 (JUMP_INSIDE)
+    jump_path  203.0.113.4i+1 ───────────────────────────veth──── jump 203.0.113.4i+2 (sshd :2222)
 
-The jump host reaches MAIL through its own link, so Postfix sees it as 203.0.113.195: an
-outsider. Every link is point-to-point (/32 with a peer), so the root namespace only gains
-host routes. Namespace names carry the creating pid; `remove_stale()` deletes those whose
-process is gone (an interrupted run), nothing else.
+The jump host reaches the mail host through its own link, so Postfix sees it as JUMP_INSIDE:
+an outsider. Links are point-to-point (/32 with a peer). Several runs of the suite may share
+the machine (a CI clone beside a developer): each network takes a free slot under a lock, so
+their root-namespace addresses never collide. Namespace names carry the creating pid;
+`remove_stale()` deletes those whose process is gone (an interrupted run), nothing else.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import itertools
 import os
 import re
@@ -24,18 +26,75 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-CONTROLLER = "198.51.100.193"
-APP_SERVER = "198.51.100.200"
-MAIL = "198.51.100.194"
-MAIL_INSIDE = "203.0.113.194"
-JUMP_INSIDE = "203.0.113.195"
-JUMP_PATH = "203.0.113.209"
-JUMP = "203.0.113.210"
+# Only inside the mail and jump namespaces: never in the root namespace, so fixed.
+MAIL_INSIDE = "203.0.113.253"
+JUMP_INSIDE = "203.0.113.254"
 SSH_PORT = 2222
+SLOTS = 32
+SLOT_LOCK = Path("/run/lock/relayguard-rgpr-netlab.lock")
+
+
+@dataclass(frozen=True)
+class Addresses:
+    """The root-namespace-facing addresses of one test network (slot `index`)."""
+
+    index: int
+
+    def _at(self, prefix: str, offset: int) -> str:
+        return f"{prefix}.{4 * self.index + offset}"
+
+    @property
+    def controller(self) -> str:
+        return self._at("198.51.100", 1)
+
+    @property
+    def app_server(self) -> str:
+        return self._at("198.51.100", 2)
+
+    @property
+    def mail(self) -> str:
+        return self._at("198.51.100", 3)
+
+    @property
+    def controller_lan(self) -> str:
+        """The controller's LAN (controller, app server, mail host): what a site trusts."""
+        return f"{self._at('198.51.100', 0)}/30"
+
+    @property
+    def jump_path(self) -> str:
+        return self._at("203.0.113", 1)
+
+    @property
+    def jump(self) -> str:
+        return self._at("203.0.113", 2)
+
+
+def root_addresses() -> set[str]:
+    listing = subprocess.run(
+        ["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True, timeout=COMMAND_TIMEOUT
+    )
+    return {
+        fields[3].split("/")[0]
+        for fields in (line.split() for line in listing.stdout.splitlines())
+        if len(fields) > 3
+    }
+
+
+@contextlib.contextmanager
+def slot_lock() -> Iterator[None]:
+    """Serialises choosing a slot (or a loopback address) and claiming it between processes."""
+    path = SLOT_LOCK if SLOT_LOCK.parent.is_dir() else Path("/tmp") / SLOT_LOCK.name
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
 
 _NAME = re.compile(r"^rgpr-(\d+)-(\d+)-(mail|jump)$")
 _counter = itertools.count(1)
@@ -114,6 +173,7 @@ class TestNetwork:
 
     number: int = field(default_factory=lambda: next(_counter))
     created: list[str] = field(default_factory=list)
+    addresses: Addresses = field(default_factory=lambda: Addresses(0))
 
     @property
     def tag(self) -> str:
@@ -136,14 +196,20 @@ class TestNetwork:
             ip("netns", "add", ns.name)
             self.created.append(ns.name)
             ns.ip("link", "set", "lo", "up")
-        self._link(self._veth("c0"), None, CONTROLLER, self.mail, MAIL)
-        self._link(self._veth("c1"), None, JUMP_PATH, self.jump, JUMP)
         self._link(self._veth("j0"), self.jump, JUMP_INSIDE, self.mail, MAIL_INSIDE)
+        with slot_lock():
+            taken = root_addresses()
+            free = [i for i in range(SLOTS) if Addresses(i).controller not in taken]
+            if not free:
+                raise RuntimeError(f"all {SLOTS} test network slots are in use")
+            self.addresses = a = Addresses(free[0])
+            self._link(self._veth("c0"), None, a.controller, self.mail, a.mail)
+            self._link(self._veth("c1"), None, a.jump_path, self.jump, a.jump)
         # The app server: a second controller address the mail host routes back to.
-        ip("addr", "add", f"{APP_SERVER}/32", "dev", self._veth("c0"))
-        self.mail.ip("route", "add", f"{APP_SERVER}/32", "dev", self._veth("c0") + "p")
+        ip("addr", "add", f"{a.app_server}/32", "dev", self._veth("c0"))
+        self.mail.ip("route", "add", f"{a.app_server}/32", "dev", self._veth("c0") + "p")
         # The jump host reaches the mail host's public address over its own link.
-        self.jump.ip("route", "add", f"{MAIL}/32", "via", MAIL_INSIDE)
+        self.jump.ip("route", "add", f"{a.mail}/32", "via", MAIL_INSIDE)
         return self
 
     def _link(

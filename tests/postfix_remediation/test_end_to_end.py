@@ -17,9 +17,6 @@ from relayguard.vantage import SshJump, SshSettings, parse_vantage
 
 pytestmark = [pytest.mark.realserver, pytest.mark.root]
 
-TARGET = f"{netlab.MAIL}:25"
-ALLOWED = ["127.0.0.1/32", f"{netlab.APP_SERVER}/32"]
-
 
 def write_inventory(lab: MailNetwork, mail_sshd: netlab.SshServer) -> Path:
     known = lab.work / "ansible_known_hosts"
@@ -30,7 +27,7 @@ def write_inventory(lab: MailNetwork, mail_sshd: netlab.SshServer) -> Path:
             "hosts": {
                 "mail": {
                     "ansible_connection": "ssh",
-                    "ansible_host": netlab.MAIL,
+                    "ansible_host": lab.addr.mail,
                     "ansible_port": mail_sshd.port,
                     "ansible_user": "root",
                     "ansible_ssh_private_key_file": str(lab.client_key),
@@ -40,7 +37,7 @@ def write_inventory(lab: MailNetwork, mail_sshd: netlab.SshServer) -> Path:
                     ),
                     "ansible_python_interpreter": "/usr/bin/python3",
                     "relay_config_dir": str(lab.mail_postfix.config_dir),
-                    "relay_allowed_networks": ALLOWED,
+                    "relay_allowed_networks": ["127.0.0.1/32", f"{lab.addr.app_server}/32"],
                     "relay_inbound_domains": [INBOUND_DOMAIN],
                     "relay_refusal": "permanent",
                 }
@@ -54,33 +51,32 @@ def write_inventory(lab: MailNetwork, mail_sshd: netlab.SshServer) -> Path:
 
 def test_postfix_relay_over_ssh_closes_the_relay_for_outsiders(mail_network: MailNetwork) -> None:
     lab = mail_network
-    postfix = lab.start_postfix(
-        {"mynetworks": "127.0.0.1/32, 198.51.100.192/27", "relay_domains": INBOUND_DOMAIN}
-    )
-    mail_sshd = lab.start_sshd(lab.network.mail, netlab.MAIL, "mail-sshd")
-    jump_sshd = lab.start_sshd(lab.network.jump, netlab.JUMP, "jump-sshd")
+    postfix = lab.start_postfix(lab.trusting_controller_lan())
+    mail_sshd = lab.start_mail_sshd()
+    jump_sshd = lab.start_jump_sshd()
     inventory = write_inventory(lab, mail_sshd)
     known = lab.work / "jump_known_hosts"
     known.write_text(jump_sshd.known_hosts_line())
-    vantage = parse_vantage(f"ssh://root@{netlab.JUMP}:{netlab.SSH_PORT}")
+    vantage = parse_vantage(lab.jump_spec())
     ssh = SshSettings(known_hosts=(known,), key_file=lab.client_key, use_agent=False)
+    target, mail, app_server = lab.target, lab.addr.mail, lab.addr.app_server
     main_cf = postfix.layout.main_cf
     original = main_cf.read_bytes()
 
     with SshJump(vantage, ssh) as jump:
         # Before: the controller is trusted (looks open); the outsider is deferred (4xx).
-        assert verdict(TARGET) == "open"
-        assert verdict_via(jump, TARGET)[0] == "closed"
+        assert verdict(target) == "open"
+        assert verdict_via(jump, target)[0] == "closed"
 
         # Pass 1: check mode plans the change and changes nothing.
         check = run_playbook("close_relay.yml", inventory, lab.work, "--check", "--diff")
         assert check.returncode == 0, check.output
         assert check.recap["mail"]["changed"] == 1
-        assert "-mynetworks = 127.0.0.1/32, 198.51.100.192/27" in check.output
-        assert f"+mynetworks = 127.0.0.1/32, {netlab.APP_SERVER}/32" in check.output
+        assert f"-mynetworks = 127.0.0.1/32, {lab.addr.controller_lan}" in check.output
+        assert f"+mynetworks = 127.0.0.1/32, {app_server}/32" in check.output
         assert check.results["mail"]["backup_file"] is None
         assert main_cf.read_bytes() == original
-        assert verdict(TARGET) == "open"
+        assert verdict(target) == "open"
 
         # Pass 2: apply.
         apply = run_playbook("close_relay.yml", inventory, lab.work, "--diff")
@@ -93,15 +89,15 @@ def test_postfix_relay_over_ssh_closes_the_relay_for_outsiders(mail_network: Mai
         changed = main_cf.read_bytes()
 
         # Closed for outsiders from both vantage points, with a permanent (5xx) refusal ...
-        assert verdict(TARGET) == "closed"
-        found, reason = verdict_via(jump, TARGET)
+        assert verdict(target) == "closed"
+        found, reason = verdict_via(jump, target)
         assert found == "closed", reason
-        assert rcpt_code(netlab.MAIL, 25, "relaytest@example.com") == 554
+        assert rcpt_code(mail, 25, "relaytest@example.com") == 554
         # ... while the allowed network still relays and inbound mail is still accepted.
-        assert verdict(TARGET, netlab.APP_SERVER) == "open"
-        assert rcpt_code(netlab.MAIL, 25, "relaytest@example.com", netlab.APP_SERVER) == 250
-        assert rcpt_code(netlab.MAIL, 25, f"postmaster@{INBOUND_DOMAIN}") == 250
-        with jump.forward(netlab.MAIL, 25) as forward:
+        assert verdict(target, app_server) == "open"
+        assert rcpt_code(mail, 25, "relaytest@example.com", app_server) == 250
+        assert rcpt_code(mail, 25, f"postmaster@{INBOUND_DOMAIN}") == 250
+        with jump.forward(mail, 25) as forward:
             assert rcpt_code(forward.host, forward.port, f"postmaster@{INBOUND_DOMAIN}") == 250
 
         # Passes 3 and 4: nothing left to do.
@@ -118,8 +114,8 @@ def test_postfix_relay_over_ssh_closes_the_relay_for_outsiders(mail_network: Mai
         )
         assert rollback.returncode == 0 and rollback.recap["mail"]["changed"] == 1, rollback.output
         assert main_cf.read_bytes() == original
-        assert verdict(TARGET) == "open"
-        assert verdict_via(jump, TARGET)[0] == "closed"
+        assert verdict(target) == "open"
+        assert verdict_via(jump, target)[0] == "closed"
 
 
 def test_hostile_values_fail_the_task_before_anything_is_written(
@@ -127,7 +123,7 @@ def test_hostile_values_fail_the_task_before_anything_is_written(
 ) -> None:
     lab = mail_network
     postfix = lab.start_postfix({"relay_domains": INBOUND_DOMAIN})
-    mail_sshd = lab.start_sshd(lab.network.mail, netlab.MAIL, "mail-sshd")
+    mail_sshd = lab.start_mail_sshd()
     inventory = write_inventory(lab, mail_sshd)
     before = postfix.layout.main_cf.read_bytes()
     for hostile in ('["10.0.0.0/8 0.0.0.0/0"]', '["10.0.0.0/8\\nmynetworks = 0.0.0.0/0"]'):

@@ -28,12 +28,6 @@ from relayguard.vantage import (
 
 pytestmark = [pytest.mark.realserver, pytest.mark.root]
 
-TRUSTS_CONTROLLER_LAN = {
-    "mynetworks": "127.0.0.1/32, 198.51.100.192/27",
-    "relay_domains": INBOUND_DOMAIN,
-}
-JUMP_SPEC = f"ssh://root@{netlab.JUMP}:{netlab.SSH_PORT}"
-
 
 def fingerprint(public_key: Path) -> str:
     listing = subprocess.run(
@@ -51,59 +45,59 @@ def known_hosts(lab: MailNetwork, *lines: str) -> Path:
     return path
 
 
-def settings(lab: MailNetwork, known: Path, **extra: object) -> SshSettings:
+def settings(lab: MailNetwork, known: Path, accept_unknown: bool = False) -> SshSettings:
     return SshSettings(
         known_hosts=(known,),
         key_file=lab.client_key,
         use_agent=False,
         look_for_keys=False,
-        connect_timeout=15.0,
-        **extra,  # type: ignore[arg-type]
+        accept_unknown_host_key=accept_unknown,
     )
+
+
+def jump(lab: MailNetwork, known: Path, port: int = netlab.SSH_PORT, **kw: bool) -> SshJump:
+    return SshJump(parse_vantage(lab.jump_spec(port)), settings(lab, known, **kw))
 
 
 def test_the_jump_host_shows_what_an_outsider_sees(mail_network: MailNetwork) -> None:
     lab = mail_network
-    postfix = lab.start_postfix(TRUSTS_CONTROLLER_LAN)
-    jump_sshd = lab.start_sshd(lab.network.jump, netlab.JUMP, "jump-sshd")
-    target = f"{netlab.MAIL}:25"
+    postfix = lab.start_postfix(lab.trusting_controller_lan())
+    jump_sshd = lab.start_jump_sshd()
 
-    assert verdict(target) == "open"  # from the trusted controller: misleading
+    assert verdict(lab.target) == "open"  # from the trusted controller: misleading
     known = known_hosts(lab, jump_sshd.known_hosts_line())
-    with SshJump(parse_vantage(JUMP_SPEC), settings(lab, known)) as jump:
-        assert jump.accepted_host_key is None
-        assert jump.host_key is not None
-        assert jump.host_key.endswith(fingerprint(jump_sshd.host_key.with_suffix(".pub")))
-        found, reason = verdict_via(jump, target)
+    with jump(lab, known) as via:
+        assert via.accepted_host_key is None
+        assert via.host_key is not None
+        assert via.host_key.endswith(fingerprint(jump_sshd.host_key.with_suffix(".pub")))
+        found, reason = verdict_via(via, lab.target)
         assert found == "closed", reason  # Debian's defer_unauth_destination, for outsiders
-        with jump.forward(netlab.MAIL, 25) as forward:
+        with via.forward(lab.addr.mail, 25) as forward:
             assert rcpt_code(forward.host, forward.port, f"postmaster@{INBOUND_DOMAIN}") == 250
             assert rcpt_code(forward.host, forward.port, "relaytest@example.com") == 454
     log = postfix.maillog_text()
     assert f"connect from unknown[{netlab.JUMP_INSIDE}]" in log
-    assert f"connect from unknown[{netlab.CONTROLLER}]" in log
+    assert f"connect from unknown[{lab.addr.controller}]" in log
 
 
 def test_an_unknown_host_key_is_refused_unless_explicitly_accepted(
     mail_network: MailNetwork,
 ) -> None:
     lab = mail_network
-    jump_sshd = lab.start_sshd(lab.network.jump, netlab.JUMP, "jump-sshd")
+    jump_sshd = lab.start_jump_sshd()
     expected = fingerprint(jump_sshd.host_key.with_suffix(".pub"))
     empty = known_hosts(lab)
 
     with pytest.raises(HostKeyUnknown) as caught:
-        SshJump(parse_vantage(JUMP_SPEC), settings(lab, empty)).connect()
+        jump(lab, empty).connect()
     message = str(caught.value)
-    assert f"host key of {JUMP_SPEC} is unknown" in message
+    assert f"host key of {lab.jump_spec()} is unknown" in message
     assert expected in message and str(empty) in message
     assert "BEGIN" not in message
 
-    with SshJump(
-        parse_vantage(JUMP_SPEC), settings(lab, empty, accept_unknown_host_key=True)
-    ) as jump:
-        assert jump.accepted_host_key == f"ssh-ed25519 {expected}"
-        with jump.forward(netlab.JUMP, netlab.SSH_PORT) as forward:  # a channel works
+    with jump(lab, empty, accept_unknown=True) as via:
+        assert via.accepted_host_key == f"ssh-ed25519 {expected}"
+        with via.forward(lab.addr.jump, netlab.SSH_PORT) as forward:  # a channel works
             banner = netlab.wait_for_banner(forward.host, forward.port, b"SSH-2.0-")
             assert banner.startswith(b"SSH-2.0-OpenSSH")
     assert empty.read_text() == ""  # accepting for one run never writes known_hosts
@@ -111,67 +105,60 @@ def test_an_unknown_host_key_is_refused_unless_explicitly_accepted(
 
 def test_a_host_key_mismatch_is_refused(mail_network: MailNetwork) -> None:
     lab = mail_network
-    jump_sshd = lab.start_sshd(lab.network.jump, netlab.JUMP, "jump-sshd")
+    jump_sshd = lab.start_jump_sshd()
     impostor = netlab.make_key(lab.work / "other_host_key", "someone-else")
     known = known_hosts(lab, jump_sshd.known_hosts_line(impostor))
 
     for accept in (False, True):  # accepting unknown keys never accepts a changed one
         with pytest.raises(HostKeyMismatch) as caught:
-            SshJump(
-                parse_vantage(JUMP_SPEC), settings(lab, known, accept_unknown_host_key=accept)
-            ).connect()
+            jump(lab, known, accept_unknown=accept).connect()
         message = str(caught.value)
         assert "does NOT match known_hosts" in message
         assert fingerprint(jump_sshd.host_key.with_suffix(".pub")) in message
         assert fingerprint(impostor.with_suffix(".pub")) in message
-        assert f"ssh-keygen -R '[{netlab.JUMP}]:{netlab.SSH_PORT}'" in message
+        assert f"ssh-keygen -R '[{lab.addr.jump}]:{netlab.SSH_PORT}'" in message
 
 
 def test_a_key_the_jump_host_does_not_know_is_refused(mail_network: MailNetwork) -> None:
     lab = mail_network
-    jump_sshd = lab.start_sshd(lab.network.jump, netlab.JUMP, "jump-sshd")
+    jump_sshd = lab.start_jump_sshd()
     stranger = netlab.make_key(lab.work / "stranger_key")
     known = known_hosts(lab, jump_sshd.known_hosts_line())
     wrong = SshSettings(known_hosts=(known,), key_file=stranger, use_agent=False)
     with pytest.raises(SshAuthFailed) as caught:
-        SshJump(parse_vantage(JUMP_SPEC), wrong).connect()
-    assert f"authentication as root on {JUMP_SPEC} failed" in str(caught.value)
+        SshJump(parse_vantage(lab.jump_spec()), wrong).connect()
+    assert f"authentication as root on {lab.jump_spec()} failed" in str(caught.value)
     assert str(stranger) in str(caught.value)
 
 
 def test_an_unreachable_jump_host_is_a_clear_error(mail_network: MailNetwork) -> None:
     lab = mail_network
-    known = known_hosts(lab)
     with pytest.raises(SshConnectFailed, match="cannot reach jump host"):
-        SshJump(parse_vantage(f"ssh://root@{netlab.JUMP}:2299"), settings(lab, known)).connect()
+        jump(lab, known_hosts(lab), port=2299).connect()
 
 
 def test_channel_failures_make_the_probe_inconclusive_with_the_reason(
     mail_network: MailNetwork,
 ) -> None:
     lab = mail_network
-    lab.start_postfix(TRUSTS_CONTROLLER_LAN)
-    open_jump = lab.start_sshd(lab.network.jump, netlab.JUMP, "jump-sshd")
-    strict_jump = lab.start_sshd(
-        lab.network.jump,
-        netlab.JUMP,
-        "strict-jump-sshd",
-        port=2223,
-        extra_config=f"PermitOpen {netlab.MAIL}:25\n",
+    lab.start_postfix(lab.trusting_controller_lan())
+    mail = lab.addr.mail
+    open_jump = lab.start_jump_sshd()
+    strict_jump = lab.start_jump_sshd(
+        "strict-jump-sshd", port=2223, extra_config=f"PermitOpen {mail}:25\n"
     )
     known = known_hosts(lab, open_jump.known_hosts_line(), strict_jump.known_hosts_line())
 
-    with SshJump(parse_vantage(JUMP_SPEC), settings(lab, known)) as jump:
-        found, reason = verdict_via(jump, f"{netlab.MAIL}:2525")  # nothing listens there
+    with jump(lab, known) as via:
+        found, reason = verdict_via(via, f"{mail}:2525")  # nothing listens there
     assert found == "inconclusive"
-    assert "SSH_OPEN_CONNECT_FAILED" in reason and f"{netlab.MAIL}:2525" in reason
+    assert "SSH_OPEN_CONNECT_FAILED" in reason and f"{mail}:2525" in reason
 
-    strict = parse_vantage(f"ssh://root@{netlab.JUMP}:2223")
-    with SshJump(strict, settings(lab, known)) as jump:
-        found, reason = verdict_via(jump, f"{netlab.MAIL}:{netlab.SSH_PORT}")
+    with jump(lab, known, port=2223) as via:
+        found, reason = verdict_via(via, f"{mail}:{netlab.SSH_PORT}")
         assert found == "inconclusive"
         assert "SSH_OPEN_ADMINISTRATIVELY_PROHIBITED" in reason
-        allowed, why = verdict_via(jump, f"{netlab.MAIL}:25")  # PermitOpen lets this through
+        allowed, why = verdict_via(via, f"{mail}:25")  # PermitOpen lets this through
         assert allowed == "closed", why
 
 
@@ -179,20 +166,20 @@ def test_probe_through_a_vantage_labels_results_and_reports_an_unusable_one(
     mail_network: MailNetwork,
 ) -> None:
     lab = mail_network
-    lab.start_postfix(TRUSTS_CONTROLLER_LAN)
-    jump_sshd = lab.start_sshd(lab.network.jump, netlab.JUMP, "jump-sshd")
-    vantage = parse_vantage(JUMP_SPEC)
+    lab.start_postfix(lab.trusting_controller_lan())
+    jump_sshd = lab.start_jump_sshd()
+    spec = lab.jump_spec()
     options = ProbeOptions(command_timeout=10.0)
-    targets = [f"{netlab.MAIL}:25", f"{netlab.MAIL}:2525"]
+    targets = [lab.target, f"{lab.addr.mail}:2525"]
 
     good = known_hosts(lab, jump_sshd.known_hosts_line())
-    results = probe_through(vantage, targets, options, settings(lab, good))
+    results = probe_through(parse_vantage(spec), targets, options, settings(lab, good))
     assert [r.verdict.value for r in results] == ["closed", "inconclusive"]
-    assert all(r.vantage == JUMP_SPEC for r in results)
-    assert results[0].to_dict()["vantage"] == JUMP_SPEC
+    assert all(r.vantage == spec for r in results)
+    assert results[0].to_dict()["vantage"] == spec
 
     unknown = lab.work / "empty_known_hosts"
     unknown.write_text("")
-    results = probe_through(vantage, targets, options, settings(lab, unknown))
+    results = probe_through(parse_vantage(spec), targets, options, settings(lab, unknown))
     assert [r.verdict.value for r in results] == ["inconclusive", "inconclusive"]
-    assert all(f"vantage {JUMP_SPEC} unusable: host key" in r.reason for r in results)
+    assert all(f"vantage {spec} unusable: host key" in r.reason for r in results)
