@@ -65,6 +65,29 @@ options:
     description: Use STARTTLS when offered (the certificate is recorded, never required).
     type: bool
     default: true
+  via:
+    description:
+      - Vantage points to probe from, each C(direct) (from the controller) or an SSH jump host
+        C(ssh://user@host[:port]) whose address the servers see (paramiko C(direct-tcpip)
+        channels). Each target gets one result per vantage point. Empty means C(direct).
+      - A password in the URL is refused; use O(ssh_key) or ssh-agent.
+    type: list
+    elements: str
+    default: []
+  ssh_key:
+    description: Private key file for the jump hosts (default ssh-agent and ~/.ssh/id_*).
+    type: path
+  known_hosts:
+    description:
+      - known_hosts files that must hold each jump host's key (default ~/.ssh/known_hosts and
+        /etc/ssh/ssh_known_hosts). Unknown and changed keys are refused.
+    type: list
+    elements: path
+    default: []
+  accept_unknown_host_key:
+    description: Trust a jump host whose key is not in known_hosts, for this run only.
+    type: bool
+    default: false
 author:
   - relayguard developers
 notes:
@@ -107,7 +130,9 @@ hosts:
       verdict: closed
       reason: "all 32 relay tests answered: 32 refused"
 verdicts:
-  description: Mapping of target to verdict (open, closed or inconclusive).
+  description:
+    - Mapping of target to verdict (open, closed or inconclusive); with several vantage
+      points the key is C(target via vantage).
   returned: always
   type: dict
   sample: {"192.0.2.25:25": "closed"}
@@ -118,17 +143,25 @@ open:
   elements: str
 """
 
+from pathlib import Path
+
 from ansible.module_utils.basic import AnsibleModule
 
 try:
-    from relayguard.probe import probe_document, probe_targets
+    from relayguard.probe import HostResult, probe_document
     from relayguard.probe.options import checked_options
     from relayguard.probe.targets import TargetError, parse_target
     from relayguard.validate import InputError
+    from relayguard.vantage.many import parse_vantages, probe_from
+    from relayguard.vantage.ssh import SshSettings
 
     IMPORT_ERROR = None
 except ImportError as exc:  # pragma: no cover - reported to the user
     IMPORT_ERROR = str(exc)
+
+
+def _key(result: HostResult, several: bool) -> str:
+    return f"{result.target} via {result.vantage}" if several else result.target
 
 
 def main() -> None:
@@ -144,6 +177,10 @@ def main() -> None:
             "host_timeout": {"type": "float", "default": 900},
             "connections_per_host": {"type": "int", "default": 1},
             "starttls": {"type": "bool", "default": True},
+            "via": {"type": "list", "elements": "str", "default": []},
+            "ssh_key": {"type": "path"},
+            "known_hosts": {"type": "list", "elements": "path", "default": []},
+            "accept_unknown_host_key": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )
@@ -165,16 +202,23 @@ def main() -> None:
             starttls=p["starttls"],
         )
         targets = [parse_target(t, options.port) for t in p["targets"]]
+        vantages = parse_vantages(p["via"], options.source_address)
     except (InputError, TargetError) as exc:
         module.fail_json(msg=str(exc))
-    results = probe_targets(targets, options)
+    settings = SshSettings(
+        known_hosts=tuple(Path(f) for f in p["known_hosts"]),
+        accept_unknown_host_key=p["accept_unknown_host_key"],
+        key_file=Path(p["ssh_key"]) if p["ssh_key"] else None,
+        connect_timeout=options.connect_timeout,
+    )
+    results = probe_from(vantages, targets, options, settings)
     document = probe_document(results, options)
     module.exit_json(
         changed=False,
         probe=document,
         hosts=document["hosts"],
-        verdicts={r.target: r.verdict.value for r in results},
-        open=[r.target for r in results if r.verdict.value == "open"],
+        verdicts={_key(r, len(vantages) > 1): r.verdict.value for r in results},
+        open=sorted({r.target for r in results if r.verdict.value == "open"}),
     )
 
 

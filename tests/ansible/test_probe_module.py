@@ -80,3 +80,37 @@ def test_module_refuses_bad_input_naming_the_field(tmp_path: Path) -> None:
     rc, result = run_playbook(tmp_path, ["bad target;rm -rf /"])
     assert rc != 0
     assert "bad target;rm -rf /" in str(result.get("_stdout"))
+
+
+def test_module_refuses_a_password_in_the_vantage_url(tmp_path: Path) -> None:
+    playbook = tmp_path / "via.yml"
+    playbook.write_text(
+        """
+- name: Probe
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Probe through a jump host given with a password
+      smtp_relay_probe:
+        targets: ["127.0.2.60:25"]
+        via: ["ssh://ops:hunter2secret@127.0.2.61"]
+"""
+    )
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text(
+        "localhost ansible_connection=local"
+        " ansible_python_interpreter={{ ansible_playbook_python }}\n"
+    )
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    proc = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", str(inventory), str(playbook)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "via[0]" in proc.stdout
+    assert "hunter2secret" not in proc.stdout + proc.stderr

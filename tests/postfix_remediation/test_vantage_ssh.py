@@ -183,3 +183,77 @@ def test_probe_through_a_vantage_labels_results_and_reports_an_unusable_one(
     results = probe_through(parse_vantage(spec), targets, options, settings(lab, unknown))
     assert [r.verdict.value for r in results] == ["inconclusive", "inconclusive"]
     assert all(f"vantage {spec} unusable: host key" in r.reason for r in results)
+
+
+def test_cli_via_gives_the_outsiders_verdict_beside_the_direct_one(
+    mail_network: MailNetwork, tmp_path: Path
+) -> None:
+    """`relayguard probe --via direct --via ssh://…`: one verdict per vantage, in the JSON."""
+    import json
+    import sys
+
+    lab = mail_network
+    lab.start_postfix(lab.trusting_controller_lan())
+    jump_sshd = lab.start_jump_sshd()
+    known = known_hosts(lab, jump_sshd.known_hosts_line())
+    spec = lab.jump_spec(netlab.SSH_PORT)
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "relayguard"),
+            "probe",
+            "--json",
+            "--timeout",
+            "10",
+            "--via",
+            "direct",
+            "--via",
+            spec,
+            "--ssh-key",
+            str(lab.client_key),
+            "--known-hosts",
+            str(known),
+            lab.target,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr  # open from the trusted LAN
+    hosts = json.loads(proc.stdout)["hosts"]
+    assert [(h["vantage"], h["verdict"]) for h in hosts] == [
+        ("direct", "open"),
+        (spec, "closed"),
+    ]
+
+
+def test_cli_via_refuses_an_unknown_host_key(mail_network: MailNetwork) -> None:
+    import json
+    import sys
+
+    lab = mail_network
+    lab.start_postfix(lab.trusting_controller_lan())
+    lab.start_jump_sshd()
+    empty = known_hosts(lab)
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "relayguard"),
+            "probe",
+            "--json",
+            "--via",
+            lab.jump_spec(netlab.SSH_PORT),
+            "--ssh-key",
+            str(lab.client_key),
+            "--known-hosts",
+            str(empty),
+            lab.target,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 3
+    (host,) = json.loads(proc.stdout)["hosts"]
+    assert host["verdict"] == "inconclusive"
+    assert "unknown" in host["reason"]

@@ -15,10 +15,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from relayguard.probe import HostResult, ProbeOptions, probe_document, probe_targets
+from relayguard.probe import HostResult, ProbeOptions, probe_document
 from relayguard.probe.options import DEFAULT_EXTERNAL_DOMAIN, checked_options
 from relayguard.probe.targets import TargetError, parse_target
 from relayguard.validate import InputError
+from relayguard.vantage.many import parse_vantages, probe_from
+from relayguard.vantage.ssh import SshSettings
 from relayguard.vocabulary import Verdict
 
 EXIT_CLOSED, EXIT_USAGE, EXIT_OPEN, EXIT_INCONCLUSIVE = 0, 1, 2, 3
@@ -65,6 +67,28 @@ def register(sub: Any) -> None:
         "--connections-per-host", type=int, default=1, metavar="N", help="parallel connections"
     )
     parser.add_argument("--no-starttls", action="store_true", help="never try STARTTLS")
+    vantage = parser.add_argument_group("vantage (where the probe connects from)")
+    vantage.add_argument(
+        "--via",
+        action="append",
+        default=[],
+        metavar="ssh://USER@HOST[:PORT]",
+        help="open SMTP connections from this SSH jump host (repeatable; 'direct' = from here)",
+    )
+    vantage.add_argument("--ssh-key", type=Path, metavar="FILE", help="private key for --via")
+    vantage.add_argument(
+        "--known-hosts",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="known_hosts file(s) for --via (default ~/.ssh/known_hosts, /etc/ssh/...)",
+    )
+    vantage.add_argument(
+        "--accept-unknown-host-key",
+        action="store_true",
+        help="trust a jump host whose key is not in known_hosts, for this run only",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="show every test's reply")
     parser.add_argument(
         "--report",
@@ -99,10 +123,12 @@ def exit_status(results: Sequence[HostResult]) -> int:
 
 
 def render_table(results: Sequence[HostResult], colour: bool, verbose: bool) -> str:
+    several = len({r.vantage for r in results}) > 1
     rows: list[tuple[str, str, str, str]] = [("TARGET", "VERDICT", "RELAYED", "REASON")]
     for r in results:
         count = sum(1 for t in r.tests if t.outcome.value == "relayed")
-        rows.append((r.target, r.verdict.value, f"{count}/{len(r.tests)}", r.reason))
+        name = f"{r.target} via {r.vantage}" if several else r.target
+        rows.append((name, r.verdict.value, f"{count}/{len(r.tests)}", r.reason))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = []
     for index, (target, verdict, relayed, reason) in enumerate(rows):
@@ -134,12 +160,19 @@ def run(args: argparse.Namespace) -> int:
     try:
         options = _options(args)
         targets = [parse_target(t, options.port) for t in args.targets]
+        vantages = parse_vantages(args.via, options.source_address)
     except (InputError, TargetError) as exc:
         print(f"relayguard probe: {exc}", file=sys.stderr)
         return EXIT_USAGE
     _progress(sys.stderr, len(targets))
     started = datetime.now(UTC)
-    results = probe_targets(targets, options)
+    settings = SshSettings(
+        known_hosts=tuple(args.known_hosts),
+        accept_unknown_host_key=args.accept_unknown_host_key,
+        key_file=args.ssh_key,
+        connect_timeout=options.connect_timeout,
+    )
+    results = probe_from(vantages, targets, options, settings)
     document = probe_document(results, options)
     if args.report is not None:
         from relayguard.report import (
