@@ -35,6 +35,8 @@ class Script:
     chunk: int = 0  # >0: write replies in chunks of this many bytes
     chunk_delay: float = 0.0
     silent: bool = False  # accept the connection and never speak
+    error_delay: float = 0.0  # a tarpit: seconds before every 4xx/5xx reply
+    max_connections: int = 0  # >0: a connection beyond this many at once gets 421 and closes
     # STARTTLS: a handler reply starting with b"220" to a STARTTLS command upgrades with this
     tls: ssl.SSLContext | None = None
 
@@ -44,6 +46,7 @@ class Stats:
     connections: int = 0
     concurrent: int = 0
     max_concurrent: int = 0
+    turned_away: int = 0
     commands: list[str] = field(default_factory=list)
 
 
@@ -73,6 +76,10 @@ class ScriptedServer:
         self.stats.max_concurrent = max(self.stats.max_concurrent, self.stats.concurrent)
         session = Session(peer=str(writer.get_extra_info("peername")[0]))
         try:
+            if self.script.max_connections and self.stats.concurrent > self.script.max_connections:
+                self.stats.turned_away += 1
+                await self._write(writer, b"421 4.7.0 Too many connections from your host\r\n")
+                return
             if self.script.silent:
                 await reader.read()
                 return
@@ -88,6 +95,8 @@ class ScriptedServer:
                 reply = self.script.handler(session, text)
                 if reply is None:
                     return
+                if self.script.error_delay and reply[:1] in (b"4", b"5"):
+                    await asyncio.sleep(self.script.error_delay)
                 await self._write(writer, reply)
                 if text.upper() == "STARTTLS" and reply.startswith(b"220") and self.script.tls:
                     await writer.start_tls(self.script.tls)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from relayguard.probe import HostResult, ProbeOptions, probe_document
+from relayguard.probe import HostResult, ProbeOptions, confirm, probe_document
 from relayguard.probe.options import DEFAULT_EXTERNAL_DOMAIN, checked_options
 from relayguard.probe.targets import TargetError, parse_target
 from relayguard.validate import InputError
@@ -64,7 +64,17 @@ def register(sub: Any) -> None:
         "--host-timeout", type=float, default=900.0, metavar="S", help="seconds per host (900)"
     )
     parser.add_argument(
-        "--connections-per-host", type=int, default=1, metavar="N", help="parallel connections"
+        "--connections-per-host",
+        type=int,
+        default=4,
+        metavar="N",
+        help="at most N connections per host, opened only while replies are slow (4)",
+    )
+    parser.add_argument(
+        "--max-hosts", type=int, default=256, metavar="N", help="hosts probed at once (256)"
+    )
+    parser.add_argument(
+        "--no-pipelining", action="store_true", help="never use RFC 2920 PIPELINING"
     )
     parser.add_argument("--no-starttls", action="store_true", help="never try STARTTLS")
     vantage = parser.add_argument_group("vantage (where the probe connects from)")
@@ -96,6 +106,7 @@ def register(sub: Any) -> None:
         type=Path,
         help="also write a relayguard.report/1 run (JSON, JUnit, Markdown, HTML) under DIR",
     )
+    confirm.add_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -110,6 +121,8 @@ def _options(args: argparse.Namespace) -> ProbeOptions:
         host_timeout=args.host_timeout,
         connections_per_host=args.connections_per_host,
         starttls=not args.no_starttls,
+        pipelining=not args.no_pipelining,
+        max_hosts_in_flight=args.max_hosts,
     )
 
 
@@ -161,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
         options = _options(args)
         targets = [parse_target(t, options.port) for t in args.targets]
         vantages = parse_vantages(args.via, options.source_address)
+        confirming = confirm.checked_settings(args.confirm, args.sink, args.confirm_timeout)
     except (InputError, TargetError) as exc:
         print(f"relayguard probe: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -173,6 +187,12 @@ def run(args: argparse.Namespace) -> int:
         connect_timeout=options.connect_timeout,
     )
     results = probe_from(vantages, targets, options, settings)
+    if confirming is not None:
+        try:
+            results = confirm.confirm_results(results, confirming, options)
+        except confirm.ConfirmError as exc:
+            print(f"relayguard probe: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     document = probe_document(results, options)
     if args.report is not None:
         from relayguard.report import (

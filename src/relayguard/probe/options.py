@@ -28,8 +28,12 @@ class ProbeOptions:
     command_timeout: float = 30.0  # seconds to wait for one reply
     host_timeout: float = 900.0  # seconds for all tests of one host
     connect_timeout: float = 15.0
-    connections_per_host: int = 1
+    # At most this many connections to one host; more than one only while replies are slow
+    # (tarpits), so a host that answers at once sees a single connection.
+    connections_per_host: int = 4
+    slow_reply_s: float = 1.0
     max_hosts_in_flight: int = 256
+    pipelining: bool = True  # RFC 2920, when the server advertises it
     starttls: bool = True
     max_retries_per_test: int = 1
     vantage: str = "direct"
@@ -53,8 +57,10 @@ def checked_options(
     rcpt_to_local: object = DEFAULT_TO,
     timeout: object = 30.0,
     host_timeout: object = 900.0,
-    connections_per_host: object = 1,
+    connections_per_host: object = 4,
     starttls: object = True,
+    pipelining: object = True,
+    max_hosts_in_flight: object = 256,
     vantage: str | None = None,
 ) -> ProbeOptions:
     """ProbeOptions from untrusted values (CLI, module options); raises InputError."""
@@ -64,8 +70,10 @@ def checked_options(
     per_host = v.positive_number("connections_per_host", connections_per_host, 16)
     if per_host != int(per_host):
         raise v.InputError("connections_per_host", connections_per_host, "is not a whole number")
-    if not isinstance(starttls, bool):
-        raise v.InputError("starttls", starttls, "is not true or false")
+    for name, flag in (("starttls", starttls), ("pipelining", pipelining)):
+        if not isinstance(flag, bool):
+            raise v.InputError(name, flag, "is not true or false")
+    in_flight = v.positive_number("max_hosts_in_flight", max_hosts_in_flight, 10000)
     return ProbeOptions(
         port=v.port("port", port),
         source_address=source,
@@ -77,6 +85,8 @@ def checked_options(
         command_timeout=v.positive_number("timeout", timeout, 3600),
         host_timeout=v.positive_number("host_timeout", host_timeout, 86400),
         connections_per_host=int(per_host),
-        starttls=starttls,
+        starttls=bool(starttls),
+        pipelining=bool(pipelining),
+        max_hosts_in_flight=int(in_flight),
         vantage=vantage or (f"source {source}" if source else "direct"),
     )

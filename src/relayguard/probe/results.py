@@ -47,6 +47,9 @@ class HostResult:
     transcript: tuple[tuple[str, str], ...] = ()
     connections: int = 0
     duration_s: float = 0.0
+    # Delivery confirmation (issue 11, probe.confirm): relayed | bounced | unconfirmed.
+    confirmation: str | None = None
+    confirmation_evidence: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -91,6 +94,8 @@ class HostResult:
             "transcript": [list(entry) for entry in self.transcript],
             "connections": self.connections,
             "duration_s": round(self.duration_s, 3),
+            "confirmation": self.confirmation,
+            "confirmation_evidence": self.confirmation_evidence,
         }
 
 

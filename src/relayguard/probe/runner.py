@@ -1,9 +1,14 @@
 """Probe one host: greet it, run every catalog entry once, survive drops and 421s.
 
-Jobs (relay tests and conformance checks) sit in one queue that `connections_per_host`
-workers drain, each over its own SMTP connection. A connection the server drops or closes
-with 421 is replaced (within a reconnect budget) and the interrupted job is retried once.
-What the replies mean is decided in `judge`; this room only runs the dialogue.
+Jobs (relay tests, conformance checks, controls) sit in one queue that workers drain, each
+over its own SMTP connection. One worker starts; when replies are slow (Exchange tarpits
+every error reply, 5 s by default) more are started, up to `connections_per_host`, so a
+tarpitting host costs tarpit x tests / connections instead of tarpit x tests. A worker that
+the server will not admit (too many connections from one client) ends quietly and lowers
+the bound. When the server advertises PIPELINING (RFC 2920), RSET, MAIL and RCPT go in one
+write. A connection the server drops or closes with 421 is replaced (within a reconnect
+budget) and the interrupted job is retried once. What the replies mean is decided in
+`judge`; this room only runs the dialogue.
 """
 
 from __future__ import annotations
@@ -97,6 +102,13 @@ def _tls_context(mode: str) -> ssl.SSLContext:
     return context
 
 
+def _advertises(ehlo: list[str] | None, keyword: str) -> bool:
+    """Whether an EHLO reply (first line, then extension lines) lists `keyword`."""
+    return bool(ehlo) and any(
+        line.split()[0].upper() == keyword for line in (ehlo or [])[1:] if line.split()
+    )
+
+
 def _subject(der: bytes | None) -> str | None:
     if der is None:
         return None
@@ -139,6 +151,8 @@ class HostProbe:
         self.connections = 0
         self.reconnect_budget = len(self.queue) + 4
         self._greet_lock = asyncio.Lock()
+        self._workers: set[asyncio.Task[None]] = set()
+        self._bound = max(1, options.connections_per_host)
 
     # -- connections -------------------------------------------------------------------
     async def _connect(self) -> SmtpConnection:
@@ -160,6 +174,7 @@ class HostProbe:
         if banner.code != 220:
             raise HostRefused(f"server refused the session: {banner.first_line}")
         esmtp = await self._hello(conn)
+        conn.pipelining = _advertises(esmtp, "PIPELINING") and self.options.pipelining
         async with self._greet_lock:
             if self.state.context is None:
                 self.state.banner = banner.text
@@ -178,10 +193,12 @@ class HostProbe:
                     render(t.control, self.state.context) for t in self.relay_tests if t.control
                 }
                 self.queue.extend(_Pending(ControlProbe(d)) for d in sorted(domains))
-        if esmtp and self.options.starttls and self.state.tls_mode != "off":
-            extensions = {line.split()[0].upper() for line in esmtp[1:] if line.split()}
-            if "STARTTLS" in extensions:
-                await self._starttls(conn)
+        if (
+            self.options.starttls
+            and self.state.tls_mode != "off"
+            and _advertises(esmtp, "STARTTLS")
+        ):
+            await self._starttls(conn)
 
     async def _hello(self, conn: SmtpConnection) -> list[str] | None:
         """EHLO, falling back to HELO when EHLO is refused; returns EHLO lines or None."""
@@ -227,7 +244,10 @@ class HostProbe:
             error=previous.error,
         )
         again = await conn.command(f"EHLO {self.options.helo}")
-        if not again.positive:
+        if again.positive:
+            lines = [again.first_line, *again.lines[1:]]
+            conn.pipelining = _advertises(lines, "PIPELINING") and self.options.pipelining
+        else:
             raise (
                 ServiceClosing(again)
                 if again.code == 421
@@ -238,6 +258,8 @@ class HostProbe:
     async def _envelope(
         self, conn: SmtpConnection, mail_from: str, rcpt_to: str
     ) -> tuple[Reply, Reply | None]:
+        if conn.pipelining:
+            return await self._pipelined_envelope(conn, mail_from, rcpt_to)
         if conn.in_transaction:
             try:
                 reset = await conn.command("RSET")
@@ -252,6 +274,31 @@ class HostProbe:
         if not mail.positive:
             return mail, None
         rcpt = await conn.command(f"RCPT TO:{rcpt_to}")
+        if rcpt.code == 421:
+            raise ServiceClosing(rcpt)
+        return mail, rcpt
+
+    async def _pipelined_envelope(
+        self, conn: SmtpConnection, mail_from: str, rcpt_to: str
+    ) -> tuple[Reply, Reply | None]:
+        """RSET, MAIL and RCPT in one write; replies matched in order (RFC 2920 §3.1).
+        RCPT's reply counts only when MAIL was accepted, as without pipelining."""
+        reset = conn.in_transaction
+        lines = [*(["RSET"] if reset else []), f"MAIL FROM:{mail_from}", f"RCPT TO:{rcpt_to}"]
+        try:
+            await conn.send(*lines)
+            reset_reply = await conn.read_reply() if reset else None
+        except (ConnectionLost, ReplyTimeout) as exc:
+            raise FreshConnectionNeeded(f"RSET failed: {exc}") from exc
+        if reset_reply is not None and not reset_reply.positive:
+            raise FreshConnectionNeeded(f"RSET answered {reset_reply.first_line}")
+        conn.in_transaction = True
+        mail = await conn.read_reply()
+        if mail.code == 421:
+            raise ServiceClosing(mail)
+        rcpt = await conn.read_reply()
+        if not mail.positive:
+            return mail, None
         if rcpt.code == 421:
             raise ServiceClosing(rcpt)
         return mail, rcpt
@@ -318,35 +365,68 @@ class HostProbe:
         else:
             self.check_records[job.id] = judge.CheckRecord(job, (), None, reply, error=reason)
 
-    async def _worker(self) -> None:
+    async def _open(self, extra: bool) -> SmtpConnection | None:
+        """A greeted connection, or None when this worker should stop.
+
+        The first worker's failures decide the host's fate; an extra worker that cannot get
+        in (the server limits connections per client) just ends and lowers the bound."""
+        while self.queue and self.host_failure is None:
+            if self.reconnect_budget <= 0:
+                while self.queue:
+                    self._give_up(self.queue.popleft(), "reconnect budget exhausted")
+                return None
+            self.reconnect_budget -= 1
+            try:
+                return await self._connect()
+            except FreshConnectionNeeded:
+                continue
+            except (ConnectFailed, HostRefused, NotSmtp, ServiceClosing) as exc:
+                if extra:
+                    self._bound = max(1, len(self._active()) - 1)
+                    return None
+                if self.connections == 1 or isinstance(exc, (HostRefused, NotSmtp)):
+                    self.host_failure = str(exc)
+                    return None
+            except (ConnectionLost, ReplyTimeout) as exc:
+                if extra:
+                    return None
+                if self.state.context is None and self.connections >= 3:
+                    self.host_failure = f"could not complete the greeting: {exc}"
+                    return None
+        return None
+
+    def _active(self) -> list[asyncio.Task[None]]:
+        return [task for task in self._workers if not task.done()]
+
+    def _spawn(self, extra: bool) -> None:
+        task = asyncio.get_running_loop().create_task(self._worker(extra))
+        self._workers.add(task)
+
+    def _maybe_add_worker(self, reply_seconds: float) -> None:
+        """Slow replies (a tarpit): spread the remaining jobs over one more connection."""
+        if (
+            reply_seconds >= self.options.slow_reply_s
+            and self.state.context is not None
+            and len(self._active()) < self._bound
+            and len(self.queue) > len(self._active())
+        ):
+            self._spawn(extra=True)
+
+    async def _worker(self, extra: bool = False) -> None:
         conn: SmtpConnection | None = None
         try:
             while self.queue and self.host_failure is None:
                 if conn is None:
-                    if self.reconnect_budget <= 0:
-                        while self.queue:
-                            self._give_up(self.queue.popleft(), "reconnect budget exhausted")
+                    conn = await self._open(extra)
+                    if conn is None:
                         return
-                    self.reconnect_budget -= 1
-                    try:
-                        conn = await self._connect()
-                    except FreshConnectionNeeded:
-                        continue
-                    except (ConnectFailed, HostRefused, NotSmtp, ServiceClosing) as exc:
-                        if self.connections == 1 or isinstance(exc, (HostRefused, NotSmtp)):
-                            self.host_failure = str(exc)
-                            return
-                        continue
-                    except (ConnectionLost, ReplyTimeout) as exc:
-                        if self.state.context is None and self.connections >= 3:
-                            self.host_failure = f"could not complete the greeting: {exc}"
-                            return
-                        continue
                 if not self.queue:
                     break
                 pending = self.queue.popleft()
+                began = time.monotonic()
                 try:
                     await self._run_job(conn, pending)
+                    self._maybe_add_worker(time.monotonic() - began)
                 except FreshConnectionNeeded:
                     self.queue.appendleft(pending)  # not started: no attempt spent
                     await conn.close(polite=False)
@@ -360,18 +440,28 @@ class HostProbe:
                         self.queue.appendleft(pending)
                     else:
                         self._give_up(pending, str(exc), reply)
+        except asyncio.CancelledError:
+            if conn is not None:
+                await conn.close(polite=False)
+                conn = None
+            raise
         finally:
             if conn is not None:
                 await conn.close(polite=True)
 
     async def run(self) -> HostResult:
         started = time.monotonic()
-        workers = max(1, self.options.connections_per_host)
+        self._spawn(extra=False)
         try:
             async with asyncio.timeout(self.options.host_timeout):
-                await asyncio.gather(*(self._worker() for _ in range(workers)))
+                while active := self._active():
+                    await asyncio.wait(active)
         except TimeoutError:
             self.host_failure = f"host time bound of {self.options.host_timeout:g}s reached"
+        finally:
+            for task in self._workers:
+                task.cancel()
+            await asyncio.gather(*self._workers, return_exceptions=True)
         return self._result(time.monotonic() - started)
 
     def _result(self, duration: float) -> HostResult:

@@ -97,6 +97,7 @@ class SmtpConnection:
         self._parser = ReplyParser()
         self._ready: deque[Reply] = deque()
         self.in_transaction = False
+        self.pipelining = False  # the server advertised PIPELINING and we may use it
         self.closed = False
 
     async def read_reply(self) -> Reply:

@@ -1,0 +1,95 @@
+"""Fleet-scale behaviour of the engine: pipelining, tarpit-aware scheduling, bounds.
+
+Functional only: no timing assertions (timings live in benchmarks/).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import replace
+
+from support.scripted_smtp import Script, Session, relay_policy, serve
+
+from relayguard.probe import ProbeOptions, probe_targets
+from relayguard.probe.catalog import CONFORMANCE_CHECKS, RELAY_TESTS
+from relayguard.vocabulary import Verdict
+
+BASE = ProbeOptions(command_timeout=5, local_domain="test.example")
+
+
+def outcomes(target: str, options: ProbeOptions) -> dict[str, str]:
+    (result,) = probe_targets([target], options)
+    assert result.verdict is not Verdict.INCONCLUSIVE, result.reason
+    return {t.id: t.outcome.value for t in result.tests}
+
+
+def test_pipelining_on_and_off_give_identical_outcomes() -> None:
+    for open_relay in (True, False):
+        with serve(Script(relay_policy(open_relay)), host="127.0.3.1") as srv:
+            piped = outcomes(srv.target, BASE)
+            piped_writes = len(srv.stats.commands)
+        with serve(Script(relay_policy(open_relay)), host="127.0.3.1") as srv:
+            plain = outcomes(srv.target, replace(BASE, pipelining=False))
+            plain_writes = len(srv.stats.commands)
+        assert piped == plain
+        assert piped_writes == plain_writes or not open_relay  # same commands, fewer waits
+
+
+def test_pipelining_is_used_only_when_advertised() -> None:
+    base = relay_policy(False)
+
+    def no_pipelining(session: Session, line: str) -> bytes | None:
+        if line.upper().startswith("EHLO"):
+            return b"250-mx.test.example\r\n250 8BITMIME\r\n"
+        return base(session, line)
+
+    with serve(Script(no_pipelining), host="127.0.3.2") as srv:
+        (result,) = probe_targets([srv.target], BASE)
+    assert result.verdict is Verdict.CLOSED
+    # without PIPELINING every RCPT follows a MAIL reply: the transcript alternates C/S
+    said = [who for who, _ in result.transcript if who in "CS"]
+    assert "CC" not in "".join(said)
+
+
+def test_tarpit_spreads_tests_over_bounded_connections_each_test_once() -> None:
+    script = Script(relay_policy(False), error_delay=0.3)
+    options = replace(BASE, connections_per_host=3, slow_reply_s=0.2)
+    with serve(script, host="127.0.3.3") as srv:
+        (result,) = probe_targets([srv.target], options)
+        rcpts = Counter(c for c in srv.stats.commands if c.upper().startswith("RCPT"))
+        most, connections = srv.stats.max_concurrent, srv.stats.connections
+    assert result.verdict is Verdict.CLOSED, result.reason
+    assert most <= 3  # the per-host bound holds
+    assert connections > 1  # and the tarpit really was worked around
+    controls = sum(n for r, n in rcpts.items() if "relayguard-no-such-mailbox" in r)
+    envelope_checks = sum(1 for c in CONFORMANCE_CHECKS if c.kind.value == "envelope")
+    # every relay test, envelope check and control was sent exactly once
+    assert sum(rcpts.values()) == len(RELAY_TESTS) + envelope_checks + controls
+    assert all(n == 1 for r, n in rcpts.items() if "relayguard-no-such-mailbox" in r)
+    assert all(t.attempts == 1 for t in result.tests)
+    assert len(result.tests) == len(RELAY_TESTS)
+    assert len({f.id for f in result.rfc2505}) >= len(CONFORMANCE_CHECKS)
+
+
+def test_a_server_that_admits_one_connection_lowers_the_bound() -> None:
+    script = Script(relay_policy(False), error_delay=0.2, max_connections=1)
+    options = replace(BASE, connections_per_host=4, slow_reply_s=0.1)
+    with serve(script, host="127.0.3.4") as srv:
+        (result,) = probe_targets([srv.target], options)
+        turned_away = srv.stats.turned_away
+    assert result.verdict is Verdict.CLOSED, result.reason
+    assert turned_away >= 1
+    assert all(t.outcome.value == "refused" for t in result.tests)
+
+
+def test_one_bad_host_does_not_affect_the_others() -> None:
+    with (
+        serve(Script(relay_policy(False)), host="127.0.3.5") as good,
+        serve(Script(relay_policy(False), silent=True), host="127.0.3.6") as silent,
+        serve(Script(relay_policy(True)), host="127.0.3.7") as open_relay,
+    ):
+        results = probe_targets(
+            [good.target, silent.target, open_relay.target],
+            replace(BASE, command_timeout=1, host_timeout=20),
+        )
+    assert [r.verdict for r in results] == [Verdict.CLOSED, Verdict.INCONCLUSIVE, Verdict.OPEN]
