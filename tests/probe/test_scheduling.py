@@ -93,3 +93,39 @@ def test_one_bad_host_does_not_affect_the_others() -> None:
             replace(BASE, command_timeout=1, host_timeout=20),
         )
     assert [r.verdict for r in results] == [Verdict.CLOSED, Verdict.INCONCLUSIVE, Verdict.OPEN]
+
+
+def test_one_rcpt_per_transaction_or_grouped_give_identical_outcomes() -> None:
+    """Grouping relay tests that share a sender into one transaction (one RCPT each) is an
+    optimisation only: the outcomes equal nmap's one-envelope-per-test way."""
+    results = []
+    for per_transaction, pipelining in ((1, False), (8, False), (8, True), (3, True)):
+        with serve(Script(relay_policy(False)), host="127.0.3.8") as srv:
+            options = replace(BASE, rcpts_per_transaction=per_transaction, pipelining=pipelining)
+            results.append(outcomes(srv.target, options))
+            mails = sum(1 for c in srv.stats.commands if c.upper().startswith("MAIL"))
+            controls = sum(1 for c in srv.stats.commands if "relayguard-no-such-mailbox" in c)
+            if per_transaction == 1:  # one envelope per test, check and control
+                assert mails == len(RELAY_TESTS) + 3 + controls
+            else:
+                assert mails < len(RELAY_TESTS)
+    assert all(r == results[0] for r in results)
+
+
+def test_too_many_recipients_moves_the_rest_to_a_new_transaction() -> None:
+    base = relay_policy(False)
+
+    def two_per_transaction(session: Session, line: str) -> bytes | None:
+        verb = line.split(" ", 1)[0].upper()
+        if verb in ("MAIL", "RSET"):
+            session.data["rcpts"] = 0
+        if verb == "RCPT" and session.mail:
+            session.data["rcpts"] = int(str(session.data.get("rcpts", 0))) + 1
+            if int(str(session.data["rcpts"])) > 2:
+                return b"452 4.5.3 Too many recipients\r\n"
+        return base(session, line)
+
+    with serve(Script(two_per_transaction), host="127.0.3.9") as srv:
+        (result,) = probe_targets([srv.target], BASE)
+    assert result.verdict is Verdict.CLOSED, result.reason
+    assert all(t.outcome.value == "refused" for t in result.tests)

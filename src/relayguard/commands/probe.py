@@ -76,6 +76,13 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--no-pipelining", action="store_true", help="never use RFC 2920 PIPELINING"
     )
+    parser.add_argument(
+        "--rcpts-per-transaction",
+        type=int,
+        default=8,
+        metavar="N",
+        help="relay tests sharing a sender go in one transaction, one RCPT each (8; 1 = nmap)",
+    )
     parser.add_argument("--no-starttls", action="store_true", help="never try STARTTLS")
     vantage = parser.add_argument_group("vantage (where the probe connects from)")
     vantage.add_argument(
@@ -123,6 +130,7 @@ def _options(args: argparse.Namespace) -> ProbeOptions:
         starttls=not args.no_starttls,
         pipelining=not args.no_pipelining,
         max_hosts_in_flight=args.max_hosts,
+        rcpts_per_transaction=args.rcpts_per_transaction,
     )
 
 

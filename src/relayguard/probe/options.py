@@ -34,6 +34,8 @@ class ProbeOptions:
     slow_reply_s: float = 1.0
     max_hosts_in_flight: int = 256
     pipelining: bool = True  # RFC 2920, when the server advertises it
+    # Relay tests that share a MAIL FROM go in one transaction, one RCPT each (1 = nmap's way)
+    rcpts_per_transaction: int = 8
     starttls: bool = True
     max_retries_per_test: int = 1
     vantage: str = "direct"
@@ -61,6 +63,7 @@ def checked_options(
     starttls: object = True,
     pipelining: object = True,
     max_hosts_in_flight: object = 256,
+    rcpts_per_transaction: object = 8,
     vantage: str | None = None,
 ) -> ProbeOptions:
     """ProbeOptions from untrusted values (CLI, module options); raises InputError."""
@@ -74,6 +77,7 @@ def checked_options(
         if not isinstance(flag, bool):
             raise v.InputError(name, flag, "is not true or false")
     in_flight = v.positive_number("max_hosts_in_flight", max_hosts_in_flight, 10000)
+    per_transaction = v.positive_number("rcpts_per_transaction", rcpts_per_transaction, 100)
     return ProbeOptions(
         port=v.port("port", port),
         source_address=source,
@@ -88,5 +92,6 @@ def checked_options(
         starttls=bool(starttls),
         pipelining=bool(pipelining),
         max_hosts_in_flight=int(in_flight),
+        rcpts_per_transaction=int(per_transaction),
         vantage=vantage or (f"source {source}" if source else "direct"),
     )

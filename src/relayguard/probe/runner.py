@@ -79,7 +79,10 @@ class HostRefused(SessionError):
 
 @dataclass
 class _Pending:
-    job: Job
+    """Jobs run together: envelope jobs sharing one MAIL FROM (one transaction, one RCPT
+    each, RFC 5321 §3.3), or a single command check."""
+
+    jobs: list[Job]
     attempts: int = 0
 
 
@@ -100,6 +103,15 @@ def _tls_context(mode: str) -> ssl.SSLContext:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def _sender_template(job: Job) -> str | None:
+    """The MAIL FROM template of an envelope job; None for a command check."""
+    if isinstance(job, ControlProbe):
+        return "<{F}@{I}>"
+    if isinstance(job, RelayTest):
+        return job.mail_from
+    return job.mail_from if job.kind is CheckKind.ENVELOPE else None
 
 
 def _advertises(ehlo: list[str] | None, keyword: str) -> bool:
@@ -141,7 +153,7 @@ class HostProbe:
         self.relay_tests = relay_tests
         self.checks = checks
         jobs: list[Job] = [*relay_tests, *checks]
-        self.queue: deque[_Pending] = deque(_Pending(job) for job in jobs)
+        self.queue: deque[_Pending] = deque(self._batches(jobs))
         self.transcript = Transcript()
         self.state = _HostState()
         self.test_records: dict[str, judge.TestRecord] = {}
@@ -149,7 +161,10 @@ class HostProbe:
         self.control_replies: dict[str, Reply | None] = {}
         self.host_failure: str | None = None
         self.connections = 0
-        self.reconnect_budget = len(self.queue) + 4
+        # one connection per job at worst (a server that hangs up after every refusal),
+        # controls included, plus a few for greetings that fail
+        controls = sum(1 for t in relay_tests if t.control)
+        self.reconnect_budget = len(jobs) + controls + 4
         self._greet_lock = asyncio.Lock()
         self._workers: set[asyncio.Task[None]] = set()
         self._bound = max(1, options.connections_per_host)
@@ -192,7 +207,7 @@ class HostProbe:
                 domains = {
                     render(t.control, self.state.context) for t in self.relay_tests if t.control
                 }
-                self.queue.extend(_Pending(ControlProbe(d)) for d in sorted(domains))
+                self.queue.extend(self._batches([ControlProbe(d) for d in sorted(domains)]))
         if (
             self.options.starttls
             and self.state.tls_mode != "off"
@@ -255,93 +270,138 @@ class HostProbe:
             )
 
     # -- jobs ----------------------------------------------------------------------------
-    async def _envelope(
-        self, conn: SmtpConnection, mail_from: str, rcpt_to: str
-    ) -> tuple[Reply, Reply | None]:
-        if conn.pipelining:
-            return await self._pipelined_envelope(conn, mail_from, rcpt_to)
-        if conn.in_transaction:
-            try:
-                reset = await conn.command("RSET")
-            except (ConnectionLost, ReplyTimeout) as exc:
-                raise FreshConnectionNeeded(f"RSET failed: {exc}") from exc
-            if not reset.positive:
-                raise FreshConnectionNeeded(f"RSET answered {reset.first_line}")
-        conn.in_transaction = True
-        mail = await conn.command(f"MAIL FROM:{mail_from}")
-        if mail.code == 421:
-            raise ServiceClosing(mail)
-        if not mail.positive:
-            return mail, None
-        rcpt = await conn.command(f"RCPT TO:{rcpt_to}")
-        if rcpt.code == 421:
-            raise ServiceClosing(rcpt)
-        return mail, rcpt
+    def _batches(self, jobs: list[Job]) -> list[_Pending]:
+        """Envelope jobs grouped by sender template, at most `rcpts_per_transaction` each."""
+        size = max(1, self.options.rcpts_per_transaction)
+        groups: dict[str, list[Job]] = {}
+        singles: list[_Pending] = []
+        for job in jobs:
+            sender = _sender_template(job)
+            if sender is None:
+                singles.append(_Pending([job]))
+            else:
+                groups.setdefault(sender, []).append(job)
+        batches = [
+            _Pending(group[i : i + size])
+            for group in groups.values()
+            for i in range(0, len(group), size)
+        ]
+        return batches + singles
 
-    async def _pipelined_envelope(
-        self, conn: SmtpConnection, mail_from: str, rcpt_to: str
-    ) -> tuple[Reply, Reply | None]:
-        """RSET, MAIL and RCPT in one write; replies matched in order (RFC 2920 §3.1).
-        RCPT's reply counts only when MAIL was accepted, as without pipelining."""
-        reset = conn.in_transaction
-        lines = [*(["RSET"] if reset else []), f"MAIL FROM:{mail_from}", f"RCPT TO:{rcpt_to}"]
-        try:
-            await conn.send(*lines)
-            reset_reply = await conn.read_reply() if reset else None
-        except (ConnectionLost, ReplyTimeout) as exc:
-            raise FreshConnectionNeeded(f"RSET failed: {exc}") from exc
-        if reset_reply is not None and not reset_reply.positive:
-            raise FreshConnectionNeeded(f"RSET answered {reset_reply.first_line}")
-        conn.in_transaction = True
-        mail = await conn.read_reply()
-        if mail.code == 421:
-            raise ServiceClosing(mail)
-        rcpt = await conn.read_reply()
-        if not mail.positive:
-            return mail, None
-        if rcpt.code == 421:
-            raise ServiceClosing(rcpt)
-        return mail, rcpt
-
-    async def _run_job(self, conn: SmtpConnection, pending: _Pending) -> None:
+    def _recipient(self, job: Job) -> str:
         assert self.state.context is not None
-        job = pending.job
+        if isinstance(job, ControlProbe):
+            return f"<{CONTROL_LOCAL_PART}@{job.domain}>"
+        if isinstance(job, RelayTest | ConformanceCheck):
+            return render(job.rcpt_to, self.state.context)
+        raise AssertionError(job)
+
+    def _record(self, job: Job, mail: Reply, rcpt: Reply | None, attempts: int) -> None:
+        assert self.state.context is not None
         ctx = self.state.context
         if isinstance(job, ControlProbe):
-            rcpt_to = f"<{CONTROL_LOCAL_PART}@{job.domain}>"
-            _, rcpt = await self._envelope(conn, render("<{F}@{I}>", ctx), rcpt_to)
             self.control_replies[job.domain] = rcpt
         elif isinstance(job, RelayTest):
-            mail_from, rcpt_to = render(job.mail_from, ctx), render(job.rcpt_to, ctx)
-            mail, rcpt = await self._envelope(conn, mail_from, rcpt_to)
             deciding = rcpt if rcpt is not None else mail
             self.test_records[job.id] = judge.TestRecord(
                 id=job.id,
                 nmap=job.nmap,
                 exercises=job.exercises,
                 source=job.source,
-                mail_from=mail_from,
-                rcpt_to=rcpt_to,
+                mail_from=render(job.mail_from, ctx),
+                rcpt_to=render(job.rcpt_to, ctx),
                 outcome=judge.classify_envelope(mail, rcpt),
                 code=deciding.code,
                 reply=deciding.text,
-                attempts=pending.attempts + 1,
+                attempts=attempts,
             )
-        elif job.kind is CheckKind.ENVELOPE:
+        else:
             mail_from, rcpt_to = render(job.mail_from, ctx), render(job.rcpt_to, ctx)
-            mail, rcpt = await self._envelope(conn, mail_from, rcpt_to)
             self.check_records[job.id] = judge.CheckRecord(
                 job, (f"MAIL FROM:{mail_from}", f"RCPT TO:{rcpt_to}"), mail, rcpt
             )
+
+    async def _reset(self, conn: SmtpConnection, sent: bool) -> None:
+        """Read (and, unless already sent, send) RSET; a failure means 'not started'."""
+        try:
+            reply = await (conn.read_reply() if sent else conn.command("RSET"))
+        except (ConnectionLost, ReplyTimeout) as exc:
+            raise FreshConnectionNeeded(f"RSET failed: {exc}") from exc
+        if not reply.positive:
+            raise FreshConnectionNeeded(f"RSET answered {reply.first_line}")
+
+    async def _transaction(self, conn: SmtpConnection, pending: _Pending) -> None:
+        """RSET (after an earlier transaction), MAIL, then one RCPT per job. With PIPELINING
+        all go in one write and replies are matched in order (RFC 2920 §3.1). RCPT replies
+        count only when MAIL was accepted, as in nmap. Answered jobs leave `pending`, so an
+        interruption requeues only the rest."""
+        assert self.state.context is not None
+        sender_template = _sender_template(pending.jobs[0])
+        assert sender_template is not None
+        mail_from = render(sender_template, self.state.context)
+        recipients = [self._recipient(job) for job in pending.jobs]
+        reset = conn.in_transaction
+        if conn.pipelining:
+            lines = [f"MAIL FROM:{mail_from}", *(f"RCPT TO:{r}" for r in recipients)]
+            await conn.send(*(["RSET"] if reset else []), *lines)
+            if reset:
+                await self._reset(conn, sent=True)
+            conn.in_transaction = True
+            mail = await conn.read_reply()
         else:
-            line = render(job.command, ctx)
-            reply = await conn.command(line)
-            if reply.code == 421:
-                raise ServiceClosing(reply)
-            self.check_records[job.id] = judge.CheckRecord(job, (line,), None, reply)
+            if reset:
+                await self._reset(conn, sent=False)
+            conn.in_transaction = True
+            mail = await conn.command(f"MAIL FROM:{mail_from}")
+        if mail.code == 421:
+            raise ServiceClosing(mail)
+        attempts = pending.attempts + 1
+        for index, recipient in enumerate(recipients):
+            if conn.pipelining:
+                rcpt = await conn.read_reply()
+            elif mail.positive:
+                rcpt = await conn.command(f"RCPT TO:{recipient}")
+            else:
+                rcpt = None
+            if not mail.positive:
+                self._record(pending.jobs[0], mail, None, attempts)
+                pending.jobs.pop(0)
+                continue
+            assert rcpt is not None
+            if rcpt.code == 421:
+                raise ServiceClosing(rcpt)
+            if rcpt.code == 452 and index > 0:
+                # "too many recipients" (RFC 5321 §4.5.3.1.10): the rest go in a new
+                # transaction, not counted as an attempt; replies already sent are drained
+                rest = _Pending(pending.jobs, pending.attempts)
+                for _ in recipients[index + 1 :] if conn.pipelining else ():
+                    await conn.read_reply()
+                pending.jobs = []
+                self.queue.appendleft(rest)
+                return
+            self._record(pending.jobs[0], mail, rcpt, attempts)
+            pending.jobs.pop(0)
+
+    async def _run_job(self, conn: SmtpConnection, pending: _Pending) -> None:
+        assert self.state.context is not None
+        job = pending.jobs[0]
+        if _sender_template(job) is not None:
+            await self._transaction(conn, pending)
+            return
+        assert isinstance(job, ConformanceCheck)
+        line = render(job.command, self.state.context)
+        reply = await conn.command(line)
+        if reply.code == 421:
+            raise ServiceClosing(reply)
+        self.check_records[job.id] = judge.CheckRecord(job, (line,), None, reply)
+        pending.jobs.pop(0)
 
     def _give_up(self, pending: _Pending, reason: str, reply: Reply | None = None) -> None:
-        job = pending.job
+        for job in pending.jobs:
+            self._give_up_job(job, pending.attempts, reason, reply)
+        pending.jobs = []
+
+    def _give_up_job(self, job: Job, attempts: int, reason: str, reply: Reply | None) -> None:
         if isinstance(job, ControlProbe):
             self.control_replies[job.domain] = None
         elif isinstance(job, RelayTest):
@@ -359,7 +419,7 @@ class HostProbe:
                 outcome=outcome,
                 code=reply.code if reply else None,
                 reply=reply.text if reply else "",
-                attempts=pending.attempts,
+                attempts=attempts,
                 error=reason,
             )
         else:
@@ -423,10 +483,12 @@ class HostProbe:
                 if not self.queue:
                     break
                 pending = self.queue.popleft()
+                waiting = len(pending.jobs)
                 began = time.monotonic()
                 try:
                     await self._run_job(conn, pending)
-                    self._maybe_add_worker(time.monotonic() - began)
+                    # per reply: a transaction reads MAIL (and RSET) plus one reply per job
+                    self._maybe_add_worker((time.monotonic() - began) / (waiting + 1))
                 except FreshConnectionNeeded:
                     self.queue.appendleft(pending)  # not started: no attempt spent
                     await conn.close(polite=False)
@@ -434,6 +496,13 @@ class HostProbe:
                 except (ConnectionLost, ReplyTimeout, ServiceClosing, NotSmtp) as exc:
                     await conn.close(polite=False)
                     conn = None
+                    if not pending.jobs:  # everything was answered before the drop
+                        continue
+                    if len(pending.jobs) < waiting:
+                        # progress (a server that hangs up after N errors): the rest goes on
+                        # a new connection without spending an attempt
+                        self.queue.appendleft(pending)
+                        continue
                     pending.attempts += 1
                     reply = exc.reply if isinstance(exc, ServiceClosing) else None
                     if pending.attempts <= self.options.max_retries_per_test:

@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Fleet probe benchmark: relayguard against nmap's smtp-open-relay, side by side, same run.
+
+Method (docs/performance.md): bring up a lab fleet on loopback (`relayguard lab up`), probe
+every host from the lab's untrusted client address with relayguard (one process) and with
+nmap 7.93's smtp-open-relay (one nmap process over the same targets), each as a child process
+measured with wait4(): wall time, CPU time (user+sys) and peak RSS; count tests per host; and
+compare verdicts host by host. Scenarios:
+
+  a  200 closed hosts that answer at once          (Exchange 2019 compliant twins, tarpit 0)
+  b  10 closed hosts that tarpit 5 s before every error reply (Exchange's TarpitInterval)
+  c  1,000 closed hosts (relayguard; nmap too unless --skip-nmap-c)
+
+Traffic goes only to the lab's loopback addresses. Needs root for nmap -S/-e lo.
+Usage: .venv/bin/python benchmarks/bench_probe.py [a b c] [--json OUT] [--skip-nmap-c]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from support.nmap import NmapConclusion, parse_script_output  # noqa: E402
+
+BIN = Path(sys.executable).parent
+FIRST_ADDRESS = "127.0.30.1"
+SCENARIOS = {
+    "a": {"hosts": "exchange2019/compliant:200", "tarpit": 0.0},
+    "b": {"hosts": "exchange2019/compliant:10", "tarpit": 5.0},
+    "c": {"hosts": "exchange2019/compliant:1000", "tarpit": 0.0},
+}
+
+
+@dataclass
+class Measure:
+    tool: str
+    wall_s: float
+    cpu_s: float
+    peak_rss_mb: float
+    tests_per_host: float
+    verdicts: dict[str, str]
+
+
+def measured(command: list[str], timeout: float) -> tuple[str, float, float, float]:
+    """Run `command`, return stdout, wall, CPU (user+sys) and peak RSS in MiB (wait4)."""
+    with tempfile.TemporaryFile() as out:
+        started = time.monotonic()
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.DEVNULL)
+        deadline = started + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise TimeoutError(f"{command[0]} exceeded {timeout}s")
+            time.sleep(0.02)
+        wall = time.monotonic() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        return (
+            out.read().decode(),
+            wall,
+            usage.ru_utime + usage.ru_stime,
+            usage.ru_maxrss / 1024,
+        )
+
+
+def lab(command: str, lab_dir: Path, *extra: str) -> dict[str, Any]:
+    proc = subprocess.run(
+        [str(BIN / "relayguard"), "lab", command, "--dir", str(lab_dir), "--json", *extra],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    return dict(json.loads(proc.stdout)) if proc.stdout.strip() else {}
+
+
+def run_relayguard(targets: list[str], source: str) -> Measure:
+    command = [
+        str(BIN / "relayguard"),
+        "probe",
+        "--json",
+        "--source-address",
+        source,
+        "--local-domain",
+        "corp.example",
+        "--timeout",
+        "30",
+        *targets,
+    ]
+    out, wall, cpu, rss = measured(command, timeout=1800)
+    hosts = json.loads(out)["hosts"]
+    tests = sum(len(h["tests"]) for h in hosts) / max(1, len(hosts))
+    verdicts = {h["address"]: h["verdict"] for h in hosts}
+    return Measure("relayguard", wall, cpu, rss, tests, verdicts)
+
+
+def run_nmap(addresses: list[str], source: str) -> Measure:
+    command = [
+        "nmap", "-Pn", "-n", "-p", "25", "-S", source, "-e", "lo",
+        "--script", "smtp-open-relay", "--script-args", "smtp-open-relay.domain=example.com",
+        "-vv", "-oX", "-", *addresses,
+    ]  # fmt: skip
+    out, wall, cpu, rss = measured(command, timeout=7200)
+    verdicts: dict[str, str] = {}
+    for host in ET.fromstring(out).iterfind("host"):  # noqa: S314 - nmap's own output
+        address = host.find("address")
+        script = host.find("ports/port/script[@id='smtp-open-relay']")
+        if address is None:
+            continue
+        conclusion, _, _ = parse_script_output(
+            script.get("output", "") if script is not None else ""
+        )
+        verdicts[address.get("addr", "")] = {
+            NmapConclusion.OPEN: "open",
+            NmapConclusion.CLOSED: "closed",
+            NmapConclusion.AUTH_REQUIRED: "closed",
+        }.get(conclusion, "inconclusive")
+    return Measure("nmap", wall, cpu, rss, 16.0, verdicts)
+
+
+def scenario(name: str, skip_nmap: bool) -> dict[str, Any]:
+    spec = SCENARIOS[name]
+    with tempfile.TemporaryDirectory(prefix=f"rg-bench-{name}-") as tmp:
+        lab_dir = Path(tmp) / "lab"
+        started = time.monotonic()
+        up = lab(
+            "up", lab_dir, "--hosts", str(spec["hosts"]), "--tarpit", str(spec["tarpit"]),
+            "--first-address", FIRST_ADDRESS, "--timeout", "600",
+        )  # fmt: skip
+        lab_up_s = time.monotonic() - started
+        try:
+            targets = [h["smtp"] for h in up["hosts"]]
+            addresses = [t.rsplit(":", 1)[0] for t in targets]
+            source = str(up["untrusted_client"])
+            ours = run_relayguard(targets, source)
+            theirs = None if skip_nmap else run_nmap(addresses, source)
+        finally:
+            lab("down", lab_dir)
+    result: dict[str, Any] = {
+        "scenario": name,
+        "hosts": len(targets),
+        "tarpit_s": spec["tarpit"],
+        "lab_up_s": round(lab_up_s, 2),
+        "relayguard": {k: v for k, v in asdict(ours).items() if k != "verdicts"},
+        "relayguard_verdicts": _count(ours.verdicts),
+    }
+    if theirs is not None:
+        agree = sum(1 for a in addresses if ours.verdicts.get(a) == theirs.verdicts.get(a))
+        result["nmap"] = {k: v for k, v in asdict(theirs).items() if k != "verdicts"}
+        result["nmap_verdicts"] = _count(theirs.verdicts)
+        result["verdict_agreement"] = f"{agree}/{len(addresses)}"
+        result["wall_ratio_relayguard_over_nmap"] = round(ours.wall_s / theirs.wall_s, 3)
+        result["cpu_ratio_relayguard_over_nmap"] = round(ours.cpu_s / max(theirs.cpu_s, 1e-6), 3)
+    return result
+
+
+def _count(verdicts: dict[str, str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for verdict in verdicts.values():
+        counts[verdict] = counts.get(verdict, 0) + 1
+    return counts
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("scenarios", nargs="*", default=["a", "b", "c"], choices=list(SCENARIOS))
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--skip-nmap-c", action="store_true", help="no nmap on 1,000 hosts")
+    args = parser.parse_args()
+    results = []
+    for name in args.scenarios:
+        results.append(scenario(name, skip_nmap=(name == "c" and args.skip_nmap_c)))
+        print(json.dumps(results[-1], indent=2), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
