@@ -33,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from support.nmap import NmapConclusion, parse_script_output  # noqa: E402
 
-BIN = Path(sys.executable).parent
+# `python -m relayguard.cli` so that PYTHONPATH can point the benchmark at any checkout
+RELAYGUARD = [sys.executable, "-m", "relayguard.cli"]
 FIRST_ADDRESS = "127.0.30.1"
 SCENARIOS = {
     "a": {"hosts": "exchange2019/compliant:200", "tarpit": 0.0},
@@ -79,7 +80,7 @@ def measured(command: list[str], timeout: float) -> tuple[str, float, float, flo
 
 def lab(command: str, lab_dir: Path, *extra: str) -> dict[str, Any]:
     proc = subprocess.run(
-        [str(BIN / "relayguard"), "lab", command, "--dir", str(lab_dir), "--json", *extra],
+        [*RELAYGUARD, "lab", command, "--dir", str(lab_dir), "--json", *extra],
         capture_output=True,
         text=True,
         check=True,
@@ -90,7 +91,7 @@ def lab(command: str, lab_dir: Path, *extra: str) -> dict[str, Any]:
 
 def run_relayguard(targets: list[str], source: str) -> Measure:
     command = [
-        str(BIN / "relayguard"),
+        *RELAYGUARD,
         "probe",
         "--json",
         "--source-address",

@@ -16,6 +16,7 @@ Adding a test is adding one row.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from enum import StrEnum
 
 from relayguard.probe.addresses import address_literal, imceasmtp
@@ -82,6 +83,7 @@ class AddressContext:
     srvname: str
     local_domain: str
 
+    @cached_property  # rendered once per host, used by every template
     def fields(self) -> dict[str, str]:
         return {
             "F": self.from_local,
@@ -97,7 +99,7 @@ class AddressContext:
 
 
 def render(template: str, context: AddressContext) -> str:
-    return template.format_map(context.fields())
+    return template.format_map(context.fields)
 
 
 def _nmap(
