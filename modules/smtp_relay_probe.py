@@ -15,8 +15,9 @@ description:
     C(inconclusive).
   - "Runs on the controller; use C(delegate_to: localhost) and C(run_once: true) to probe a whole
     batch of hosts in one call."
-  - Never sends DATA, never changes anything; it always returns C(changed=false) and supports
-    check mode (it probes in check mode too, since probing changes nothing).
+  - Never sends DATA (unless O(confirm) is set), never changes anything; it always returns
+    C(changed=false) and supports check mode (it probes in check mode too, since probing
+    changes nothing).
   - Exit-code style results are in RV(verdicts); the full C(relayguard.probe/1) document is in
     RV(probe).
 options:
@@ -95,6 +96,23 @@ options:
     type: list
     elements: path
     default: []
+  confirm:
+    description:
+      - Delivery confirmation (off by default). For each host that accepted a relay test at RCPT
+        time, send ONE labelled test message to C(relaytest@[sink-ip]) and wait for what reaches
+        the sink; each host gains C(confirmation) (C(relayed), C(bounced), C(unconfirmed)) and
+        C(confirmation_evidence). The only time DATA is sent. Skipped in check mode.
+    type: bool
+    default: false
+  sink:
+    description:
+      - C(ADDRESS[:PORT]) where the controller listens for the test message and bounces
+        (port 25 by default); the probed servers must reach it. Required with O(confirm).
+    type: str
+  confirm_timeout:
+    description: Seconds to wait for the test message or a bounce to reach the sink.
+    type: float
+    default: 120
   accept_unknown_host_key:
     description: Trust a jump host whose key is not in known_hosts, for this run only.
     type: bool
@@ -159,7 +177,7 @@ from pathlib import Path
 from ansible.module_utils.basic import AnsibleModule
 
 try:
-    from relayguard.probe import HostResult, probe_document
+    from relayguard.probe import HostResult, confirm, probe_document
     from relayguard.probe.options import checked_options
     from relayguard.probe.targets import TargetError, parse_target
     from relayguard.validate import InputError
@@ -194,6 +212,9 @@ def main() -> None:
             "ssh_key": {"type": "path"},
             "known_hosts": {"type": "list", "elements": "path", "default": []},
             "accept_unknown_host_key": {"type": "bool", "default": False},
+            "confirm": {"type": "bool", "default": False},
+            "sink": {"type": "str"},
+            "confirm_timeout": {"type": "float", "default": 120},
         },
         supports_check_mode=True,
     )
@@ -218,6 +239,7 @@ def main() -> None:
         )
         targets = [parse_target(t, options.port) for t in p["targets"]]
         vantages = parse_vantages(p["via"], options.source_address)
+        confirming = confirm.checked_settings(p["confirm"], p["sink"], p["confirm_timeout"])
     except (InputError, TargetError) as exc:
         module.fail_json(msg=str(exc))
     settings = SshSettings(
@@ -227,6 +249,13 @@ def main() -> None:
         connect_timeout=options.connect_timeout,
     )
     results = probe_from(vantages, targets, options, settings)
+    if confirming is not None and module.check_mode:
+        module.warn("confirm: no test message is sent in check mode")
+    elif confirming is not None:
+        try:
+            results = confirm.confirm_results(results, confirming, options)
+        except confirm.ConfirmError as exc:
+            module.fail_json(msg=str(exc))
     document = probe_document(results, options)
     module.exit_json(
         changed=False,

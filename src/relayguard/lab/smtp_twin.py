@@ -4,7 +4,8 @@ Each command re-reads the twin's state document (cheaply: only when the file cha
 write over WinRM is seen by the next command. The listener follows the emulated service: it
 is closed while MSExchangeIMC / MSExchangeFrontEndTransport is stopped or restarting.
 Replies come from `exchange55` / `exchange_modern`; this module only moves bytes, applies the
-tarpit and logs what happened to each accepted message (`<name>.mail.jsonl`).
+tarpit and logs what happened to each accepted message (`<name>.mail.jsonl`); `delivery`
+passes accepted mail on (relay to an IP literal, NDR to the sender) on loopback only.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
 
-from relayguard.lab import exchange55, exchange_modern
+from relayguard.lab import delivery, exchange55, exchange_modern
 from relayguard.lab.dialogue import Reply, SessionFacts
 from relayguard.lab.mailpath import MailPath, PathSyntaxError, parse_path
 from relayguard.lab.state import ReceiveConnector, TwinState
@@ -47,7 +48,9 @@ class TwinHandler:
 
     store: StateStore
     mail_log: Path | None = None
+    delivery_port: int = 25  # where relayed mail and NDRs go on the destination's address
     _broken_cache: tuple[TwinState | None, bool] = field(default=(None, False))
+    _sending: set[asyncio.Task[None]] = field(default_factory=set)
 
     def state(self) -> TwinState:
         return self.store.current()
@@ -62,10 +65,15 @@ class TwinHandler:
             return state.lab.tarpit_seconds
         return exchange_modern.tarpit_seconds(conn) if conn is not None else 0.0
 
+    def _log(self, entry: dict[str, Any]) -> None:
+        if self.mail_log is not None:
+            with self.mail_log.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(entry) + "\n")
+
     def record(self, state: TwinState, envelope: TwinEnvelope, client_ip: str) -> str:
         message_id = uuid.uuid4().hex
-        if self.mail_log is not None:
-            entry = {
+        self._log(
+            {
                 "time": time.time(),
                 "twin": state.name,
                 "client": client_ip,
@@ -73,13 +81,44 @@ class TwinHandler:
                 "recipients": [{"rcpt": r, "disposition": d} for r, d in envelope.dispositions],
                 "message_id": message_id,
             }
-            with self.mail_log.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(entry) + "\n")
+        )
         return message_id
+
+    def pass_on(self, state: TwinState, server: TwinSMTP, envelope: TwinEnvelope) -> None:
+        """Relay to IP-literal destinations and bounce to the sender, in the background."""
+        outgoing = delivery.plan_outgoing(
+            str(envelope.mail_from or ""),
+            envelope.dispositions,
+            envelope.original_content or b"",
+            server_name=server.hostname,
+            client_ip=server.facts.client_ip,
+            helo=str(server._sess().host_name or ""),
+        )
+        for message in outgoing:
+            task = asyncio.create_task(self._send(state.name, message, server))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _send(self, twin: str, message: delivery.Outgoing, server: TwinSMTP) -> None:
+        result = await delivery.send(
+            message, self.delivery_port, server.facts.server_ip, server.hostname
+        )
+        self._log(
+            {
+                "time": time.time(),
+                "twin": twin,
+                "event": message.kind,
+                "to_host": f"{message.host}:{self.delivery_port}",
+                "mail_from": message.mail_from,
+                "rcpt_to": list(message.rcpt_tos),
+                "result": result,
+            }
+        )
 
     async def handle_DATA(self, server: TwinSMTP, session: Session, envelope: Any) -> str:
         state = self.state()
         message_id = self.record(state, envelope, server.facts.client_ip)
+        self.pass_on(state, server, envelope)
         if state.modern is not None:
             return exchange_modern.data_reply(state.modern, message_id).line()
         return exchange55.data_reply().line()
@@ -277,11 +316,18 @@ def listening_wanted(state: TwinState, now: float) -> bool:
 class TwinListener:
     """One twin's SMTP listener, opened and closed as its emulated service starts and stops."""
 
-    def __init__(self, store: StateStore, host: str, port: int, mail_log: Path | None) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        host: str,
+        port: int,
+        mail_log: Path | None,
+        delivery_port: int = 25,
+    ) -> None:
         self.store = store
         self.host = host
         self.port = port
-        self.handler = TwinHandler(store, mail_log)
+        self.handler = TwinHandler(store, mail_log, delivery_port)
         self._server: asyncio.base_events.Server | None = None
         self._connections: set[TwinSMTP] = set()
 

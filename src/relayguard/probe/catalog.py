@@ -16,8 +16,8 @@ Adding a test is adding one row.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 from enum import StrEnum
+from functools import cached_property
 
 from relayguard.probe.addresses import address_literal, imceasmtp
 

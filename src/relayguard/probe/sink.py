@@ -178,6 +178,12 @@ def arrival_kind(message: ReceivedMessage, token: str, message_id: str) -> Arriv
     return "bounce"
 
 
+def _reverse_path(mail_from: str | None) -> str:
+    """aiosmtpd keeps `MAIL FROM:<>` as "<>"; the record keeps the null path as ""."""
+    text = (mail_from or "").strip()
+    return "" if text in ("", "<>") else text.strip("<>")
+
+
 class _SinkHandler:
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
@@ -207,7 +213,7 @@ class Sink:
         record = read_message(
             str(peer[0]) if isinstance(peer, tuple) else str(peer),
             str(session.host_name or ""),
-            str(envelope.mail_from or ""),
+            _reverse_path(envelope.mail_from),
             [str(r) for r in envelope.rcpt_tos],
             content,
         )
