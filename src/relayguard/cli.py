@@ -19,6 +19,7 @@ COMMANDS: tuple[str, ...] = (
     "relayguard.commands.probe",
     "relayguard.commands.report",
     "relayguard.commands.build",
+    "relayguard.commands.facts",
     "relayguard.commands.lab",
 )
 

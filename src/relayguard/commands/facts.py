@@ -1,0 +1,135 @@
+"""`relayguard facts HOST... [--json]`: what each Exchange server is and whether it relays.
+
+Reads each host over WinRM (HTTPS, certificate validated, NTLM by default) with read-only
+payloads, then judges the facts: relay exposure with reasons, and patch status. The password
+comes only from an environment variable (`--password-env VAR`) or a prompt, never from argv.
+
+Exit statuses: 0 every host closed and patched; 2 any host relays or misses its fix;
+3 any host could not be read or a deciding fact is unknown; 1 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import re
+import sys
+from typing import Any
+
+from relayguard.exchange.assess import HostAssessment, assess, document, exit_status
+from relayguard.exchange.transport import Secret
+from relayguard.exchange.winrm_settings import CERT_VALIDATION, TRANSPORTS, winrm_settings
+from relayguard.validate import InputError
+
+EXIT_USAGE = 1
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$", re.ASCII)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "facts",
+        help="detect Exchange servers over WinRM: build, patch status, relay exposure",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("hosts", nargs="+", metavar="HOST", help="host name or IP address")
+    parser.add_argument("--json", action="store_true", help="print the JSON document")
+    parser.add_argument("--username", metavar="USER", help="e.g. CORP\\admin or admin@corp")
+    parser.add_argument(
+        "--password-env",
+        metavar="VAR",
+        help="environment variable holding the password (default: prompt)",
+    )
+    parser.add_argument("--transport", choices=TRANSPORTS, default="ntlm")
+    parser.add_argument("--port", type=int, help="WinRM port (default 5986 for HTTPS)")
+    parser.add_argument("--ca-trust-path", metavar="FILE", help="CA bundle (PEM) to trust")
+    parser.add_argument(
+        "--server-cert-validation",
+        choices=CERT_VALIDATION,
+        default="validate",
+        help="'ignore' leaves the host unauthenticated (default: validate)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=300.0, metavar="S", help="bound on each command"
+    )
+    parser.set_defaults(func=run)
+
+
+def _password(args: argparse.Namespace) -> Secret | None:
+    if args.password_env is not None:
+        # The value is never echoed: a password typed here by mistake (or as an abbreviated
+        # "--password") must not reach the terminal.
+        if not _ENV_NAME.match(args.password_env):
+            raise InputError("--password-env", "***", "is not an environment variable name")
+        value = os.environ.get(args.password_env)
+        if value is None:
+            raise InputError("--password-env", "***", "names a variable that is not set")
+        return Secret(value)
+    if args.username is None or args.transport in ("kerberos", "certificate"):
+        return None
+    if not sys.stdin.isatty():
+        raise InputError("--password-env", None, "is needed: no terminal to prompt on")
+    return Secret(getpass.getpass(f"password for {args.username}: "))
+
+
+def _yes(value: bool | None) -> str:
+    return "unknown" if value is None else ("yes" if value else "no")
+
+
+def render_text(assessment: HostAssessment) -> str:
+    if assessment.error is not None or assessment.facts is None:
+        return f"{assessment.host}: error: {assessment.error}"
+    facts = assessment.facts
+    build = facts.build
+    level = "unknown"
+    if build is not None and build.product is not None:
+        level = f"{build.product} {build.level or 'unknown build'}"
+        if build.security_update:
+            level += f" {build.security_update}"
+    lines = [f"{assessment.host} ({facts.computer_name}): {level}, version {facts.version}"]
+    if build is not None:
+        lines.append(f"  supported: {_yes(build.supported)}")
+    if facts.msexcimc is not None:
+        lines.append(f"  msexcimc.exe: {facts.msexcimc.version}")
+    if facts.exchange_shell is not None:
+        lines.append(f"  Exchange shell: {facts.exchange_shell}")
+    if assessment.patch is not None:
+        lines.append(f"  patch: {assessment.patch.state.value}")
+        lines.extend(f"    {reason}" for reason in assessment.patch.reasons)
+    if assessment.exposure is not None:
+        lines.append(f"  relay: {assessment.exposure.verdict.value}")
+        for finding in assessment.exposure.findings:
+            mark = "OPEN" if finding.opens_relay else "note"
+            lines.append(f"    [{mark}] {finding.subject}: {finding.reason} ({finding.source})")
+        lines.extend(f"    [unknown] {u}" for u in assessment.exposure.unknowns)
+    lines.extend(f"  note: {note}" for note in facts.notes)
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        password = _password(args)
+        options = [
+            winrm_settings(
+                host,
+                port=args.port,
+                transport=args.transport,
+                user=args.username,
+                password=password,
+                ca_trust_path=args.ca_trust_path,
+                server_cert_validation=args.server_cert_validation,
+                command_timeout=args.timeout,
+            )
+            for host in args.hosts
+        ]
+    except InputError as exc:
+        print(f"relayguard facts: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    results = [assess(option) for option in options]
+    if args.json:
+        print(json.dumps(document(results), indent=2))
+    else:
+        print("\n".join(render_text(result) for result in results))
+    return exit_status(results)

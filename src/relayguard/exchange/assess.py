@@ -1,0 +1,89 @@
+"""Assessment of Exchange hosts: facts collected, then judged — one call for the CLI and module.
+
+Joins the collection room (`facts`) and the analysers (`analysis`) for a batch of hosts and
+shapes the result every caller prints: `{"host", "ok", "error", "facts", "exposure",
+"patch"}` per host. A host that cannot be read is reported with its error (host, step,
+cause), never a traceback, and the others are still assessed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from relayguard.exchange.analysis import (
+    PatchState,
+    PatchStatus,
+    RelayExposure,
+    patch_status,
+    relay_exposure,
+)
+from relayguard.exchange.facts import ExchangeFacts, FactsError, collect_facts
+from relayguard.exchange.transport import TransportError, WinRMClient, WinRMOptions
+from relayguard.vocabulary import Verdict
+
+FACTS_DOCUMENT_SCHEMA = "relayguard.exchange-facts/1"  # the `relayguard facts --json` document
+
+EXIT_OK = 0
+EXIT_OPEN = 2
+EXIT_INCONCLUSIVE = 3
+
+
+@dataclass(frozen=True)
+class HostAssessment:
+    host: str
+    facts: ExchangeFacts | None
+    exposure: RelayExposure | None
+    patch: PatchStatus | None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "ok": self.error is None,
+            "error": self.error,
+            "facts": None if self.facts is None else self.facts.to_dict(),
+            "exposure": None if self.exposure is None else self.exposure.to_dict(),
+            "patch": None if self.patch is None else self.patch.to_dict(),
+        }
+
+
+def judge(facts: ExchangeFacts) -> HostAssessment:
+    """The pure half: analysis of collected facts."""
+    return HostAssessment(facts.host, facts, relay_exposure(facts), patch_status(facts))
+
+
+def assess(
+    options: WinRMOptions,
+    *,
+    as_of: date | None = None,
+    client_factory: Callable[[WinRMOptions], WinRMClient] = WinRMClient,
+) -> HostAssessment:
+    """Collect one host's facts over WinRM and judge them; errors become the `error` field."""
+    try:
+        facts = collect_facts(client_factory(options), as_of=as_of)
+    except (TransportError, FactsError) as exc:
+        return HostAssessment(options.host, None, None, None, error=str(exc))
+    return judge(facts)
+
+
+def document(assessments: Sequence[HostAssessment]) -> dict[str, Any]:
+    return {"schema": FACTS_DOCUMENT_SCHEMA, "hosts": [a.to_dict() for a in assessments]}
+
+
+def exit_status(assessments: Sequence[HostAssessment]) -> int:
+    """2 when any host relays or misses its fix, 3 when any is unreadable or unknown, else 0."""
+    if any(
+        a.exposure is not None and a.exposure.verdict is Verdict.OPEN for a in assessments
+    ) or any(a.patch is not None and a.patch.state is PatchState.MISSING for a in assessments):
+        return EXIT_OPEN
+    if any(
+        a.error is not None
+        or (a.exposure is not None and a.exposure.verdict is Verdict.INCONCLUSIVE)
+        or (a.patch is not None and a.patch.state is PatchState.UNKNOWN)
+        for a in assessments
+    ):
+        return EXIT_INCONCLUSIVE
+    return EXIT_OK
