@@ -34,18 +34,28 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with `only`, just that subcommand's module is imported, so a probe does
+    not pay for loading the WinRM stack (relayguard --help still lists every command)."""
     parser = _Parser(prog="relayguard", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"relayguard {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name in COMMANDS:
-        importlib.import_module(name).register(sub)
+        if only is None or name.rsplit(".", 1)[-1] == only:
+            importlib.import_module(name).register(sub)
     return parser
 
 
+def _subcommand(argv: Sequence[str]) -> str | None:
+    first = next((a for a in argv if not a.startswith("-")), None)
+    known = {name.rsplit(".", 1)[-1] for name in COMMANDS}
+    return first if first in known else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_subcommand(args_list))
+    args = parser.parse_args(args_list)
     try:
         status: int = args.func(args)
     except KeyboardInterrupt:

@@ -15,12 +15,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from relayguard.probe import HostResult, ProbeOptions, confirm, probe_document
+from relayguard.probe import HostResult, ProbeOptions, confirm, probe_document, probe_targets
 from relayguard.probe.options import DEFAULT_EXTERNAL_DOMAIN, checked_options
 from relayguard.probe.targets import TargetError, parse_target
 from relayguard.validate import InputError
-from relayguard.vantage.many import parse_vantages, probe_from
-from relayguard.vantage.ssh import SshSettings
 from relayguard.vocabulary import Verdict
 
 EXIT_CLOSED, EXIT_USAGE, EXIT_OPEN, EXIT_INCONCLUSIVE = 0, 1, 2, 3
@@ -181,20 +179,29 @@ def run(args: argparse.Namespace) -> int:
     try:
         options = _options(args)
         targets = [parse_target(t, options.port) for t in args.targets]
-        vantages = parse_vantages(args.via, options.source_address)
+        if args.via:  # the SSH stack (paramiko) is loaded only when a vantage is asked for
+            from relayguard.vantage.many import parse_vantages
+
+            vantages = parse_vantages(args.via, options.source_address)
         confirming = confirm.checked_settings(args.confirm, args.sink, args.confirm_timeout)
     except (InputError, TargetError) as exc:
         print(f"relayguard probe: {exc}", file=sys.stderr)
         return EXIT_USAGE
     _progress(sys.stderr, len(targets))
     started = datetime.now(UTC)
-    settings = SshSettings(
-        known_hosts=tuple(args.known_hosts),
-        accept_unknown_host_key=args.accept_unknown_host_key,
-        key_file=args.ssh_key,
-        connect_timeout=options.connect_timeout,
-    )
-    results = probe_from(vantages, targets, options, settings)
+    if args.via:
+        from relayguard.vantage.many import probe_from
+        from relayguard.vantage.ssh import SshSettings
+
+        settings = SshSettings(
+            known_hosts=tuple(args.known_hosts),
+            accept_unknown_host_key=args.accept_unknown_host_key,
+            key_file=args.ssh_key,
+            connect_timeout=options.connect_timeout,
+        )
+        results = probe_from(vantages, targets, options, settings)
+    else:
+        results = probe_targets(targets, options)
     if confirming is not None:
         try:
             results = confirm.confirm_results(results, confirming, options)
