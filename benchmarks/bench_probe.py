@@ -58,6 +58,20 @@ class Measure:
     peak_rss_mb: float
     tests_per_host: float
     verdicts: dict[str, str]
+    server_cpu_s: float = 0.0  # CPU the lab's SMTP servers spent answering this tool
+
+
+def process_cpu(pid: int) -> float:
+    """User+system CPU seconds of a process so far (/proc/PID/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def with_server_cpu(lab_pid: int, run: Any, *args: Any) -> Measure:
+    before = process_cpu(lab_pid)
+    measure: Measure = run(*args)
+    measure.server_cpu_s = round(process_cpu(lab_pid) - before, 2)
+    return measure
 
 
 def measured(command: list[str], timeout: float) -> tuple[str, float, float, float]:
@@ -155,8 +169,10 @@ def scenario(name: str, skip_nmap: bool) -> dict[str, Any]:
             targets = [h["smtp"] for h in up["hosts"]]
             addresses = [t.rsplit(":", 1)[0] for t in targets]
             source = str(up["untrusted_client"])
-            ours = run_relayguard(targets, source, list(spec.get("probe_args", [])))
-            theirs = None if skip_nmap else run_nmap(addresses, source)
+            lab_pid = int((lab_dir / "daemon.pid").read_text())
+            extra = list(spec.get("probe_args", []))
+            ours = with_server_cpu(lab_pid, run_relayguard, targets, source, extra)
+            theirs = None if skip_nmap else with_server_cpu(lab_pid, run_nmap, addresses, source)
         finally:
             lab("down", lab_dir)
     result: dict[str, Any] = {
