@@ -36,7 +36,7 @@ from support.nmap import NmapConclusion, parse_script_output  # noqa: E402
 
 # `python -m relayguard.cli` so that PYTHONPATH can point the benchmark at any checkout
 RELAYGUARD = [sys.executable, "-m", "relayguard.cli"]
-FIRST_ADDRESS = "127.0.30.1"
+FIRST_ADDRESS = "127.0.34.1"  # clear of the demo lab (127.0.30.x); shared with test_fleet_scale
 SCENARIOS: dict[str, dict[str, Any]] = {
     "a": {"hosts": "exchange2019/compliant:200", "tarpit": 0.0},
     "b": {"hosts": "exchange2019/compliant:10", "tarpit": 5.0},
