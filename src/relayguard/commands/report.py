@@ -50,9 +50,9 @@ def register(subparsers: Any) -> None:
 
 def load_report(path: Path) -> dict[str, Any]:
     """The validated report at `path` (a file, or a directory holding report.json)."""
-    if path.is_dir():
-        path = path / REPORT_FILE
     try:
+        if path.is_dir():
+            path = path / REPORT_FILE
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)

@@ -117,7 +117,8 @@ def verdict(records: Sequence[TestRecord], host_failure: str | None) -> tuple[Ve
     if not unjudged:
         return Verdict.INCONCLUSIVE, "no relay test was run"
     first = unjudged[0]
-    why = first.error or first.reply or first.outcome.value
+    answer = f"{first.code} {first.reply}" if first.code is not None else first.reply
+    why = first.error or answer or first.outcome.value
     return (
         Verdict.INCONCLUSIVE,
         f"{len(unjudged)}/{len(records)} relay tests not answered ({first.id}: {why})",

@@ -84,6 +84,9 @@ class ReplyParser:
         self._max_line = max_line
         self._max_lines = max_lines
         self._max_bytes = max_bytes
+        # an error met after complete replies in the same segment: raised on the next feed,
+        # so the replies before it still count (a 220 to STARTTLS followed by junk)
+        self._error: ProtocolError | None = None
 
     @property
     def pending(self) -> bool:
@@ -91,14 +94,28 @@ class ReplyParser:
         return bool(self._buffer) or bool(self._lines)
 
     def feed(self, data: bytes) -> list[Reply]:
-        self._buffer.extend(data)
+        """Every reply completed by `data`. A protocol error raises at once when no reply was
+        completed before it in `data`, else on the next call."""
+        if self._error is not None:
+            raise self._error
         replies: list[Reply] = []
+        try:
+            self._feed(data, replies)
+        except ProtocolError as exc:
+            if not replies:
+                raise
+            self._error = exc
+            self._buffer.clear()
+        return replies
+
+    def _feed(self, data: bytes, replies: list[Reply]) -> None:
+        self._buffer.extend(data)
         while True:
             end = self._buffer.find(b"\n")
             if end < 0:
                 if len(self._buffer) > self._max_line:
                     raise ProtocolError(f"reply line longer than {self._max_line} bytes")
-                return replies
+                return
             raw = bytes(self._buffer[:end])
             del self._buffer[: end + 1]
             reply = self._line(raw.rstrip(b"\r"))

@@ -73,6 +73,12 @@ class FreshConnectionNeeded(SessionError):
     """The job was not started (e.g. RSET failed); run it on a new connection."""
 
 
+class OutOfStep(SessionError):
+    """The server sent a reply no command asked for (an early talker, or more replies than
+    commands under PIPELINING): replies can no longer be matched to commands (RFC 5321 §4.3.1,
+    RFC 2920 §3.1), so no reply read on this host is trusted."""
+
+
 class HostRefused(SessionError):
     """The host will not hold a dialogue with us at all (421/554 banner, EHLO and HELO refused)."""
 
@@ -160,6 +166,7 @@ class HostProbe:
         self.check_records: dict[str, judge.CheckRecord] = {}
         self.control_replies: dict[str, Reply | None] = {}
         self.host_failure: str | None = None
+        self.out_of_step = False  # replies could not be matched to commands: trust none
         self.connections = 0
         # one connection per job at worst (a server that hangs up after every refusal),
         # controls included, plus a few for greetings that fail
@@ -168,6 +175,7 @@ class HostProbe:
         self._greet_lock = asyncio.Lock()
         self._workers: set[asyncio.Task[None]] = set()
         self._bound = max(1, options.connections_per_host)
+        self._slow = False  # replies were seen to be slow (a tarpit)
 
     # -- connections -------------------------------------------------------------------
     async def _connect(self) -> SmtpConnection:
@@ -246,7 +254,9 @@ class HostProbe:
             raise FreshConnectionNeeded(
                 f"certificate did not validate: {exc.verify_message}"
             ) from exc
-        except (ssl.SSLError, ConnectionError, OSError) as exc:
+        except (ssl.SSLError, ConnectionError, OSError, ReplyTimeout) as exc:
+            # a handshake that fails or hangs is not retried: the next connection goes on in
+            # plaintext (opportunistic TLS, RFC 3207 §4.1), instead of spending every reconnect
             self.state.tls = TlsInfo(offered=True, error=f"TLS handshake failed: {exc}")
             self.state.tls_mode = "off"
             raise FreshConnectionNeeded(f"TLS handshake failed: {exc}") from exc
@@ -286,6 +296,11 @@ class HostProbe:
             for group in groups.values()
             for i in range(0, len(group), size)
         ]
+        if batches and len(batches[0].jobs) > 1:
+            # a first transaction of one RCPT measures the reply time before a batch of
+            # several is committed to one connection (a tarpit would serialise it)
+            first = batches[0]
+            batches[0:1] = [_Pending(first.jobs[:1]), _Pending(first.jobs[1:])]
         return batches + singles
 
     def _recipient(self, job: Job) -> str:
@@ -321,6 +336,20 @@ class HostProbe:
                 job, (f"MAIL FROM:{mail_from}", f"RCPT TO:{rcpt_to}"), mail, rcpt
             )
 
+    def _expect_quiet(self, conn: SmtpConnection, before_send: bool) -> None:
+        """Nothing may be waiting unasked for: a queued 421 (sent with the previous reply)
+        means the next job starts on a new connection; anything else is out of step."""
+        extra = conn.queued()
+        if extra is None:
+            return
+        if extra.code == 421:
+            if before_send:
+                conn.take_queued()
+                raise FreshConnectionNeeded(f"server closing the channel: {extra.first_line}")
+            return
+        conn.take_queued()
+        raise OutOfStep(f"server sent a reply no command asked for: {extra.first_line[:120]!r}")
+
     async def _reset(self, conn: SmtpConnection, sent: bool) -> None:
         """Read (and, unless already sent, send) RSET; a failure means 'not started'."""
         try:
@@ -341,6 +370,7 @@ class HostProbe:
         mail_from = render(sender_template, self.state.context)
         recipients = [self._recipient(job) for job in pending.jobs]
         reset = conn.in_transaction
+        self._expect_quiet(conn, before_send=True)
         if conn.pipelining:
             lines = [f"MAIL FROM:{mail_from}", *(f"RCPT TO:{r}" for r in recipients)]
             await conn.send(*(["RSET"] if reset else []), *lines)
@@ -381,6 +411,8 @@ class HostProbe:
                 return
             self._record(pending.jobs[0], mail, rcpt, attempts)
             pending.jobs.pop(0)
+        if conn.pipelining:
+            self._expect_quiet(conn, before_send=False)
 
     async def _run_job(self, conn: SmtpConnection, pending: _Pending) -> None:
         assert self.state.context is not None
@@ -390,6 +422,7 @@ class HostProbe:
             return
         assert isinstance(job, ConformanceCheck)
         line = render(job.command, self.state.context)
+        self._expect_quiet(conn, before_send=True)
         reply = await conn.command(line)
         if reply.code == 421:
             raise ServiceClosing(reply)
@@ -463,13 +496,15 @@ class HostProbe:
         self._workers.add(task)
 
     def _maybe_add_worker(self, reply_seconds: float) -> None:
-        """Slow replies (a tarpit): spread the remaining jobs over one more connection."""
-        if (
-            reply_seconds >= self.options.slow_reply_s
-            and self.state.context is not None
-            and len(self._active()) < self._bound
-            and len(self.queue) > len(self._active())
-        ):
+        """Slow replies (a tarpit): one RCPT per transaction from now on, spread over as
+        many connections as the bound allows, so the waits overlap."""
+        if reply_seconds < self.options.slow_reply_s or self.state.context is None:
+            return
+        if not self._slow:
+            self._slow = True
+            singles = [_Pending([job], p.attempts) for p in self.queue for job in p.jobs]
+            self.queue = deque(singles)
+        while len(self._active()) < self._bound and len(self.queue) > len(self._active()):
             self._spawn(extra=True)
 
     async def _worker(self, extra: bool = False) -> None:
@@ -489,6 +524,11 @@ class HostProbe:
                     await self._run_job(conn, pending)
                     # per reply: a transaction reads MAIL (and RSET) plus one reply per job
                     self._maybe_add_worker((time.monotonic() - began) / (waiting + 1))
+                except OutOfStep as exc:
+                    self.out_of_step = True
+                    self.host_failure = f"replies out of step with commands: {exc}"
+                    await conn.close(polite=False)
+                    conn = None
                 except FreshConnectionNeeded:
                     self.queue.appendleft(pending)  # not started: no attempt spent
                     await conn.close(polite=False)
@@ -534,6 +574,10 @@ class HostProbe:
         return self._result(time.monotonic() - started)
 
     def _result(self, duration: float) -> HostResult:
+        if self.out_of_step:  # no reply can be matched to its command: none is evidence
+            self.test_records.clear()
+            self.check_records.clear()
+            self.control_replies.clear()
         tests = []
         for test in self.relay_tests:
             record = self.test_records.get(test.id)

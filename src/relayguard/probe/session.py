@@ -107,6 +107,7 @@ class SmtpConnection:
             return reply
         try:
             async with asyncio.timeout(self._timeout):
+                self._parser.feed(b"")  # raises an error met after the last reply handed out
                 while not self._ready:
                     data = await self._reader.read(READ_CHUNK)
                     if not data:
@@ -120,6 +121,18 @@ class SmtpConnection:
         except (ConnectionError, OSError) as exc:
             self.closed = True
             raise ConnectionLost(f"connection lost: {exc.strerror or exc}") from exc
+        reply = self._ready.popleft()
+        self._transcript.add("S", reply.render())
+        return reply
+
+    def queued(self) -> Reply | None:
+        """A complete reply already read that no command has asked for yet, if any: an
+        early talker, more replies than commands under PIPELINING, or a 421 that came in the
+        same segment as the previous reply (RFC 5321 §3.8)."""
+        return self._ready[0] if self._ready else None
+
+    def take_queued(self) -> Reply:
+        """Remove the queued reply (recording it in the transcript) and return it."""
         reply = self._ready.popleft()
         self._transcript.add("S", reply.render())
         return reply
