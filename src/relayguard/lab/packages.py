@@ -67,6 +67,17 @@ DEFAULT_PACKAGES = (
         PackageName="Exchange 5.5 SP2 IMS fix for encapsulated address relay (MS99-027)",
     ),
     LabPackage(
+        FileName="IMS-SP4-level-x86.exe",
+        Product="Exchange 5.5",
+        AppliesTo="5.5",
+        TargetFile="msexcimc.exe",
+        # The SP4 IMS build (KB Q158530: SP4 = 5.5.2653); first fixed the quoted "IMCEA ..."
+        # relay of KB Q264330. The revision .0 is a lab value.
+        FileVersion="5.5.2653.0",
+        KB="Q264330",
+        PackageName="Exchange 5.5 IMS at the SP4 level (KB Q264330, quoted IMCEA relay)",
+    ),
+    LabPackage(
         FileName="Exchange2019-CU14-SU-lab.msp",
         Product="Exchange 2019",
         AppliesTo="15.2.1544",
