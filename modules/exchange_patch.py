@@ -1,0 +1,262 @@
+#!/usr/bin/python
+"""Ansible module exchange_patch: bring an Exchange server to a required fix level (thin layer).
+
+Arguments here; validation, the decision, upload, install and verification live in
+relayguard.exchange.patch. Runs on the controller and reaches the server over WinRM.
+"""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: exchange_patch
+short_description: Install an Exchange fix (5.5 IMS hotfix or 2013+ security update) if needed
+version_added: "0.1.0"
+description:
+  - Runs on the controller (delegate the task to C(localhost)) and talks to one Exchange
+    server over WinRM.
+  - Reads the fix level from the file version of the binary the fix replaces - C(msexcimc.exe)
+    on Exchange 5.5 (the MS99-027 encapsulated-address relay is fixed from 5.5.2650.1, KB
+    Q237927), C(ExSetup.exe) on 2013 and later (as HealthChecker reads it). Does nothing when
+    it already meets O(minimum_version).
+  - Refuses, before installing anything, a package whose SHA-256 is not O(sha256) (checked on
+    the controller before upload and again on the host) and a package that does not target
+    the server (O(target_version) of another product, or of another CU on 2013 and later);
+    the installer's own "does not apply" (msiexec 1642) is reported the same way.
+  - Exchange 5.5 - stops MSExchangeIMC, runs the hotfix with its quiet switches, starts the
+    service, checks the file version. 2013 and later - an C(.msp) through
+    C(msiexec /update <package> /qn /norestart) from the elevated WinRM session (a
+    non-elevated install breaks the server, KB5011363), an C(.exe) with its quiet switches;
+    then the file version of ExSetup.exe and RV(reboot_required) when the installer says so
+    (exit 3010 or a pending reboot).
+  - Every option is validated before any WinRM call.
+author:
+  - relayguard
+requirements:
+  - The relayguard package and pywinrm on the controller.
+attributes:
+  check_mode:
+    support: full
+    description: Reads the installed level and checks the package's hash; installs nothing.
+  diff_mode:
+    support: full
+    description: The binary's version before and after.
+options:
+  package_path:
+    description:
+      - The package on the server (C(C:\...)) or on a share (C(\\server\share\...)),
+        ending in C(.msp) or C(.exe). Exactly one of O(package_path) and O(package_src).
+    type: str
+  package_src:
+    description:
+      - The package on the controller; it is uploaded over WinRM in chunks to
+        O(remote_temp_dir), installed and removed.
+    type: str
+  sha256:
+    description: Expected SHA-256 of the package (64 hexadecimal digits).
+    type: str
+    required: true
+  target_version:
+    description: The file version the package gives the binary (e.g. V(5.5.2650.1)).
+    type: str
+    required: true
+  minimum_version:
+    description: The fix level required; default O(target_version).
+    type: str
+  installer_arguments:
+    description:
+      - Quiet switches for an C(.exe) package. Default V(-q -z) for a 5.5 hotfix and
+        V(/passive /norestart) for an Exchange security update (unverified for the 1999
+        hotfix packages - check the package's own documentation).
+    type: list
+    elements: str
+  reboot:
+    description: Restart the server when the installer asks for it, and wait for SMTP.
+    type: bool
+    default: false
+  remote_temp_dir:
+    description: Directory on the server for an uploaded package.
+    type: str
+    default: C:\Windows\Temp
+  winrm_host:
+    description:
+      - Address or DNS name of the Exchange server's WinRM endpoint. Usually
+        C({{ ansible_host }}) with the task delegated to the controller.
+    type: str
+    required: true
+  winrm_port:
+    description: WinRM port; 5986 with HTTPS, 5985 without.
+    type: int
+  winrm_username:
+    description: Account for WinRM (a local or domain administrator of the server).
+    type: str
+  winrm_password:
+    description: Its password. Never logged or returned.
+    type: str
+  winrm_auth:
+    description:
+      - WinRM authentication. V(basic) is refused over plain HTTP; V(certificate) and
+        V(credssp) need HTTPS.
+    type: str
+    choices: [ntlm, kerberos, credssp, certificate, basic]
+    default: ntlm
+  winrm_use_https:
+    description:
+      - Use HTTPS (certificate validated). Plain HTTP encrypts the messages (NTLM,
+        Kerberos).
+    type: bool
+    default: true
+  winrm_ca_trust_path:
+    description: CA bundle (PEM) that validates the server certificate; default the system bundle.
+    type: str
+  winrm_validate_certs:
+    description: Validate the server certificate. Turning this off is warned about.
+    type: bool
+    default: true
+  winrm_operation_timeout:
+    description: WS-Management operation timeout of each request, in seconds.
+    type: int
+    default: 20
+  winrm_command_timeout:
+    description: Bound on waiting for one payload (an installer, a restart), in seconds.
+    type: float
+    default: 600
+  smtp_wait:
+    description:
+      - After a service restart, an install or a reboot, wait until the SMTP listener at
+        O(winrm_host):O(smtp_port) greets with 220 again.
+    type: bool
+    default: true
+  smtp_port:
+    description: SMTP port to wait for.
+    type: int
+    default: 25
+  smtp_timeout:
+    description: How long to wait for the SMTP greeting, in seconds.
+    type: float
+    default: 300
+seealso:
+  - name: MS99-027 / KB Q237927
+    description: The Exchange 5.5 IMS encapsulated-address relay fix.
+    link: https://learn.microsoft.com/security-updates/securitybulletins/1999/ms99-027
+"""
+
+EXAMPLES = r"""
+- name: Exchange 5.5 IMS hotfix (MS99-027) uploaded from the controller
+  exchange_patch:
+    winrm_host: "{{ ansible_host }}"
+    winrm_username: "{{ ansible_user }}"
+    winrm_password: "{{ ansible_password }}"
+    package_src: files/IMS-Q237927-SP2-x86.exe
+    sha256: BDB5189A699742620ED7D21ACC70B6545B80820DF790DB2DCA1E87EEDDC06702
+    target_version: 5.5.2650.1
+  delegate_to: localhost
+
+- name: Exchange 2019 security update already staged on the server; reboot if asked
+  exchange_patch:
+    winrm_host: "{{ ansible_host }}"
+    winrm_username: "{{ ansible_user }}"
+    winrm_password: "{{ ansible_password }}"
+    package_path: C:\Patches\Exchange2019-CU14-SU.msp
+    sha256: F3BF96D45099519109979D90B9D50BE0D42819EA83A5BA4FFF1917235816237B
+    target_version: 15.2.1544.14
+    reboot: true
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+platform:
+  description: V(exchange55) or V(modern).
+  returned: success
+  type: str
+binary:
+  description: The file the fix level is read from.
+  returned: success
+  type: str
+  sample: msexcimc.exe
+reason:
+  description: Why the package was or was not needed.
+  returned: success
+  type: str
+version_before:
+  description: The binary's version before.
+  returned: success
+  type: str
+  sample: 5.5.2448.0
+version_after:
+  description: Its version after (the same when nothing was installed).
+  returned: success
+  type: str
+  sample: 5.5.2650.1
+exit_code:
+  description: The installer's exit code (0, or 3010 reboot required); null when not run.
+  returned: success
+  type: int
+reboot_required:
+  description: Whether the server needs a restart to finish the update.
+  returned: success
+  type: bool
+rebooted:
+  description: Whether the module restarted the server (O(reboot)).
+  returned: success
+  type: bool
+package_path:
+  description: The package's path on the server as installed (null when nothing ran).
+  returned: success
+  type: str
+messages:
+  description: Notes about the run.
+  returned: success
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+try:
+    from relayguard.exchange import connection
+    from relayguard.exchange.patch_task import run_patch_task
+    from relayguard.exchange.relay_task import TaskFailure
+
+    IMPORT_ERROR = None
+except ImportError as exc:  # pragma: no cover - reported to the user
+    IMPORT_ERROR = str(exc)
+
+ARGUMENT_SPEC = {
+    "package_path": {"type": "str"},
+    "package_src": {"type": "str"},
+    "sha256": {"type": "str", "required": True},
+    "target_version": {"type": "str", "required": True},
+    "minimum_version": {"type": "str"},
+    "installer_arguments": {"type": "list", "elements": "str"},
+    "reboot": {"type": "bool", "default": False},
+    "remote_temp_dir": {"type": "str", "default": "C:\\Windows\\Temp"},
+}
+
+
+def main() -> None:
+    spec = dict(ARGUMENT_SPEC)
+    if IMPORT_ERROR is None:
+        spec.update(connection.CONNECTION_ARGUMENT_SPEC)
+    module = AnsibleModule(
+        argument_spec=spec,
+        mutually_exclusive=[("package_path", "package_src")],
+        required_one_of=[("package_path", "package_src")],
+        supports_check_mode=True,
+    )
+    if IMPORT_ERROR is not None:
+        module.fail_json(
+            msg=f"the relayguard package is required on the controller: {IMPORT_ERROR}"
+        )
+    try:
+        result = run_patch_task(module.params, check_mode=module.check_mode)
+    except TaskFailure as exc:
+        module.fail_json(msg=str(exc), **exc.details)
+    diff = result.pop("diff")
+    if module._diff:
+        result["diff"] = diff
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Reading what a host runs today, for the remediation rooms (relay apply and patch).
+
+`read_relay_config` returns the platform and the relay configuration document of
+`exchange55.read_config` / `modern.read_config` (docs/payloads.md); `read_detect` returns
+`exchange.detect`. These are the only reads remediation makes, through the same real
+PowerShell read templates as the facts room (`relayguard.exchange.facts`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from relayguard.exchange import payloads
+from relayguard.exchange.plan import EXCHANGE55, MODERN
+
+
+class PayloadRunner(Protocol):
+    """What remediation needs of a transport (`WinRMClient` is one)."""
+
+    def run_payload(self, payload: payloads.RenderedPayload) -> Any: ...
+
+
+class ReadError(ValueError):
+    """A read payload answered with a document remediation cannot use."""
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    platform: str  # plan.EXCHANGE55 or plan.MODERN
+    server: str
+    document: Mapping[str, Any]
+
+
+def read_payload(op: str, params: Mapping[str, Any] | None = None) -> payloads.RenderedPayload:
+    """The rendered read payload of `op` (its real PowerShell template)."""
+    return payloads.render(op, params or {})
+
+
+def read_detect(client: PayloadRunner) -> Mapping[str, Any]:
+    document = client.run_payload(payloads.render("exchange.detect", {}))
+    if not isinstance(document, dict):
+        raise ReadError("exchange.detect did not print a JSON object")
+    return document
+
+
+def platform_of(detect: Mapping[str, Any]) -> str:
+    if detect.get("Exchange55"):
+        return EXCHANGE55
+    if detect.get("Exchange15"):
+        return MODERN
+    raise ReadError("no Exchange found on the host (neither Exchange 5.5 nor 2013 or later)")
+
+
+def read_config(client: PayloadRunner, platform: str) -> Mapping[str, Any]:
+    op = "exchange55.read_config" if platform == EXCHANGE55 else "modern.read_config"
+    document = client.run_payload(read_payload(op))
+    if not isinstance(document, dict):
+        raise ReadError(f"{op} did not print a JSON object")
+    key = "Parameters" if platform == EXCHANGE55 else "ReceiveConnectors"
+    if key not in document:
+        raise ReadError(f"{op} printed no {key}")
+    return document
+
+
+def read_relay_config(
+    client: PayloadRunner, platform: str | None = None, *, with_server: bool = True
+) -> RelayConfig:
+    """The platform (detected unless given) and its relay configuration document; the
+    server's name too unless `with_server` is false (it may cost a detect on 5.5)."""
+    detect: Mapping[str, Any] = {}
+    if platform is None:
+        detect = read_detect(client)
+        platform = platform_of(detect)
+    document = read_config(client, platform)
+    if with_server and not document.get("Server") and not detect:
+        detect = read_detect(client)  # the 5.5 document does not name the server
+    server = str(document.get("Server") or detect.get("ComputerName") or "")
+    return RelayConfig(platform, server, document)
