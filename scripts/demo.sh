@@ -1,30 +1,51 @@
 #!/usr/bin/env bash
-# `make demo`: bring up the lab (a fresh, vulnerable fleet), audit it from an untrusted vantage
-# point with the relay probe, leave the report under reports/latest and print its summary,
-# then take the lab down. The change-window playbook (secure-relay.yml) joins this demo when it
-# lands; until then the demo is an audit.
+# `make demo`: bring up the lab (a fresh, vulnerable fleet), close its open relays with
+# secure-relay.yml (probe, detect, plan, apply in batches, verify, roll back, report), run it
+# again in audit mode to show every host compliant with zero changes, print the report's
+# summary and path, then take the lab down. Without root the lab has no Postfix hosts (they
+# need port 25 and real Postfix instances) and says so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rg=.venv/bin/relayguard
+bin=.venv/bin
+rg=$bin/relayguard
+export PATH="$PWD/$bin:$PATH" ANSIBLE_CONFIG="$PWD/ansible.cfg"
 cleanup() { "$rg" lab down >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
 if [ "$(id -u)" -ne 0 ]; then
-  echo "demo: not root — the real Postfix hosts are left out and the twins listen on port 2525"
+  echo "demo: not root — the lab leaves out its Postfix hosts; the Exchange twins listen on port 2525"
 fi
 "$rg" lab down >/dev/null 2>&1 || true
-up_json=$("$rg" lab up --json --tarpit 0)
-mapfile -t targets < <(printf '%s' "$up_json" | .venv/bin/python -c \
-  'import json,sys; [print(h["smtp"]) for h in json.load(sys.stdin)["hosts"]]')
-source_ip=$(printf '%s' "$up_json" | .venv/bin/python -c \
-  'import json,sys; print(json.load(sys.stdin)["untrusted_client"])')
-echo "demo: lab up with ${#targets[@]} hosts; probing from untrusted ${source_ip}"
+fleet_args=()
+if [ -n "${DEMO_FLEET:-}" ]; then fleet_args=(--hosts "$DEMO_FLEET"); fi
+up_json=$("$rg" lab up --json --tarpit 0 "${fleet_args[@]}")
+printf '%s' "$up_json" | "$bin/python" -c '
+import json, sys
+up = json.load(sys.stdin)
+hosts = up["hosts"]
+print(f"demo: lab up with {len(hosts)} hosts:", ", ".join(h["name"] for h in hosts))
+if up["left_out"]:
+    print("demo: left out (need root):", ", ".join(map(str, up["left_out"])))'
 
-status=0
-"$rg" probe --source-address "$source_ip" --local-domain corp.example --timeout 10 \
-  --report reports "${targets[@]}" || status=$?
+playbook=("$bin/ansible-playbook" -i .lab/inventory.yml -i inventory/lab secure-relay.yml)
+# Every batch runs in the demo, so that one host that cannot be closed does not hide the rest
+# (a change window keeps the defaults: a first batch of one host, relay_max_fail_percentage=0,
+# stop at the first failure). Ansible stops anyway when every host of a batch fails.
 echo
-"$rg" report reports/latest --format markdown | sed -n '1,40p'
+echo "demo: 1/2 ansible-playbook secure-relay.yml (enforce, batches of 50 % and 100 %)"
+set +e
+"${playbook[@]}" -e '{"relay_serial": ["50%", "100%"], "relay_max_fail_percentage": 100}' | sed -n '/Report \//p; /PLAY RECAP/,$p'
+enforce=${PIPESTATUS[0]}
+set -e
+echo
+echo "demo: 2/2 ansible-playbook secure-relay.yml -e relay_mode=audit (must change nothing)"
+set +e
+"${playbook[@]}" -e relay_mode=audit | sed -n '/Report \//p; /PLAY RECAP/,$p'
+audit=${PIPESTATUS[0]}
+set -e
+echo
+"$rg" report reports/latest --format markdown | sed -n '1,60p'
 echo
 echo "demo: report written to $(readlink -f reports/latest)/ (report.json, .xml, .md, .html)"
-echo "demo: probe exit status ${status} (0 all closed, 2 open relays found, 3 inconclusive)"
+echo "demo: enforce run exit status ${enforce}; audit run exit status ${audit} (0: every host compliant)"
+exit "$audit"

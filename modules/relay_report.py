@@ -1,0 +1,162 @@
+#!/usr/bin/python
+"""Ansible module relay_report: write the run's relayguard.report/1 document (controller side).
+
+A page of arguments over `relayguard.report` (run_metadata, build_report, write_report); the
+playbook collects each host's facts, this module only hands them to the library.
+"""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: relay_report
+short_description: Write the relayguard.report/1 document of a playbook run
+version_added: "0.1.0"
+description:
+  - Builds the C(relayguard.report/1) document from the per-host records the playbook
+    collected (platform, build, patch, before and after probe results, changes, status) and
+    writes C(<reports_dir>/<run_id>/) with report.json, report.xml (JUnit), report.md and
+    report.html, then points C(<reports_dir>/latest) at it (docs/report.md).
+  - Secrets are redacted and the document is validated against its schema before anything is
+    written; an invalid document fails the task naming each problem by JSON path.
+  - "Runs on the controller: use C(delegate_to: localhost) and C(run_once: true)."
+  - Writing the report is not a change to any managed host; the module returns
+    C(changed=false) and writes in check mode too (the report then says C(check_mode)).
+options:
+  reports_dir:
+    description: Directory that holds one sub-directory per run and the C(latest) link.
+    type: path
+    required: true
+  mode:
+    description: The playbook's mode.
+    type: str
+    choices: [enforce, audit]
+    default: enforce
+  check_mode:
+    description: Whether the run was a C(--check) run (changes planned, none applied).
+    type: bool
+    default: false
+  run_id:
+    description:
+      - The run's id (C(YYYYMMDDTHHMMSSZ-suffix)); also the directory name. Generated from
+        O(started) when omitted.
+    type: str
+  started:
+    description: When the run started, RFC 3339 (for example C(2025-03-01T12:00:00Z)).
+    type: str
+    required: true
+  inventory:
+    description: The inventory sources of the run.
+    type: list
+    elements: str
+    default: []
+  probe_options:
+    description: The options that shaped the probe (the probe/1 document's C(options)).
+    type: dict
+    default: {}
+  hosts:
+    description:
+      - One record per host, with the fields of a report host (C(host), C(platform),
+        C(build), C(patch), C(before), C(after), C(changes), C(status), C(timings),
+        C(error)); missing optional parts are filled in.
+    type: list
+    elements: dict
+    required: true
+author:
+  - relayguard developers
+notes:
+  - Requires the relayguard Python package on the controller.
+"""
+
+EXAMPLES = r"""
+- name: Write the report of this run
+  relay_report:
+    reports_dir: "{{ playbook_dir }}/reports"
+    mode: enforce
+    started: "{{ hostvars['localhost'].relay_run_started }}"
+    run_id: "{{ hostvars['localhost'].relay_run_id }}"
+    hosts: "{{ ansible_play_hosts_all | map('extract', hostvars, 'relay_host_report') | list }}"
+  delegate_to: localhost
+  run_once: true
+  register: relay_report_written
+"""
+
+RETURN = r"""
+run_dir:
+  description: The run directory written.
+  returned: success
+  type: str
+  sample: /srv/relayguard/reports/20250301T120000Z-3f9a0c
+report:
+  description: Path of report.json.
+  returned: success
+  type: str
+  sample: /srv/relayguard/reports/20250301T120000Z-3f9a0c/report.json
+summary:
+  description: The document's summary (host count, counts by status and platform, exit status).
+  returned: success
+  type: dict
+  sample: {"hosts": 8, "by_status": {"remediated": 6, "compliant": 2}, "exit_status": 0}
+"""
+
+from datetime import UTC, datetime
+
+from ansible.module_utils.basic import AnsibleModule
+
+try:
+    from relayguard.report import ReportInvalid, ReportWriteError, build_report, run_metadata
+    from relayguard.report import write_report as write_report_files
+
+    IMPORT_ERROR = None
+except ImportError as exc:  # pragma: no cover - reported to the user
+    IMPORT_ERROR = str(exc)
+
+ARGUMENT_SPEC = {
+    "reports_dir": {"type": "path", "required": True},
+    "mode": {"type": "str", "choices": ["enforce", "audit"], "default": "enforce"},
+    "check_mode": {"type": "bool", "default": False},
+    "run_id": {"type": "str"},
+    "started": {"type": "str", "required": True},
+    "inventory": {"type": "list", "elements": "str", "default": []},
+    "probe_options": {"type": "dict", "default": {}},
+    "hosts": {"type": "list", "elements": "dict", "required": True},
+}
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    if IMPORT_ERROR is not None:
+        module.fail_json(
+            msg=f"the relayguard package is required on the controller: {IMPORT_ERROR}"
+        )
+    p = module.params
+    try:
+        started = datetime.fromisoformat(p["started"])
+    except ValueError:
+        module.fail_json(msg=f"started: {p['started']!r} is not an RFC 3339 timestamp")
+    try:
+        run = run_metadata(
+            p["mode"],
+            started=started,
+            finished=datetime.now(UTC),
+            run_id=p["run_id"],
+            inventory=p["inventory"],
+            probe_options=p["probe_options"],
+            check_mode=p["check_mode"],
+        )
+        document = build_report(run, p["hosts"])
+        run_dir = write_report_files(document, p["reports_dir"])
+    except ReportInvalid as exc:
+        module.fail_json(msg=f"invalid report: {'; '.join(exc.problems) or exc}")
+    except ReportWriteError as exc:
+        module.fail_json(msg=str(exc))
+    module.exit_json(
+        changed=False,
+        run_dir=str(run_dir),
+        report=str(run_dir / "report.json"),
+        summary=document["summary"],
+    )
+
+
+if __name__ == "__main__":
+    main()

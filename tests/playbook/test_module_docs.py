@@ -1,0 +1,45 @@
+"""The playbook's own modules (relay_report, smtp_mail_flow): documentation that ansible-doc
+parses and that names exactly the options the module accepts."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+from typing import Any
+
+import pytest
+
+from playbook.fleet import BIN, ROOT
+
+
+def _argument_spec(name: str) -> dict[str, Any]:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "modules" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    argument_spec: dict[str, Any] = module.ARGUMENT_SPEC
+    return argument_spec
+
+
+@pytest.mark.parametrize("name", ["relay_report", "smtp_mail_flow"])
+def test_documentation_matches_the_argument_spec(name: str) -> None:
+    proc = subprocess.run(
+        [str(BIN / "ansible-doc"), "-M", str(ROOT / "modules"), "--json", name],
+        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)[name]["doc"]
+    spec = _argument_spec(name)
+    assert set(doc["options"]) == set(spec)
+    for option, documented in doc["options"].items():
+        assert documented.get("type", "str") == spec[option].get("type", "str"), option
+        assert documented.get("default") == spec[option].get("default"), option
+        assert documented.get("choices") == spec[option].get("choices"), option
+    secrets = {o for o, s in spec.items() if s.get("no_log")}
+    assert secrets == {o for o in spec if "password" in o}
