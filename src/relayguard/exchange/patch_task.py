@@ -12,6 +12,7 @@ from typing import Any
 from relayguard.exchange import connection, payloads
 from relayguard.exchange.current import ReadError
 from relayguard.exchange.desired import host_path
+from relayguard.exchange.hostlock import HostLocked, host_lock
 from relayguard.exchange.patch import PatchError, install_patch, patch_request, version_text
 from relayguard.exchange.relay_task import ClientFactory, TaskFailure
 from relayguard.exchange.transport import DEFAULT_REMOTE_TEMP_DIR, TransportError
@@ -39,17 +40,18 @@ def run_patch_task(
         temp_dir = host_path(
             "remote_temp_dir", params.get("remote_temp_dir") or DEFAULT_REMOTE_TEMP_DIR
         )
-        client = client_factory(options)
-        result = install_patch(
-            client,
-            request,
-            check_mode=check_mode,
-            smtp=smtp,
-            remote_temp_dir=temp_dir,
-        )
+        with host_lock(options.host):
+            client = client_factory(options)
+            result = install_patch(
+                client,
+                request,
+                check_mode=check_mode,
+                smtp=smtp,
+                remote_temp_dir=temp_dir,
+            )
     except PatchError as exc:
         raise TaskFailure(str(exc), changed=exc.changed) from None
-    except (InputError, ReadError, TransportError, payloads.PayloadError) as exc:
+    except (InputError, ReadError, TransportError, payloads.PayloadError, HostLocked) as exc:
         raise TaskFailure(str(exc)) from None
     document = result.as_dict()
     after = result.version_after if result.changed and not check_mode else result.version_before

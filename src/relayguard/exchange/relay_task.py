@@ -22,6 +22,7 @@ from relayguard.exchange.apply import (
 )
 from relayguard.exchange.current import PayloadRunner, ReadError
 from relayguard.exchange.desired import controller_path, relay_desired
+from relayguard.exchange.hostlock import HostLocked, host_lock
 from relayguard.exchange.plan import PlanError
 from relayguard.exchange.transport import TransportError, WinRMOptions
 from relayguard.validate import InputError
@@ -47,8 +48,9 @@ def run_relay_task(
         platform = None if params.get("platform", "auto") == "auto" else params["platform"]
         if params.get("state", "present") == "restored":
             backup = Path(controller_path("backup_file", params.get("backup_file")))
-            client = client_factory(options)
-            restored = restore_relay(client, backup, check_mode=check_mode, smtp=smtp)
+            with host_lock(options.host):
+                client = client_factory(options)
+                restored = restore_relay(client, backup, check_mode=check_mode, smtp=smtp)
             result = restored.as_dict()
             result["diff"] = restored.plan.diff()
             return result
@@ -68,21 +70,29 @@ def run_relay_task(
             run_id = connection.file_name_part("run_id", params.get("run_id") or default_run_id())
             reports = controller_path("reports_dir", params.get("reports_dir") or "reports")
             backup = backup_path(reports, run_id, host)
-        client = client_factory(options)
-        applied = apply_relay(
-            client,
-            desired,
-            host=host,
-            backup_file=backup,
-            check_mode=check_mode,
-            platform=platform,
-            smtp=smtp,
-        )
+        with host_lock(options.host):
+            client = client_factory(options)
+            applied = apply_relay(
+                client,
+                desired,
+                host=host,
+                backup_file=backup,
+                check_mode=check_mode,
+                platform=platform,
+                smtp=smtp,
+            )
     except ApplyError as exc:
         raise TaskFailure(
             str(exc), changed=exc.changed, restored=exc.restored, backup_file=exc.backup_file
         ) from None
-    except (InputError, PlanError, ReadError, TransportError, payloads.PayloadError) as exc:
+    except (
+        InputError,
+        PlanError,
+        ReadError,
+        TransportError,
+        payloads.PayloadError,
+        HostLocked,
+    ) as exc:
         raise TaskFailure(str(exc)) from None
     except OSError as exc:  # the backup cannot be written: nothing was changed
         raise TaskFailure(f"exchange_relay: {exc}") from None
