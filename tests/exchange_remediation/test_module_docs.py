@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -31,10 +32,27 @@ def constants(module: str) -> dict[str, object]:
     return found
 
 
+def documented_options(documentation: str) -> dict[str, Any]:
+    """The module's options with those of the doc fragments it extends (as ansible-doc does)."""
+    doc = yaml.safe_load(documentation)
+    options: dict[str, Any] = dict(doc["options"])
+    for fragment in doc.get("extends_documentation_fragment", []):
+        source = (REPO / "plugins" / "doc_fragments" / f"{fragment}.py").read_text()
+        tree = ast.parse(source)
+        cls = next(n for n in tree.body if isinstance(n, ast.ClassDef))
+        text = next(
+            ast.literal_eval(n.value)
+            for n in cls.body
+            if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "DOCUMENTATION"
+        )
+        options.update(yaml.safe_load(text)["options"])
+    return options
+
+
 @pytest.mark.parametrize("module", MODULES)
 def test_documentation_matches_the_argument_spec(module: str) -> None:
     found = constants(module)
-    documented = yaml.safe_load(str(found["DOCUMENTATION"]))["options"]
+    documented = documented_options(str(found["DOCUMENTATION"]))
     spec = dict(found["ARGUMENT_SPEC"])  # type: ignore[call-overload]
     spec.update(CONNECTION_ARGUMENT_SPEC)
     assert set(documented) == set(spec)
