@@ -246,9 +246,11 @@ def test_report_arguments(path: str, named: str) -> None:
 @pytest.mark.parametrize(
     ("args", "named"),
     [
-        (["--first-address=$(id)"], "$(id)"),
-        (["--first-address=10.0.0.1"], "10.0.0.1"),
-        (["--first-address=127.0.30.1;id"], "127.0.30.1;id"),
+        (["--first-address=$(id)"], "--first-address: '$(id)' is not an IP address"),
+        (["--first-address=BAD"], "--first-address: 'BAD' is not an IP address"),
+        (["--first-address=10.0.0.1"], "--first-address: '10.0.0.1' is outside the lab range"),
+        (["--first-address=::1"], "--first-address: '::1' is outside the lab range"),
+        (["--first-address=127.0.30.1;id"], "--first-address: '127.0.30.1;id' is not an IP"),
         (["--hosts=exchange2019:abc"], "--hosts"),
         (["--hosts=`id`:1"], "--hosts"),
         (["--hosts=postfix:0"], "--hosts"),

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from relayguard import validate
 from relayguard.lab import control, fleet
 from relayguard.lab.layout import LabDir
 
@@ -66,6 +67,18 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+def first_address(value: str) -> str:
+    """--first-address: an IPv4 address inside the lab's loopback range."""
+    address = validate.ip_address("--first-address", value)
+    if not fleet.in_lab_range(address):
+        raise validate.InputError(
+            "--first-address",
+            value,
+            f"is outside the lab range {fleet.FIRST_ADDRESS}-{fleet.LAST_ADDRESS}",
+        )
+    return address
+
+
 def run(args: argparse.Namespace) -> int:
     lab = LabDir(args.dir)
     try:
@@ -75,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
             options = control.UpOptions(
                 fleet=args.fleet,
                 hosts=args.hosts,
-                first_address=args.first_address,
+                first_address=first_address(args.first_address),
                 tarpit_seconds=args.tarpit,
                 restart_seconds=args.restart_seconds,
                 timeout=args.timeout,

@@ -98,15 +98,24 @@ FLEETS: dict[str, tuple[tuple[str, Platform, str, str], ...]] = {
 }
 
 
+def in_lab_range(address: str) -> bool:
+    """Whether `address` is an IPv4 address from FIRST_ADDRESS to LAST_ADDRESS."""
+    try:
+        candidate = ipaddress.IPv4Address(address)
+    except ValueError:
+        return False
+    first, last = ipaddress.IPv4Address(FIRST_ADDRESS), ipaddress.IPv4Address(LAST_ADDRESS)
+    return first <= candidate <= last
+
+
 def addresses(first: str = FIRST_ADDRESS) -> Iterator[str]:
     """Loopback addresses from `first` up to LAST_ADDRESS, skipping .0 and .255."""
-    start = ipaddress.IPv4Address(first)
-    last = ipaddress.IPv4Address(LAST_ADDRESS)
-    if not ipaddress.IPv4Address(FIRST_ADDRESS) <= start <= last:
+    if not in_lab_range(first):
         raise FleetError(
-            f"first address {first} is outside the lab range {FIRST_ADDRESS}-{LAST_ADDRESS}"
+            f"first address {first!r} is not in the lab range {FIRST_ADDRESS}-{LAST_ADDRESS}"
         )
-    current = start
+    last = ipaddress.IPv4Address(LAST_ADDRESS)
+    current = ipaddress.IPv4Address(first)
     while current <= last:
         if str(current).rsplit(".", 1)[1] not in ("0", "255"):
             yield str(current)
