@@ -1,7 +1,8 @@
 """Validation of user-facing values at the edge, before anything touches a host.
 
 Every function returns the normalised value or raises `InputError` naming the field and the
-offending value (repr'd, so control characters and quotes are visible and inert).
+offending value (repr'd, so control characters and quotes are visible and inert, and bounded
+by `quoted`, so a 5,000-character value does not fill the screen or a log line).
 """
 
 from __future__ import annotations
@@ -13,16 +14,24 @@ _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 # RFC 5321 §4.1.2 dot-atom local part, restricted to the characters a probe needs.
 _LOCAL_PART = re.compile(r"^[A-Za-z0-9!#$&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$&'*+/=?^_`{|}~-]+)*$")
 MAX_VALUE = 253
+QUOTED_PREFIX = 64  # characters of an oversized value an error message shows
+
+
+def quoted(value: object) -> str:
+    """A user value as an error message shows it: its repr, or for a long one the first
+    QUOTED_PREFIX characters of the repr and the value's length."""
+    shown = repr(value)
+    if len(shown) <= QUOTED_PREFIX + 16:
+        return shown
+    size = len(value) if isinstance(value, str | bytes | list | tuple | dict) else len(shown)
+    return f"{shown[:QUOTED_PREFIX]}…({size:,} characters)"
 
 
 class InputError(ValueError):
     """A user-supplied value is invalid; the message names the field and the value."""
 
     def __init__(self, field: str, value: object, problem: str) -> None:
-        shown = repr(value)
-        if len(shown) > 80:
-            shown = shown[:77] + "..."
-        super().__init__(f"{field}: {shown} {problem}")
+        super().__init__(f"{field}: {quoted(value)} {problem}")
         self.field = field
 
 

@@ -216,11 +216,11 @@ def test_facts_arguments(
 @pytest.mark.parametrize(
     ("args", "field"),
     [
-        *(([v], "not a version number") for v in HOSTILE.values() if v.strip()),
-        (["15.2.1544.4", "--as-of=`id`"], "not a date"),
-        (["15.2.1544.4", "--as-of=2026-02-30"], "not a date"),
-        (["5.5.2653", "--msexcimc=$(id)"], "not a version number"),
-        (["5.5.2653", "--msexcimc=5.5.2653.;id"], "not a version number"),
+        *(([v], "version: not a version number") for v in HOSTILE.values() if v.strip()),
+        (["15.2.1544.4", "--as-of=`id`"], "--as-of: not a date"),
+        (["15.2.1544.4", "--as-of=2026-02-30"], "--as-of: not a date"),
+        (["5.5.2653", "--msexcimc=$(id)"], "--msexcimc: not a version number"),
+        (["5.5.2653", "--msexcimc=5.5.2653.;id"], "--msexcimc: not a version number"),
     ],
 )
 def test_build_arguments(args: list[str], field: str) -> None:
@@ -266,6 +266,29 @@ def test_lab_up_arguments(tmp_path: Path, args: list[str], named: str) -> None:
     assert not (lab / "state.json").exists()
     code, out, _ = cli(["lab", "status", f"--dir={lab}", "--json"])
     assert code == 1 and json.loads(out)["up"] is False
+
+
+@pytest.mark.parametrize(
+    ("argv", "field"),
+    [
+        (["build", "5" * 5000], "version"),
+        (["build", "5.5.2653", "--msexcimc=" + "5" * 5000], "--msexcimc"),
+        (["build", "5.5.2653", "--as-of=" + "2" * 5000], "--as-of"),
+        (
+            ["lab", "up", "--dir=/nonexistent/relayguard-lab", "--first-address=" + "1" * 5000],
+            "--first-address",
+        ),
+        (["probe", "--helo=" + "a" * 5000, "127.0.3.150"], "helo_name"),
+    ],
+)
+def test_an_oversized_value_is_echoed_as_a_bounded_prefix(argv: list[str], field: str) -> None:
+    """The error names the field and shows the first 64 characters and the length, not the
+    whole 5,000-character value."""
+    code, out, err = cli(argv)
+    refused(code, out, err, argv[0], field)
+    last = err.strip().splitlines()[-1]
+    assert "…(5,000 characters)" in last
+    assert len(last) < 300, last
 
 
 # -- module option checking (the library functions the modules call first) -------------------

@@ -13,7 +13,13 @@ import sys
 from datetime import date
 from typing import Any
 
-from relayguard.exchange.catalog import BuildExplanation, InvalidVersionError, explain
+from relayguard.exchange.catalog import (
+    BuildExplanation,
+    InvalidVersionError,
+    explain,
+    parse_version,
+)
+from relayguard.validate import quoted
 
 EXIT_KNOWN = 0
 EXIT_USAGE = 1
@@ -89,8 +95,19 @@ def run(args: argparse.Namespace) -> int:
     try:
         as_of = date.fromisoformat(args.as_of) if args.as_of else date.today()
     except ValueError:
-        print(f"relayguard build: not a date (YYYY-MM-DD): {args.as_of!r}", file=sys.stderr)
+        print(
+            f"relayguard build: --as-of: not a date (YYYY-MM-DD): {quoted(args.as_of)}",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
+    # Each value on its own first, so the error names the one that is wrong.
+    for name, text in (("version", args.version), ("--msexcimc", args.msexcimc)):
+        try:
+            if text is not None:
+                parse_version(text)
+        except InvalidVersionError as exc:
+            print(f"relayguard build: {name}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     try:
         result = explain(args.version, as_of=as_of, msexcimc=args.msexcimc)
     except InvalidVersionError as exc:

@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from relayguard.validate import quoted
 from relayguard.vocabulary import Platform
 
 CATALOG_SCHEMA = "relayguard.exchange-builds/1"
@@ -69,11 +70,11 @@ def parse_version(text: str) -> BuildVersion:
     match = _DOTTED.match(stripped) or _ADMIN_DISPLAY.match(stripped)
     if match is None:
         raise InvalidVersionError(
-            f"not a version number: {text!r} (expected e.g. 15.2.1544.4 or 5.5.2653)"
+            f"not a version number: {quoted(text)} (expected e.g. 15.2.1544.4 or 5.5.2653)"
         )
     fields = [int(part) for part in match.groups() if part is not None]
     if any(value > _FIELD_MAX for value in fields):
-        raise InvalidVersionError(f"not a version number: {text!r} (a field exceeds 65535)")
+        raise InvalidVersionError(f"not a version number: {quoted(text)} (a field exceeds 65535)")
     revision = fields[3] if len(fields) == 4 else None
     return BuildVersion(fields[0], fields[1], fields[2], revision)
 
