@@ -156,32 +156,24 @@ messages:
   elements: str
 """
 
+from typing import Any
+
 from ansible.module_utils.basic import AnsibleModule
 
 try:
     from relayguard.exchange import connection
-    from relayguard.exchange.patch_task import run_patch_task
+    from relayguard.exchange.patch_task import PATCH_ARGUMENT_SPEC, run_patch_task
     from relayguard.exchange.relay_task import TaskFailure
 
     IMPORT_ERROR = None
 except ImportError as exc:  # pragma: no cover - reported to the user
     IMPORT_ERROR = str(exc)
 
-ARGUMENT_SPEC = {
-    "package_path": {"type": "str"},
-    "package_src": {"type": "str"},
-    "sha256": {"type": "str", "required": True},
-    "target_version": {"type": "str", "required": True},
-    "minimum_version": {"type": "str"},
-    "installer_arguments": {"type": "list", "elements": "str"},
-    "reboot": {"type": "bool", "default": False},
-    "remote_temp_dir": {"type": "str", "default": "C:\\Windows\\Temp"},
-}
-
 
 def main() -> None:
-    spec = dict(ARGUMENT_SPEC)
+    spec: dict[str, Any] = {}
     if IMPORT_ERROR is None:
+        spec.update(PATCH_ARGUMENT_SPEC)
         spec.update(connection.CONNECTION_ARGUMENT_SPEC)
     module = AnsibleModule(
         argument_spec=spec,

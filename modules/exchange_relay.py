@@ -228,36 +228,23 @@ restored:
   type: bool
 """
 
+from typing import Any
+
 from ansible.module_utils.basic import AnsibleModule
 
 try:
     from relayguard.exchange import connection
-    from relayguard.exchange.relay_task import TaskFailure, run_relay_task
+    from relayguard.exchange.relay_task import RELAY_ARGUMENT_SPEC, TaskFailure, run_relay_task
 
     IMPORT_ERROR = None
 except ImportError as exc:  # pragma: no cover - reported to the user
     IMPORT_ERROR = str(exc)
 
-ARGUMENT_SPEC = {
-    "state": {"type": "str", "choices": ["present", "restored"], "default": "present"},
-    "platform": {"type": "str", "choices": ["auto", "exchange55", "modern"], "default": "auto"},
-    "relay_allowed_networks": {"type": "list", "elements": "str", "default": []},
-    "relay_authenticated": {"type": "bool", "default": False},
-    "inbound_domains": {"type": "list", "elements": "str"},
-    "reject_unknown_recipients": {"type": "bool", "default": True},
-    "relay_connector_name": {"type": "str"},
-    "relay_connector_bindings": {"type": "list", "elements": "str", "default": ["0.0.0.0:25"]},
-    "relay_domains": {"type": "list", "elements": "str", "default": []},
-    "backup_file": {"type": "str"},
-    "reports_dir": {"type": "str", "default": "reports"},
-    "run_id": {"type": "str"},
-    "host_name": {"type": "str"},
-}
-
 
 def main() -> None:
-    spec = dict(ARGUMENT_SPEC)
+    spec: dict[str, Any] = {}
     if IMPORT_ERROR is None:
+        spec.update(RELAY_ARGUMENT_SPEC)
         spec.update(connection.CONNECTION_ARGUMENT_SPEC)
     module = AnsibleModule(
         argument_spec=spec,

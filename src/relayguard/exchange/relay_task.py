@@ -30,6 +30,25 @@ from relayguard.validate import InputError
 ClientFactory = Callable[[WinRMOptions], PayloadRunner]
 
 
+# The module's options besides the connection's (connection.CONNECTION_ARGUMENT_SPEC);
+# modules/exchange_relay.py and modules/exchange_batch.py validate with it.
+RELAY_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
+    "state": {"type": "str", "choices": ["present", "restored"], "default": "present"},
+    "platform": {"type": "str", "choices": ["auto", "exchange55", "modern"], "default": "auto"},
+    "relay_allowed_networks": {"type": "list", "elements": "str", "default": []},
+    "relay_authenticated": {"type": "bool", "default": False},
+    "inbound_domains": {"type": "list", "elements": "str"},
+    "reject_unknown_recipients": {"type": "bool", "default": True},
+    "relay_connector_name": {"type": "str"},
+    "relay_connector_bindings": {"type": "list", "elements": "str", "default": ["0.0.0.0:25"]},
+    "relay_domains": {"type": "list", "elements": "str", "default": []},
+    "backup_file": {"type": "str"},
+    "reports_dir": {"type": "str", "default": "reports"},
+    "run_id": {"type": "str"},
+    "host_name": {"type": "str"},
+}
+
+
 class TaskFailure(Exception):
     def __init__(self, message: str, **details: Any) -> None:
         super().__init__(message)

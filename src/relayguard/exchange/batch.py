@@ -1,0 +1,110 @@
+"""A batch of Exchange hosts at once: the per-host tasks over a bounded pool of threads.
+
+What `modules/exchange_batch.py` runs, one call per batch of secure-relay.yml, in place of one
+module process per host (docs/performance.md, scenario d: a module process per host and task
+was most of the playbook's time). Each host's work is exactly what the single-host modules do
+(`assess`, `relay_task.run_relay_task`, `patch_task.run_patch_task`); a host's failure is
+that host's result, never the batch's, and the hosts never share a WinRM session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from relayguard.exchange import connection
+from relayguard.exchange.assess import assess
+from relayguard.exchange.patch_task import run_patch_task
+from relayguard.exchange.relay_task import TaskFailure, run_relay_task
+from relayguard.exchange.transport import WinRMClient, WinRMOptions
+from relayguard.validate import InputError
+
+ClientFactory = Callable[[WinRMOptions], WinRMClient]
+DEFAULT_WORKERS = 16
+MAX_WORKERS = 256
+
+
+@dataclass(frozen=True)
+class HostRequest:
+    """One host of the batch: its inventory name, exchange_relay's options (the WinRM
+    connection included) and, for `apply`, exchange_patch's options (None: no patch)."""
+
+    name: str
+    relay: Mapping[str, Any]
+    patch: Mapping[str, Any] | None = None
+
+
+def failure(message: str, **details: Any) -> dict[str, Any]:
+    return {"failed": True, "msg": message, "changed": False, **details}
+
+
+def assess_host(request: HostRequest, client_factory: ClientFactory) -> dict[str, Any]:
+    """exchange_facts for one host: `{facts, exposure, patch}`, or a failure naming the cause."""
+    try:
+        options = connection.winrm_options(request.relay)
+    except InputError as exc:
+        return failure(str(exc))
+    result = assess(options, client_factory=client_factory).to_dict()
+    if result["error"] is not None:
+        return failure(result["error"], host=result["host"])
+    return {
+        "failed": False,
+        "changed": False,
+        "facts": result["facts"],
+        "exposure": result["exposure"],
+        "patch": result["patch"],
+    }
+
+
+def plan_host(request: HostRequest, client_factory: ClientFactory) -> dict[str, Any]:
+    """exchange_relay in check mode for one host: the planned changes, nothing written."""
+    try:
+        result = run_relay_task(request.relay, check_mode=True, client_factory=client_factory)
+    except TaskFailure as exc:
+        return failure(str(exc), **exc.details)
+    result.pop("diff", None)
+    return {"failed": False, **result, "changed": False}
+
+
+def apply_host(
+    request: HostRequest, client_factory: ClientFactory, *, check_mode: bool
+) -> dict[str, Any]:
+    """exchange_relay, then exchange_patch when asked and the relay step succeeded."""
+    try:
+        relay: dict[str, Any] = {
+            "failed": False,
+            **run_relay_task(request.relay, check_mode=check_mode, client_factory=client_factory),
+        }
+    except TaskFailure as exc:
+        relay = failure(str(exc), **exc.details)
+    patch: dict[str, Any] | None = None
+    if request.patch is not None and not relay["failed"]:
+        params = {**request.relay, **request.patch}
+        try:
+            patch = {
+                "failed": False,
+                **run_patch_task(params, check_mode=check_mode, client_factory=client_factory),
+            }
+        except TaskFailure as exc:
+            patch = failure(str(exc), **exc.details)
+    return {"relay": relay, "patch": patch}
+
+
+def run_batch(
+    requests: Sequence[HostRequest],
+    work: Callable[[HostRequest], dict[str, Any]],
+    max_workers: int = DEFAULT_WORKERS,
+) -> dict[str, dict[str, Any]]:
+    """`work` for every host, at most `max_workers` at a time; results by inventory name."""
+    names = [r.name for r in requests]
+    if len(set(names)) != len(names):
+        raise InputError("hosts", names, "names a host twice")
+    if not 1 <= max_workers <= MAX_WORKERS:
+        raise InputError("max_workers", max_workers, f"is not between 1 and {MAX_WORKERS}")
+    if not requests:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(max_workers, len(requests))) as pool:
+        results = list(pool.map(work, requests))
+    return dict(zip(names, results, strict=True))

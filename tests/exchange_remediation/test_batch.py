@@ -1,0 +1,145 @@
+"""exchange_batch's library (`relayguard.exchange.batch`) on real WinRM against lab twins: a
+batch of hosts is assessed, planned and changed in one call, each host as the single-host
+modules would, and one host's failure (a wrong password, a closed port) stays that host's.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exchange_remediation.labrun import ALLOWED_NETWORKS, INBOUND, Lab, relay_config, running_lab
+from relayguard.exchange import batch, connection
+from relayguard.exchange.patch_task import PATCH_ARGUMENT_SPEC
+from relayguard.exchange.relay_task import RELAY_ARGUMENT_SPEC
+from relayguard.validate import InputError
+
+SPEC = "exchange55/sp2-noreroute:1,exchange2019/anon-relay:1,exchange2016/star-domain:1"
+DEFAULTS = {
+    name: option.get("default")
+    for name, option in {**RELAY_ARGUMENT_SPEC, **connection.CONNECTION_ARGUMENT_SPEC}.items()
+}
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    with running_lab(SPEC, "127.0.37.1") as running:
+        yield running
+
+
+def request(lab: Lab, host: dict[str, Any], backups: Path, **override: Any) -> batch.HostRequest:
+    relay = DEFAULTS | {
+        "winrm_host": host["address"],
+        "winrm_username": host["username"],
+        "winrm_password": host["password"],
+        "winrm_ca_trust_path": lab.manifest["ca"],
+        "winrm_command_timeout": 120.0,
+        "smtp_port": int(host["smtp"].rsplit(":", 1)[1]),
+        "relay_allowed_networks": ALLOWED_NETWORKS,
+        "relay_authenticated": True,
+        "inbound_domains": [INBOUND],
+        "relay_connector_name": None
+        if host["platform"] == "exchange55"
+        else f"Relay {host['server']}",
+        "host_name": host["name"],
+        "backup_file": str(backups / f"{host['name']}.json"),
+    }
+    patch = None
+    if host["platform"] == "exchange55":
+        package = lab.package("IMS-Q237927-SP2-x86.exe")
+        patch = {name: option.get("default") for name, option in PATCH_ARGUMENT_SPEC.items()} | {
+            "package_src": package["file"],
+            "sha256": package["sha256"],
+            "target_version": "5.5.2650.1",
+        }
+    return batch.HostRequest(host["name"], relay | override, patch)
+
+
+def wrong_ones(lab: Lab, backups: Path) -> list[batch.HostRequest]:
+    first = lab.hosts[0]
+    bad_password = request(lab, first, backups, winrm_password="not-the-password")
+    closed_port = request(lab, first, backups, winrm_port=9)
+    return [
+        batch.HostRequest("wrong-password", bad_password.relay),
+        batch.HostRequest("closed-port", closed_port.relay),
+    ]
+
+
+def test_check_mode_apply_changes_nothing(lab: Lab, tmp_path: Path) -> None:
+    """First, while every twin is still open: check mode plans and changes nothing."""
+    states = {h["name"]: copy.deepcopy(lab.state(h["name"])) for h in lab.hosts}
+    good = [request(lab, h, tmp_path) for h in lab.hosts]
+    results = batch.run_batch(
+        good, lambda r: batch.apply_host(r, connection.client_for, check_mode=True)
+    )
+    assert all(r["relay"]["changed"] for r in results.values()), results
+    assert {h["name"]: lab.state(h["name"]) for h in lab.hosts} == states
+
+
+def test_assess_plan_apply_a_batch_with_two_broken_hosts(lab: Lab, tmp_path: Path) -> None:
+    factory = connection.client_for
+    good = [request(lab, h, tmp_path) for h in lab.hosts]
+    everyone = good + wrong_ones(lab, tmp_path)
+    before = {h["name"]: relay_config(lab.state(h["name"])) for h in lab.hosts}
+
+    assessed = batch.run_batch(everyone, lambda r: batch.assess_host(r, factory), 4)
+    assert list(assessed) == [r.name for r in everyone]
+    for host in lab.hosts:
+        result = assessed[host["name"]]
+        assert not result["failed"], result
+        assert result["facts"]["platform"] == host["platform"]
+        assert result["exposure"]["verdict"] == "open"
+    assert assessed["wrong-password"]["failed"]
+    assert assessed["closed-port"]["failed"]
+    assert "9" in assessed["closed-port"]["msg"] or "refused" in assessed["closed-port"]["msg"]
+
+    planned = batch.run_batch(everyone, lambda r: batch.plan_host(r, factory), 4)
+    for host in lab.hosts:
+        assert not planned[host["name"]]["failed"], planned[host["name"]]
+        assert planned[host["name"]]["changes"], host["name"]
+        assert not planned[host["name"]]["changed"]
+    assert planned["wrong-password"]["failed"] and planned["closed-port"]["failed"]
+    # planning wrote nothing, and no backup
+    assert {h["name"]: relay_config(lab.state(h["name"])) for h in lab.hosts} == before
+    assert not list(tmp_path.glob("*.json"))
+
+    applied = batch.run_batch(everyone, lambda r: batch.apply_host(r, factory, check_mode=False), 4)
+    for host in lab.hosts:
+        result = applied[host["name"]]
+        assert not result["relay"]["failed"], result
+        assert result["relay"]["changed"]
+        assert Path(result["relay"]["backup_file"]).is_file()
+        if host["platform"] == "exchange55":
+            assert result["patch"]["changed"] and result["patch"]["version_after"] == "5.5.2650.1"
+            assert lab.state(host["name"]).exchange55.ImcFileVersion == "5.5.2650.1"  # type: ignore[union-attr]
+        else:
+            assert result["patch"] is None
+        assert relay_config(lab.state(host["name"])) != before[host["name"]]
+    assert applied["wrong-password"]["relay"]["failed"]
+    assert applied["wrong-password"]["patch"] is None  # never reached: the relay step failed
+
+    again = batch.run_batch(good, lambda r: batch.apply_host(r, factory, check_mode=False), 4)
+    for name, result in again.items():
+        assert not result["relay"]["changed"], name
+        assert result["patch"] is None or not result["patch"]["changed"], name
+
+
+def test_a_batch_names_each_host_once_and_bounds_its_workers() -> None:
+    one = batch.HostRequest("ex1", {})
+    with pytest.raises(InputError, match=r"hosts: .* names a host twice"):
+        batch.run_batch([one, one], lambda r: {})
+    for workers in (0, batch.MAX_WORKERS + 1):
+        with pytest.raises(InputError, match="max_workers"):
+            batch.run_batch([one], lambda r: {}, workers)
+    assert batch.run_batch([], lambda r: {}) == {}
+
+
+def test_a_bad_option_fails_that_host_before_any_connection() -> None:
+    hostile = batch.HostRequest("ex1", DEFAULTS | {"winrm_host": "$(reboot)"})
+    result = batch.run_batch([hostile], lambda r: batch.assess_host(r, connection.client_for))
+    assert result["ex1"]["failed"]
+    assert "winrm_host" in result["ex1"]["msg"]
