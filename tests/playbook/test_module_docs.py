@@ -23,7 +23,9 @@ def _argument_spec(name: str) -> dict[str, Any]:
     return argument_spec
 
 
-@pytest.mark.parametrize("name", ["relay_report", "smtp_mail_flow"])
+@pytest.mark.parametrize(
+    "name", ["relay_report", "smtp_mail_flow", "exchange_batch", "relay_reachability"]
+)
 def test_documentation_matches_the_argument_spec(name: str) -> None:
     proc = subprocess.run(
         [str(BIN / "ansible-doc"), "-M", str(ROOT / "modules"), "--json", name],
