@@ -139,6 +139,8 @@ def test_a_name_with_several_addresses_uses_only_the_first(monkeypatch: Any) -> 
                 ]
             return await real(self, host, port, *args, **kwargs)
 
+        # the resolver is faked on the standard loop's class (uvloop's cannot be patched)
+        monkeypatch.setenv("RELAYGUARD_EVENT_LOOP", "asyncio")
         monkeypatch.setattr(asyncio.base_events.BaseEventLoop, "getaddrinfo", fake)
         (result,) = probe_targets([f"multi.hostile.test:{first.port}"], OPTIONS)
         used, unused = first.stats.connections, second.stats.connections

@@ -226,9 +226,9 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         print(f"report: {run_dir}", file=sys.stderr)
     if args.json:
-        # indented for a person; compact (and several times faster to encode) for a pipe
-        json.dump(document, sys.stdout, indent=2 if sys.stdout.isatty() else None)
-        sys.stdout.write("\n")
+        # indented for a person; compact for a pipe, encoded in one piece: json.dump would take
+        # the pure-Python encoder and write a fragment at a time (a fifth of a fleet probe's CPU)
+        sys.stdout.write(json.dumps(document, indent=2 if sys.stdout.isatty() else None) + "\n")
     else:
         colour = sys.stdout.isatty() and "NO_COLOR" not in os.environ
         print(render_table(results, colour, args.verbose))

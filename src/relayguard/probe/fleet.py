@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from collections.abc import Callable, Sequence
 
@@ -74,4 +75,19 @@ def probe_targets(
     """Probe every target (host, ip or host:port); results in the order given."""
     options = options or ProbeOptions()
     parsed = [t if isinstance(t, Target) else parse_target(t, options.port) for t in targets]
-    return asyncio.run(probe_targets_async(parsed, options, opener_factory))
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        return runner.run(probe_targets_async(parsed, options, opener_factory))
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where it is installed: on a fleet the probe's own CPU is most of its time, and
+    uvloop's loop spends less of it per reply (docs/performance.md). RELAYGUARD_EVENT_LOOP=asyncio
+    chooses the standard loop (the benchmark compares both)."""
+    if os.environ.get("RELAYGUARD_EVENT_LOOP") == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
