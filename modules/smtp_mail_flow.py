@@ -25,9 +25,9 @@ description:
   - Changes nothing; C(changed) is always false and check mode runs the checks too.
 options:
   target:
-    description: The SMTP server, C(host), C(host:port) or C([ipv6]:port).
+    description: The SMTP server, C(host), C(host:port) or C([ipv6]:port). Exactly one of
+      O(target) (with O(checks)) and O(sessions).
     type: str
-    required: true
   port:
     description: Port when O(target) has none.
     type: int
@@ -49,11 +49,23 @@ options:
   auth_password:
     description: Password of O(auth_username).
     type: str
-  checks:
-    description: The envelopes to try.
+  sessions:
+    description:
+      - Many targets at once (a batch of hosts, C(run_once)), at most O(max_workers) at a
+        time. Each has C(host) (an inventory name, to find its results), C(name), C(target),
+        C(port), C(source_address), C(helo_name), C(timeout), C(auth_username),
+        C(auth_password) (never logged) and C(checks), with the meaning of the options of the
+        same names. The task does not fail on a failed check; RV(sessions) says which failed.
     type: list
     elements: dict
-    required: true
+  max_workers:
+    description: With O(sessions), at most this many sessions at once.
+    type: int
+    default: 16
+  checks:
+    description: The envelopes to try (with O(target)).
+    type: list
+    elements: dict
     suboptions:
       name:
         description: What the check shows, for the messages.
@@ -96,9 +108,15 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+sessions:
+  description: With O(sessions), one result per session in the order given - C(host),
+    C(name), C(failed), C(msg) (the failed checks) and C(checks).
+  returned: with sessions
+  type: list
+  elements: dict
 checks:
   description: One result per check.
-  returned: always
+  returned: with target
   type: list
   elements: dict
   sample:
@@ -110,13 +128,12 @@ checks:
       passed: true
 """
 
-import smtplib
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 
 try:
-    from relayguard.probe.targets import TargetError, parse_target
+    from relayguard.mailflow import run_session, run_sessions
 
     IMPORT_ERROR = None
 except ImportError as exc:  # pragma: no cover - reported to the user
@@ -130,46 +147,32 @@ CHECK_SPEC = {
     "expect": {"type": "str", "choices": ["accepted", "refused"], "default": "accepted"},
 }
 
-ARGUMENT_SPEC = {
-    "target": {"type": "str", "required": True},
+SESSION_SPEC: dict[str, Any] = {
     "port": {"type": "int", "default": 25},
     "source_address": {"type": "str"},
     "helo_name": {"type": "str", "default": "relayguard.invalid"},
     "timeout": {"type": "float", "default": 30},
     "auth_username": {"type": "str"},
     "auth_password": {"type": "str", "no_log": True},
-    "checks": {"type": "list", "elements": "dict", "required": True, "options": CHECK_SPEC},
 }
 
-
-def run_check(p: dict[str, Any], host: str, port: int, check: dict[str, Any]) -> dict[str, Any]:
-    """One SMTP session: EHLO, [AUTH], MAIL, RCPT, RSET, QUIT; the RCPT reply judged."""
-    source = (p["source_address"], 0) if p["source_address"] else None
-    result: dict[str, Any] = {
-        "name": check["name"],
-        "rcpt_to": check["rcpt_to"],
-        "expect": check["expect"],
-        "code": None,
-        "reply": "",
-    }
-    try:
-        with smtplib.SMTP(timeout=p["timeout"], source_address=source) as smtp:
-            smtp.connect(host, port)
-            smtp.ehlo(p["helo_name"])
-            if check["authenticate"]:
-                smtp.login(p["auth_username"] or "", p["auth_password"] or "")
-            code, reply = smtp.mail(check["mail_from"])
-            if 200 <= code < 300:
-                code, reply = smtp.rcpt(check["rcpt_to"])
-            result["code"], result["reply"] = code, reply.decode("utf-8", "replace")
-            smtp.rset()
-    except smtplib.SMTPAuthenticationError as exc:
-        result["code"], result["reply"] = exc.smtp_code, f"AUTH refused: {exc.smtp_code}"
-    except (OSError, smtplib.SMTPException) as exc:
-        result["reply"] = f"session failed: {exc.__class__.__name__}: {exc}"
-    accepted = result["code"] is not None and 200 <= result["code"] < 300
-    result["passed"] = accepted == (check["expect"] == "accepted")
-    return result
+ARGUMENT_SPEC: dict[str, Any] = {
+    "target": {"type": "str"},
+    **SESSION_SPEC,
+    "checks": {"type": "list", "elements": "dict", "options": CHECK_SPEC},
+    "sessions": {
+        "type": "list",
+        "elements": "dict",
+        "options": {
+            "host": {"type": "str", "required": True},
+            "name": {"type": "str", "required": True},
+            "target": {"type": "str", "required": True},
+            **SESSION_SPEC,
+            "checks": {"type": "list", "elements": "dict", "required": True, "options": CHECK_SPEC},
+        },
+    },
+    "max_workers": {"type": "int", "default": 16},
+}
 
 
 def main() -> None:
@@ -177,30 +180,26 @@ def main() -> None:
         argument_spec=ARGUMENT_SPEC,
         supports_check_mode=True,
         required_by={"auth_password": "auth_username"},
+        mutually_exclusive=[("target", "sessions")],
+        required_one_of=[("target", "sessions")],
+        required_together=[("target", "checks")],
     )
     if IMPORT_ERROR is not None:
         module.fail_json(
             msg=f"the relayguard package is required on the controller: {IMPORT_ERROR}"
         )
     p = module.params
-    try:
-        target = parse_target(p["target"], p["port"])
-    except TargetError as exc:
-        module.fail_json(msg=f"target: {exc}")
-    if any(c["authenticate"] for c in p["checks"]) and not p["auth_username"]:
-        module.fail_json(msg="auth_username is required by the checks with authenticate=true")
-    results = [run_check(p, target.host, target.port, c) for c in p["checks"]]
-    failed = [r for r in results if not r["passed"]]
-    if failed:
-        module.fail_json(
-            msg="; ".join(
-                f"{r['name']}: expected {r['expect']}, RCPT TO:<{r['rcpt_to']}> got "
-                f"{r['code'] or 'no reply'} {r['reply']}".rstrip()
-                for r in failed
-            ),
-            checks=results,
-        )
-    module.exit_json(changed=False, checks=results)
+    if p["sessions"] is not None:
+        results = run_sessions(p["sessions"], p["max_workers"])
+        sessions = [
+            {"host": s["host"], "name": s["name"], **r}
+            for s, r in zip(p["sessions"], results, strict=True)
+        ]
+        module.exit_json(changed=False, sessions=sessions)
+    result = run_session(p)
+    if result["failed"]:
+        module.fail_json(msg=result["msg"], checks=result["checks"])
+    module.exit_json(changed=False, checks=result["checks"])
 
 
 if __name__ == "__main__":
