@@ -8,6 +8,7 @@ file.remove) on an in-memory file system; any other script gets the scripted ans
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,6 +57,8 @@ class FakeHost:
                 body = {"path": path, "appended": len(chunk), "length": length}
                 return json.dumps(body).encode(), b"", 0
             if op == "file.run":
+                if params.get("unpack_from"):  # gunzip into path, the packed file removed
+                    self.files[path] = gzip.decompress(self.files.pop(params["unpack_from"]))
                 self.ran_files.append(path)
                 text = self.files[path].removeprefix(b"\xef\xbb\xbf").decode("utf-8")
                 return self.execute(text)

@@ -3,6 +3,7 @@ secrets, against a fake pywinrm Protocol (fake_winrm.py)."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import pickle
 import warnings
@@ -45,7 +46,12 @@ def _client(host: FakeHost, **changes: Any) -> WinRMClient:
 
 
 def _big_script(size: int = 20_000) -> str:
-    filler = "\n".join(f"# filler line {i:05d} {'x' * 60}" for i in range(size // 80))
+    # hex of a hash chain: text that gzip cannot shrink much, so it still takes several chunks
+    digest, lines = b"", []
+    for i in range(size // 80):
+        digest = hashlib.sha256(digest).digest()
+        lines.append(f"# filler line {i:05d} {digest.hex()}")
+    filler = "\n".join(lines)
     return (
         "# relayguard-payload: test.big v1\n"
         "$RelayguardParams = [System.Text.Encoding]::UTF8.GetString([System.Convert]"
@@ -156,9 +162,14 @@ def test_large_script_is_uploaded_in_chunks_run_once_and_removed() -> None:
     assert payloads.parse_output(result.stdout) == {"big": True}
     assert host.scripts.count(script) == 1  # run exactly once, from the file
     assert len(host.ran_files) == 1
-    assert host.files == {}  # removed
+    assert host.files == {}  # removed, the packed upload and the unpacked script
     appended = [s for s in host.scripts if payloads.script_op(s) == "file.append_chunk"]
     assert len(appended) >= 3
+    uploaded = b"".join(
+        tr.base64.b64decode(payloads.decode_params(s)["chunk_b64"]) for s in appended
+    )
+    assert tr.gzip.decompress(uploaded) == tr.script_bytes(script)  # sent gzip-compressed
+    assert len(uploaded) < len(tr.script_bytes(script))
     assert host.longest_command <= tr.MAX_COMMAND_CHARS
     assert host.shells_opened == 1  # one shell for upload, run and removal
     path = host.ran_files[0]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import gzip
 import html
 import logging
 import re
@@ -518,10 +519,23 @@ class WinRMClient:
     def _run_chunked(self, script: str, step: str) -> ScriptResult:
         options = self.options
         path = f"{options.remote_temp_dir.rstrip(chr(92))}\\relayguard-{uuid.uuid4().hex}.ps1"
-        data = script_bytes(script)
-        size = max_chunk_bytes(path, options.max_command_chars)
+        # Uploaded gzip-compressed (about a third of the chunks, each a WinRM round trip);
+        # file.run unpacks it into `path`, removes the packed file and runs the script.
+        packed = path + ".gz"
+        data = gzip.compress(script_bytes(script), mtime=0)
+        size = max_chunk_bytes(packed, options.max_command_chars)
         chunks = [data[i : i + size] for i in range(0, len(data), size)]
+        run = payloads.render("file.run", {"path": path, "unpack_from": packed})
+        if not fits_command_line(run.script, options.max_command_chars):
+            raise TransportError(
+                options.host,
+                step,
+                FailureCause.CONFIGURATION,
+                f"remote_temp_dir {options.remote_temp_dir!r} is too long for file.run's "
+                f"{options.max_command_chars}-character command line",
+            )
         notes: list[str] = []
+        ran = False
         with self._shell() as shell:
             try:
                 uploaded = 0
@@ -530,7 +544,7 @@ class WinRMClient:
                     answer = shell.run_payload(
                         payloads.render(
                             "file.append_chunk",
-                            {"path": path, "chunk_b64": base64.b64encode(chunk).decode("ascii")},
+                            {"path": packed, "chunk_b64": base64.b64encode(chunk).decode("ascii")},
                         ),
                         upload_step,
                     )
@@ -543,16 +557,19 @@ class WinRMClient:
                             FailureCause.OUTPUT_INVALID,
                             f"the file holds {held} bytes, expected {uploaded}",
                         )
-                run = payloads.render("file.run", {"path": path})
                 result = shell.run(run.script, f"{step} (from {path})")
+                ran = True
             finally:
-                try:
-                    shell.run_payload(
-                        payloads.render("file.remove", {"path": path}), f"{step}: remove {path}"
-                    )
-                except TransportError as exc:
-                    notes.append(f"temporary file left on the host: {exc}")
-                    log.warning("%s", notes[-1])
+                # file.run removes the packed file itself; when it did not answer, remove both
+                for leftover in [path] if ran else [packed, path]:
+                    try:
+                        shell.run_payload(
+                            payloads.render("file.remove", {"path": leftover}),
+                            f"{step}: remove {leftover}",
+                        )
+                    except TransportError as exc:
+                        notes.append(f"temporary file left on the host: {exc}")
+                        log.warning("%s", notes[-1])
         return ScriptResult(
             stdout=result.stdout,
             stderr=result.stderr,

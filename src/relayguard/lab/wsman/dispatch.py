@@ -216,6 +216,7 @@ class PayloadDispatcher(Generic[TwinT]):
                 raise fileops.FileOpError(
                     f"relayguard twin: file.run nested deeper than {MAX_FILE_RUN_DEPTH} levels"
                 )
+            fileops.unpack(params, context.scratch)
             script = fileops.load_script_file(path, context.scratch)
         except fileops.FileOpError as exc:
             return op_failure(OpError(str(exc)))

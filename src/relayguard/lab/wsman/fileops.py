@@ -1,7 +1,8 @@
 """The built-in file ops of payload protocol v1, and loading a ``-File`` script.
 
 ``file.append_chunk`` ({"path", "chunk_b64"}) appends decoded bytes to a file,
-``file.remove`` ({"path"}) deletes it, and ``file.run`` ({"path"}) runs it the way
+``file.remove`` ({"path"}) deletes it, and ``file.run`` ({"path"}, optionally
+``unpack_from``: a gzip file to unpack into ``path`` first, then removed) runs it the way
 ``powershell -NoProfile -File <path>`` would — the dispatcher does the running; this module
 loads the script the way powershell.exe does, with its refusals: a path without the ``.ps1``
 extension, or a file that does not exist, stops powershell.exe before any script runs (exit
@@ -16,6 +17,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import gzip
+import zlib
 from typing import Any
 
 from relayguard.lab.wsman import pserror
@@ -75,6 +79,31 @@ def remove(params: dict[str, Any], scratch: ScratchStore) -> dict[str, Any]:
     except ScratchError as exc:
         raise FileOpError(str(exc)) from None
     return {"path": path, "removed": removed}
+
+
+def unpack(params: dict[str, Any], scratch: ScratchStore) -> None:
+    """file.run's ``unpack_from``: gunzip that file into ``path``; the packed file is removed
+    whatever happens, as the template's ``finally`` does."""
+    packed = params.get("unpack_from")
+    if packed in (None, ""):
+        return
+    if not isinstance(packed, str):
+        raise FileOpError("relayguard twin: parameter 'unpack_from' must be a string")
+    path = path_param(params)
+    try:
+        data = gzip.decompress(scratch.read(packed))
+        scratch.remove(path)
+        scratch.append(path, data)
+    except ScratchError as exc:
+        raise FileOpError(str(exc)) from None
+    except (OSError, EOFError, zlib.error):
+        raise FileOpError(
+            'Exception calling "CopyTo" with "1" argument(s): "The magic number in GZip header '
+            'is not correct. Make sure you are passing in a GZip stream."'
+        ) from None
+    finally:
+        with contextlib.suppress(ScratchError):
+            scratch.remove(packed)
 
 
 def load_script_file(path: str, scratch: ScratchStore) -> str:
