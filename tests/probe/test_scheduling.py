@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import replace
+from typing import Any
 
 from support.scripted_smtp import Script, Session, relay_policy, serve
 
 from relayguard.probe import ProbeOptions, probe_targets
 from relayguard.probe.catalog import CONFORMANCE_CHECKS, RELAY_TESTS
+from relayguard.probe.fleet import event_loop_factory
 from relayguard.vocabulary import Verdict
 
 BASE = ProbeOptions(command_timeout=5, local_domain="test.example")
@@ -129,3 +131,19 @@ def test_too_many_recipients_moves_the_rest_to_a_new_transaction() -> None:
         (result,) = probe_targets([srv.target], BASE)
     assert result.verdict is Verdict.CLOSED, result.reason
     assert all(t.outcome.value == "refused" for t in result.tests)
+
+
+def test_uvloop_and_the_standard_event_loop_give_identical_outcomes(monkeypatch: Any) -> None:
+    assert event_loop_factory() is not None  # uvloop is a dependency: the default loop
+    for open_relay in (True, False):
+        with serve(Script(relay_policy(open_relay)), host="127.0.3.1") as srv:
+            fast = outcomes(srv.target, BASE)
+            fast_commands = list(srv.stats.commands)
+        monkeypatch.setenv("RELAYGUARD_EVENT_LOOP", "asyncio")
+        assert event_loop_factory() is None
+        with serve(Script(relay_policy(open_relay)), host="127.0.3.1") as srv:
+            standard = outcomes(srv.target, BASE)
+            standard_commands = list(srv.stats.commands)
+        monkeypatch.delenv("RELAYGUARD_EVENT_LOOP")
+        assert fast == standard
+        assert sorted(fast_commands) == sorted(standard_commands)
