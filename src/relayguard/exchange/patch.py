@@ -6,7 +6,10 @@ the Exchange 5.5 IMS (MS99-027 is fixed from 5.5.2650.1, KB Q237927) and `ExSetu
 says whether a package is needed and whether it can apply; `install_patch` uploads a package
 from the controller in chunks when asked, runs `exchange.install_patch` (the script checks the
 SHA-256 again on the host and stops/starts MSExchangeIMC around a 5.5 hotfix), checks the
-installer's exit code and the file version after, and reboots only when told to.
+installer's exit code and the file version after, and reboots only when told to (also a
+reboot an earlier run's install left pending). When the install command itself fails (a
+dropped connection, a hang, an error), it may have run: the file version is read again so the
+error says whether the package is installed, and `PatchError.changed` says the same.
 """
 
 from __future__ import annotations
@@ -22,9 +25,13 @@ from typing import Any
 
 from relayguard.exchange import payloads
 from relayguard.exchange.apply import SmtpWait, wait_for_smtp
-from relayguard.exchange.current import PayloadRunner, read_detect
+from relayguard.exchange.current import PayloadRunner, ReadError, read_detect
 from relayguard.exchange.desired import controller_path, host_path, sha256_hex, version
-from relayguard.exchange.transport import DEFAULT_REMOTE_TEMP_DIR, max_chunk_bytes
+from relayguard.exchange.transport import (
+    DEFAULT_REMOTE_TEMP_DIR,
+    TransportError,
+    max_chunk_bytes,
+)
 from relayguard.validate import InputError
 
 Version = tuple[int, int, int, int]
@@ -270,6 +277,12 @@ def install_patch(
     result = PatchResult(False, decision, before, before)
     if not decision.needed:
         result.reboot_required = bool(detect.get("RebootPending"))
+        if result.reboot_required and request.reboot:
+            # Installed, but the reboot it needs never happened (an earlier run failed at
+            # the reboot): finish the job, as the install would have.
+            result.changed = True
+            if not check_mode:
+                _reboot_or_fail(client, smtp, result, f"{decision.binary} is {before}")
         return result
     data = None
     if request.package_src is not None:
@@ -300,12 +313,15 @@ def install_patch(
         params["Arguments"] = list(
             request.installer_arguments or DEFAULT_EXE_ARGUMENTS[decision.platform]
         )
+    install = payloads.render("exchange.install_patch", params)
     try:
-        output = client.run_payload(payloads.render("exchange.install_patch", params))
+        output = client.run_payload(install)
+    except (TransportError, payloads.PayloadError) as exc:
+        what = f"installing {request.package_name} failed: {exc}"
+        raise _install_failed(client, request, decision, what) from None
     finally:
         if data is not None:
-            client.run_payload(payloads.render("file.remove", {"path": remote}))
-    wait_for_smtp(smtp)
+            _remove_upload(client, remote, result)
     code = output.get("ExitCode") if isinstance(output, dict) else None
     result.exit_code = code if isinstance(code, int) else None
     if code == MSI_PATCH_TARGET_NOT_FOUND:
@@ -328,9 +344,58 @@ def install_patch(
             changed=True,
         )
     result.reboot_required = bool(output.get("RebootRequired"))
+    installed = f"installed {result.version_after}"
+    try:
+        wait_for_smtp(smtp)
+    except TransportError as exc:
+        raise PatchError(f"{installed}; waiting for SMTP failed: {exc}", changed=True) from None
     if result.reboot_required and request.reboot:
+        _reboot_or_fail(client, smtp, result, installed)
+    return result
+
+
+def _reboot_or_fail(
+    client: PayloadRunner, smtp: SmtpWait | None, result: PatchResult, done: str
+) -> None:
+    """Restart the server and wait for SMTP; a failure says what was done before it."""
+    try:
         client.run_payload(payloads.render("exchange.restart_computer", {}))
         wait_for_smtp(smtp)
-        result.rebooted = True
-        result.reboot_required = False
-    return result
+    except (TransportError, payloads.PayloadError) as exc:
+        raise PatchError(
+            f"{done}; the reboot failed: {exc}; a rerun reboots it if one is still pending",
+            changed=True,
+        ) from None
+    result.rebooted = True
+    result.reboot_required = False
+
+
+def _remove_upload(client: PayloadRunner, remote: str, result: PatchResult) -> None:
+    """Remove an uploaded package; a failure is noted, never raised over the install's."""
+    try:
+        client.run_payload(payloads.render("file.remove", {"path": remote}))
+    except (TransportError, payloads.PayloadError) as exc:
+        result.messages.append(f"the uploaded package {remote} was left on the host: {exc}")
+
+
+def _install_failed(
+    client: PayloadRunner, request: PatchRequest, decision: PatchDecision, what: str
+) -> PatchError:
+    """The install command failed (dropped, timed out, errored): it may have run, so read
+    the file version again and say whether the package is installed."""
+    was = version_text(decision.installed)
+    try:
+        now = patch_decision(read_detect(client), request).installed
+    except (TransportError, ReadError, PatchError, payloads.PayloadError) as exc:
+        return PatchError(
+            f"{what}; reading {decision.binary} again failed too ({exc}): the package may "
+            f"or may not be installed, a rerun finds out",
+            changed=True,
+        )
+    if now == decision.installed:
+        return PatchError(f"{what}; {decision.binary} is still {was}: nothing was installed")
+    return PatchError(
+        f"{what}; {decision.binary} is now {version_text(now)}: the package was installed "
+        f"(was {was})",
+        changed=True,
+    )
