@@ -73,7 +73,9 @@ options:
     type: list
     elements: str
   reboot:
-    description: Restart the server when the installer asks for it, and wait for SMTP.
+    description: Restart the server when the installer asks for it, and wait for SMTP. A rerun
+      also restarts a server that already has the package but still has its reboot pending
+      (a reboot that failed in an earlier run).
     type: bool
     default: false
   remote_temp_dir:
