@@ -131,8 +131,9 @@ version_before:
   type: str
   sample: 5.5.2448.0
 version_after:
-  description: Its version after (the same when nothing was installed).
-  returned: success
+  description: Its version after (the same when nothing was installed); on a failure, the
+    version read after the attempt when it could be read (else null).
+  returned: always
   type: str
   sample: 5.5.2650.1
 exit_code:

@@ -51,11 +51,15 @@ _SAFE_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$")
 
 
 class PatchError(Exception):
-    """The patch is refused or failed; `changed` says whether the host may have changed."""
+    """The patch is refused or failed; `changed` says whether the host may have changed,
+    `version_after` the binary's version read after the attempt, when it was read."""
 
-    def __init__(self, message: str, *, changed: bool = False) -> None:
+    def __init__(
+        self, message: str, *, changed: bool = False, version_after: str | None = None
+    ) -> None:
         super().__init__(message)
         self.changed = changed
+        self.version_after = version_after
 
 
 @dataclass(frozen=True)
@@ -342,13 +346,18 @@ def install_patch(
             f"after the install {decision.binary} is {result.version_after}, below "
             f"{version_text(request.minimum_version)}",
             changed=True,
+            version_after=result.version_after,
         )
     result.reboot_required = bool(output.get("RebootRequired"))
     installed = f"installed {result.version_after}"
     try:
         wait_for_smtp(smtp)
     except TransportError as exc:
-        raise PatchError(f"{installed}; waiting for SMTP failed: {exc}", changed=True) from None
+        raise PatchError(
+            f"{installed}; waiting for SMTP failed: {exc}",
+            changed=True,
+            version_after=result.version_after,
+        ) from None
     if result.reboot_required and request.reboot:
         _reboot_or_fail(client, smtp, result, installed)
     return result
@@ -365,6 +374,7 @@ def _reboot_or_fail(
         raise PatchError(
             f"{done}; the reboot failed: {exc}; a rerun reboots it if one is still pending",
             changed=True,
+            version_after=result.version_after,
         ) from None
     result.rebooted = True
     result.reboot_required = False
@@ -393,9 +403,12 @@ def _install_failed(
             changed=True,
         )
     if now == decision.installed:
-        return PatchError(f"{what}; {decision.binary} is still {was}: nothing was installed")
+        return PatchError(
+            f"{what}; {decision.binary} is still {was}: nothing was installed", version_after=was
+        )
     return PatchError(
         f"{what}; {decision.binary} is now {version_text(now)}: the package was installed "
         f"(was {was})",
         changed=True,
+        version_after=version_text(now),
     )

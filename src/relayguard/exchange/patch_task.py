@@ -63,7 +63,7 @@ def run_patch_task(
                 remote_temp_dir=temp_dir,
             )
     except PatchError as exc:
-        raise TaskFailure(str(exc), changed=exc.changed) from None
+        raise TaskFailure(str(exc), changed=exc.changed, version_after=exc.version_after) from None
     except (InputError, ReadError, TransportError, payloads.PayloadError, HostLocked) as exc:
         raise TaskFailure(str(exc)) from None
     document = result.as_dict()
