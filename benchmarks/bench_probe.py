@@ -74,11 +74,13 @@ def with_server_cpu(lab_pid: int, run: Any, *args: Any) -> Measure:
     return measure
 
 
-def measured(command: list[str], timeout: float) -> tuple[str, float, float, float]:
+def measured(
+    command: list[str], timeout: float, env: dict[str, str] | None = None
+) -> tuple[str, float, float, float]:
     """Run `command`, return stdout, wall, CPU (user+sys) and peak RSS in MiB (wait4)."""
     with tempfile.TemporaryFile() as out:
         started = time.monotonic()
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.DEVNULL, env=env)
         deadline = started + timeout
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -110,7 +112,9 @@ def lab(command: str, lab_dir: Path, *extra: str) -> dict[str, Any]:
     return dict(json.loads(proc.stdout)) if proc.stdout.strip() else {}
 
 
-def run_relayguard(targets: list[str], source: str, extra: list[str]) -> Measure:
+def run_relayguard(
+    targets: list[str], source: str, extra: list[str], event_loop: str = "default"
+) -> Measure:
     command = [
         *RELAYGUARD,
         "probe",
@@ -124,11 +128,17 @@ def run_relayguard(targets: list[str], source: str, extra: list[str]) -> Measure
         *extra,
         *targets,
     ]
-    out, wall, cpu, rss = measured(command, timeout=1800)
+    # RELAYGUARD_EVENT_LOOP=asyncio: the standard loop instead of uvloop, as a peer
+    env = {
+        **os.environ,
+        **({"RELAYGUARD_EVENT_LOOP": "asyncio"} if event_loop == "asyncio" else {}),
+    }
+    out, wall, cpu, rss = measured(command, timeout=1800, env=env)
     hosts = json.loads(out)["hosts"]
     tests = sum(len(h["tests"]) for h in hosts) / max(1, len(hosts))
     verdicts = {h["address"]: h["verdict"] for h in hosts}
-    return Measure("relayguard", wall, cpu, rss, tests, verdicts)
+    name = "relayguard" if event_loop == "default" else f"relayguard ({event_loop} loop)"
+    return Measure(name, wall, cpu, rss, tests, verdicts)
 
 
 def run_nmap(addresses: list[str], source: str) -> Measure:
@@ -173,6 +183,11 @@ def scenario(name: str, skip_nmap: bool) -> dict[str, Any]:
             extra = list(spec.get("probe_args", []))
             ours = with_server_cpu(lab_pid, run_relayguard, targets, source, extra)
             theirs = None if skip_nmap else with_server_cpu(lab_pid, run_nmap, addresses, source)
+            standard = (
+                with_server_cpu(lab_pid, run_relayguard, targets, source, extra, "asyncio")
+                if spec["tarpit"] == 0
+                else None
+            )
         finally:
             lab("down", lab_dir)
     result: dict[str, Any] = {
@@ -183,6 +198,10 @@ def scenario(name: str, skip_nmap: bool) -> dict[str, Any]:
         "relayguard": {k: v for k, v in asdict(ours).items() if k != "verdicts"},
         "relayguard_verdicts": _count(ours.verdicts),
     }
+    if standard is not None:  # the same probe on the standard event loop, same run
+        result["relayguard_asyncio_loop"] = {
+            k: v for k, v in asdict(standard).items() if k != "verdicts"
+        }
     if theirs is not None:
         agree = sum(1 for a in addresses if ours.verdicts.get(a) == theirs.verdicts.get(a))
         result["nmap"] = {k: v for k, v in asdict(theirs).items() if k != "verdicts"}
