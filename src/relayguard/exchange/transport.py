@@ -535,7 +535,7 @@ class WinRMClient:
                 f"{options.max_command_chars}-character command line",
             )
         notes: list[str] = []
-        ran = False
+        unpacked = False
         with self._shell() as shell:
             try:
                 uploaded = 0
@@ -558,10 +558,11 @@ class WinRMClient:
                             f"the file holds {held} bytes, expected {uploaded}",
                         )
                 result = shell.run(run.script, f"{step} (from {path})")
-                ran = True
+                unpacked = result.exit_code == 0
             finally:
-                # file.run removes the packed file itself; when it did not answer, remove both
-                for leftover in [path] if ran else [packed, path]:
+                # a script that ran was unpacked, and file.run removed the packed file; after a
+                # failure (or no answer) the packed file may still be there: remove both
+                for leftover in [path] if unpacked else [packed, path]:
                     try:
                         shell.run_payload(
                             payloads.render("file.remove", {"path": leftover}),
