@@ -77,25 +77,31 @@ class Lab:
         return next(p for p in self.manifest["packages"] if p["file"].endswith("/" + file_name))
 
 
+def lab_up(directory: Path, spec: str, first_address: str) -> dict[str, Any]:
+    """`relayguard lab up` for the remediation tests (restarts take 0.3 s); its JSON."""
+    code, out, err = lab_command(
+        "up",
+        "--json",
+        "--dir",
+        str(directory),
+        "--hosts",
+        spec,
+        "--first-address",
+        first_address,
+        "--restart-seconds",
+        "0.3",
+    )
+    assert code == 0, err
+    manifest: dict[str, Any] = json.loads(out)
+    return manifest
+
+
 @contextlib.contextmanager
 def running_lab(spec: str, first_address: str) -> Iterator[Lab]:
     parent = Path(tempfile.mkdtemp(prefix="relayguard-exchange-remediation-"))
     directory = parent / "lab"
     try:
-        code, out, err = lab_command(
-            "up",
-            "--json",
-            "--dir",
-            str(directory),
-            "--hosts",
-            spec,
-            "--first-address",
-            first_address,
-            "--restart-seconds",
-            "0.3",
-        )
-        assert code == 0, err
-        yield Lab(directory, parent, json.loads(out))
+        yield Lab(directory, parent, lab_up(directory, spec, first_address))
     finally:
         lab_command("down", "--dir", str(directory))
         shutil.rmtree(parent, ignore_errors=True)

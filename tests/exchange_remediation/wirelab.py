@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import shutil
 import tempfile
 import threading
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
 
-from exchange_remediation.labrun import Lab, lab_command
+from exchange_remediation.labrun import Lab, lab_command, lab_up
 from relayguard.exchange.transport import Secret, WinRMClient, WinRMOptions
 from relayguard.lab import control, layout
 from relayguard.lab.daemon import build_endpoint
@@ -119,20 +118,8 @@ def wire_lab(spec: str, first_address: str) -> Iterator[WireLab]:
     twins = InProcessTwins()
     try:
         with mock.patch.object(control, "_start_daemon", twins.start):
-            code, out, err = lab_command(
-                "up",
-                "--json",
-                "--dir",
-                str(directory),
-                "--hosts",
-                spec,
-                "--first-address",
-                first_address,
-                "--restart-seconds",
-                "0.3",
-            )
-        assert code == 0, err
-        yield WireLab(directory, parent, json.loads(out), twins)
+            manifest = lab_up(directory, spec, first_address)
+        yield WireLab(directory, parent, manifest, twins)
     finally:
         twins.stop()
         lab_command("down", "--dir", str(directory))
