@@ -179,15 +179,10 @@ ARGUMENT_SPEC: dict[str, Any] = {
 }
 
 
-def _failed(result: dict[str, Any]) -> bool:
-    return bool(result.get("failed")) or any(
-        isinstance(part, dict) and part.get("failed") for part in result.values()
-    )
-
-
-def _changed(result: dict[str, Any]) -> bool:
-    return bool(result.get("changed")) or any(
-        isinstance(part, dict) and part.get("changed") for part in result.values()
+def _says(result: dict[str, Any], key: str) -> bool:
+    """`key` (failed, changed) of a host's result or of one of its steps (relay, patch)."""
+    return bool(result.get(key)) or any(
+        isinstance(part, dict) and part.get(key) for part in result.values()
     )
 
 
@@ -227,9 +222,9 @@ def main() -> None:
             for warning in (result.get(step) or {}).get("warnings", []):
                 module.warn(warning)
     output: dict[str, Any] = {
-        "changed": any(_changed(r) for r in results.values()),
+        "changed": any(_says(r, "changed") for r in results.values()),
         "hosts": results,
-        "failed_hosts": sorted(n for n, r in results.items() if _failed(r)),
+        "failed_hosts": sorted(n for n, r in results.items() if _says(r, "failed")),
     }
     if module._diff and diffs:
         output["diff"] = diffs

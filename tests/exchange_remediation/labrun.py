@@ -61,17 +61,19 @@ class Lab:
     def state(self, name: str) -> TwinState:
         return self.store(name).current()
 
-    def client(self, name: str) -> WinRMClient:
+    def options(self, name: str, **tuning: Any) -> WinRMOptions:
+        """WinRM options for twin `name` (its account, the lab CA) with `tuning` on top."""
         host = self.host(name)
-        return WinRMClient(
-            WinRMOptions(
-                host=host["address"],
-                username=host["username"],
-                password=Secret(host["password"]),
-                ca_trust_path=self.manifest["ca"],
-                command_timeout=120.0,
-            )
+        return WinRMOptions(
+            host=host["address"],
+            username=host["username"],
+            password=Secret(host["password"]),
+            ca_trust_path=self.manifest["ca"],
+            **tuning,
         )
+
+    def client(self, name: str) -> WinRMClient:
+        return WinRMClient(self.options(name, command_timeout=120.0))
 
     def package(self, file_name: str) -> dict[str, str]:
         return next(p for p in self.manifest["packages"] if p["file"].endswith("/" + file_name))

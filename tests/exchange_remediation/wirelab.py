@@ -20,7 +20,7 @@ from pathlib import Path
 from unittest import mock
 
 from exchange_remediation.labrun import Lab, lab_command, lab_up
-from relayguard.exchange.transport import Secret, WinRMClient, WinRMOptions
+from relayguard.exchange.transport import WinRMClient
 from relayguard.lab import control, layout
 from relayguard.lab.daemon import build_endpoint
 from relayguard.lab.smtp_twin import TwinListener, run_listeners
@@ -95,13 +95,9 @@ class WireLab(Lab):
     def quick_client(self, name: str) -> WinRMClient:
         """A client that gives up quickly on a host that stopped answering: a hung request
         costs `read_timeout` seconds, output that never comes `command_timeout` seconds."""
-        host = self.host(name)
         return WinRMClient(
-            WinRMOptions(
-                host=host["address"],
-                username=host["username"],
-                password=Secret(host["password"]),
-                ca_trust_path=self.manifest["ca"],
+            self.options(
+                name,
                 operation_timeout=2,
                 read_timeout=4,
                 command_timeout=8.0,
