@@ -41,7 +41,7 @@ PLAYBOOK = """
   gather_facts: false
   tasks:
     - name: Detect the Exchange server
-      exchange_facts:
+      relayguard.mail.exchange_facts:
         host: "{{{{ ansible_host }}}}"
         port: "{{{{ ansible_port }}}}"
         username: "{{{{ ansible_user }}}}"
@@ -167,7 +167,7 @@ def test_module_fails_cleanly_when_the_logon_is_refused(
 def test_ansible_doc_reads_the_documentation() -> None:
     env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
     proc = subprocess.run(
-        [str(BIN / "ansible-doc"), "--json", "exchange_facts"],
+        [str(BIN / "ansible-doc"), "--json", "relayguard.mail.exchange_facts"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -175,7 +175,7 @@ def test_ansible_doc_reads_the_documentation() -> None:
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    doc = json.loads(proc.stdout)["exchange_facts"]
+    doc = json.loads(proc.stdout)["relayguard.mail.exchange_facts"]
     options = doc["doc"]["options"]
     assert {"host", "port", "transport", "username", "password", "ca_trust_path"} <= set(options)
     assert {"facts", "exposure", "patch"} <= set(doc["return"])

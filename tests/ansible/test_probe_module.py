@@ -25,7 +25,7 @@ def run_playbook(tmp_path: Path, targets: list[str], *extra: str) -> tuple[int, 
   gather_facts: false
   tasks:
     - name: Probe the targets
-      smtp_relay_probe:
+      relayguard.mail.smtp_relay_probe:
         targets: {json.dumps(targets)}
         timeout: 3
         local_domain: test.example
@@ -91,7 +91,7 @@ def test_module_refuses_a_password_in_the_vantage_url(tmp_path: Path) -> None:
   gather_facts: false
   tasks:
     - name: Probe through a jump host given with a password
-      smtp_relay_probe:
+      relayguard.mail.smtp_relay_probe:
         targets: ["127.0.2.60:25"]
         via: ["ssh://ops:hunter2secret@127.0.2.61"]
 """

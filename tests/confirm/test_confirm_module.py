@@ -30,7 +30,7 @@ def play(tmp_path: Path, target: str, *extra: str) -> dict[str, object]:
   gather_facts: false
   tasks:
     - name: Probe and confirm
-      smtp_relay_probe:
+      relayguard.mail.smtp_relay_probe:
         targets: ["{target}"]
         source_address: {SOURCE}
         timeout: 5

@@ -26,7 +26,7 @@ SPECS = {"exchange_relay": RELAY_ARGUMENT_SPEC, "exchange_patch": PATCH_ARGUMENT
 
 
 def constants(module: str) -> dict[str, object]:
-    tree = ast.parse((REPO / "modules" / f"{module}.py").read_text())
+    tree = ast.parse((REPO / "plugins" / "modules" / f"{module}.py").read_text())
     found: dict[str, object] = {}
     for node in tree.body:
         if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
@@ -41,7 +41,7 @@ def documented_options(documentation: str) -> dict[str, Any]:
     doc = yaml.safe_load(documentation)
     options: dict[str, Any] = dict(doc["options"])
     for fragment in doc.get("extends_documentation_fragment", []):
-        source = (REPO / "plugins" / "doc_fragments" / f"{fragment}.py").read_text()
+        source = (REPO / "plugins" / "doc_fragments" / f"{fragment.rsplit('.', 1)[-1]}.py").read_text()
         tree = ast.parse(source)
         cls = next(n for n in tree.body if isinstance(n, ast.ClassDef))
         text = next(
@@ -78,7 +78,7 @@ def test_documentation_matches_the_argument_spec(module: str) -> None:
 def test_ansible_doc_renders_the_module(module: str, tmp_path: Path) -> None:
     env = {**os.environ, "ANSIBLE_HOME": str(tmp_path), "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")}
     done = subprocess.run(
-        [str(BIN / "ansible-doc"), "-M", str(REPO / "modules"), module],
+        [str(BIN / "ansible-doc"), f"relayguard.mail.{module}"],
         cwd=REPO,
         env=env,
         capture_output=True,

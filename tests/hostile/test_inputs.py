@@ -373,7 +373,7 @@ def test_exchange_facts_options(field: str, kwarg: str, value: Any) -> None:
 
 
 def _postfix_backend() -> ModuleType:
-    path = ROOT / "module_utils" / "postfix_relay_backend.py"
+    path = ROOT / "plugins" / "module_utils" / "postfix_relay_backend.py"
     spec = importlib.util.spec_from_file_location("hostile_postfix_backend", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -444,7 +444,7 @@ def test_smtp_relay_probe_module_refuses_without_probing(
             json.dumps({"ANSIBLE_MODULE_ARGS": {"targets": [smtp.target], field: value}})
         )
         proc = subprocess.run(
-            [sys.executable, str(ROOT / "modules" / "smtp_relay_probe.py"), str(args)],
+            [sys.executable, str(ROOT / "plugins" / "modules" / "smtp_relay_probe.py"), str(args)],
             capture_output=True,
             text=True,
             timeout=60,

@@ -44,7 +44,7 @@ def run_module(name: str, args: dict[str, Any], tmp_path: Path) -> str:
     path = tmp_path / f"{name}.json"
     path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {"_ansible_verbosity": 4, **args}}))
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "modules" / f"{name}.py"), str(path)],
+        [sys.executable, str(ROOT / "plugins" / "modules" / f"{name}.py"), str(path)],
         capture_output=True,
         text=True,
         timeout=120,

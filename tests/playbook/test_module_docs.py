@@ -15,7 +15,7 @@ from playbook.fleet import BIN, ROOT
 
 
 def _argument_spec(name: str) -> dict[str, Any]:
-    spec = importlib.util.spec_from_file_location(name, ROOT / "modules" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, ROOT / "plugins" / "modules" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -28,7 +28,7 @@ def _argument_spec(name: str) -> dict[str, Any]:
 )
 def test_documentation_matches_the_argument_spec(name: str) -> None:
     proc = subprocess.run(
-        [str(BIN / "ansible-doc"), "-M", str(ROOT / "modules"), "--json", name],
+        [str(BIN / "ansible-doc"), "--json", f"relayguard.mail.{name}"],
         env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")},
         capture_output=True,
         text=True,
@@ -36,7 +36,7 @@ def test_documentation_matches_the_argument_spec(name: str) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    doc = json.loads(proc.stdout)[name]["doc"]
+    doc = json.loads(proc.stdout)[f"relayguard.mail.{name}"]["doc"]
     spec = _argument_spec(name)
     assert set(doc["options"]) == set(spec)
     for option, documented in doc["options"].items():

@@ -12,8 +12,8 @@ from pathlib import Path
 from types import ModuleType
 
 REPO = Path(__file__).resolve().parents[2]
-BACKEND_PATH = REPO / "module_utils" / "postfix_relay_backend.py"
-MODULE_PATH = REPO / "modules" / "postfix_relay.py"
+BACKEND_PATH = REPO / "plugins" / "module_utils" / "postfix_relay_backend.py"
+MODULE_PATH = REPO / "plugins" / "modules" / "postfix_relay.py"
 
 
 def _load() -> ModuleType:

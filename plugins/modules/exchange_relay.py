@@ -40,7 +40,7 @@ description:
   - Every option is validated before any WinRM call; a bad value fails naming the option and
     the value, and nothing is changed.
 extends_documentation_fragment:
-  - relayguard_winrm
+  - relayguard.mail.winrm
 author:
   - relayguard
 requirements:

@@ -248,7 +248,7 @@ rolled_back:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.postfix_relay_backend import (
+from ansible_collections.relayguard.mail.plugins.module_utils.postfix_relay_backend import (
     ApplyError,
     RelayConfigError,
     run,

@@ -31,7 +31,7 @@ description:
     (exit 3010 or a pending reboot).
   - Every option is validated before any WinRM call.
 extends_documentation_fragment:
-  - relayguard_winrm
+  - relayguard.mail.winrm
 author:
   - relayguard
 requirements:
