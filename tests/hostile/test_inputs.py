@@ -17,7 +17,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -160,20 +160,28 @@ def test_the_listener_does_see_a_valid_probe(smtp: ScriptedServer) -> None:
 
 
 @pytest.fixture
-def winrm_listener() -> Iterator[tuple[int, list[int]]]:
-    """A TCP listener standing in for WinRM; yields (port, [connections seen])."""
+def winrm_listener() -> Iterator[tuple[int, Callable[[], int]]]:
+    """A TCP listener standing in for WinRM; yields (port, count of connections made so far).
+
+    The count drains the accept queue each time it is read, so a connection the client made
+    before the assertion is counted (the kernel completes the handshake without an accept).
+    """
     sock = socket.socket()
     sock.bind(("127.0.3.151", 0))
     sock.listen(8)
     sock.setblocking(False)
     seen = [0]
-    try:
-        yield sock.getsockname()[1], seen
-    finally:
+
+    def count() -> int:
         with contextlib.suppress(BlockingIOError):
             while True:
                 sock.accept()[0].close()
                 seen[0] += 1
+        return seen[0]
+
+    try:
+        yield sock.getsockname()[1], count
+    finally:
         sock.close()
 
 
@@ -193,12 +201,12 @@ FACTS_CASES = [
     ("field", "arg"), [(field, arg) for field, args in FACTS_CASES for arg in args]
 )
 def test_facts_arguments(
-    winrm_listener: tuple[int, list[int]],
+    winrm_listener: tuple[int, Callable[[], int]],
     monkeypatch: pytest.MonkeyPatch,
     field: str,
     arg: str,
 ) -> None:
-    port, seen = winrm_listener
+    port, connections = winrm_listener
     monkeypatch.setenv("RG_HOSTILE_PW", "not-the-real-one")
     host = arg[5:] if arg.startswith("HOST:") else "127.0.3.151"
     extra = [] if arg.startswith("HOST:") else [arg]
@@ -207,7 +215,20 @@ def test_facts_arguments(
         argv = [a for a in argv if not a.startswith(arg.split("=")[0] + "=")]
     code, out, err = cli([*argv, *extra, "--", host])
     refused(code, out, err, "facts", field)
-    assert seen[0] == 0
+    assert connections() == 0
+
+
+def test_the_listener_does_see_a_valid_facts_call(
+    winrm_listener: tuple[int, Callable[[], int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The control: with good values the same invocation reaches the listener (so the
+    assertion above can fail)."""
+    port, connections = winrm_listener
+    monkeypatch.setenv("RG_HOSTILE_PW", "not-the-real-one")
+    argv = ["facts", "--username=admin", "--password-env=RG_HOSTILE_PW", f"--port={port}"]
+    code, _, _ = cli([*argv, "--timeout=3", "--", "127.0.3.151"])
+    assert code != 0  # nothing answers WinRM there
+    assert connections() >= 1
 
 
 # -- relayguard build / report / lab ---------------------------------------------------------
