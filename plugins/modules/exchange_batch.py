@@ -12,28 +12,35 @@ version_added: "0.1.0"
 description:
   - Runs on the controller once per batch (C(run_once), C(delegate_to) C(localhost)) and does,
     for every host of O(hosts) at once (at most O(max_workers) at a time, each over its own
-    WinRM session), exactly what the single-host modules do - C(exchange_facts) for
-    O(action=assess), C(exchange_relay) in check mode for O(action=plan), C(exchange_relay)
-    then C(exchange_patch) for O(action=apply).
+    WinRM session), exactly what the single-host modules do - M(relayguard.mail.exchange_facts)
+    for O(action=assess), M(relayguard.mail.exchange_relay) in check mode for O(action=plan),
+    M(relayguard.mail.exchange_relay) then M(relayguard.mail.exchange_patch) for
+    O(action=apply).
   - One module process for the batch instead of one per host and task - on a fleet, the
     per-host process was most of the playbook's time (docs/performance.md).
-  - A host's failure is that host's result (RV(hosts.<name>.failed), with the message and, for
-    apply, whether the host was restored); the task itself fails only on bad options. Every
+  - A host's failure is that host's result (C(failed) in its RV(hosts) entry, with the message
+    and, for apply, whether the host was restored); the task itself fails only on bad options. Every
     option of every host is validated before any connection is made.
   - O(action=apply) installs the patch of a host only when its relay step succeeded. Check mode
     plans both and changes nothing. The lock per host of exchange_relay and exchange_patch
     holds here too.
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 author:
-  - relayguard
+  - relayguard developers (@relayguard)
 requirements:
   - The relayguard Python package, pywinrm and pyspnego on the controller.
 attributes:
   check_mode:
     support: full
-    description: assess and plan only read; apply in check mode plans and changes nothing.
+    details: assess and plan only read; apply in check mode plans and changes nothing.
   diff_mode:
     support: full
-    description: For apply, one diff per host (relay configuration, then the patched binary).
+    details: For apply, one diff per host (relay configuration, then the patched binary).
+  platform:
+    support: full
+    platforms: windows
+    details: Runs on the controller and reaches the Exchange servers over WinRM.
 options:
   action:
     description: V(assess) reads facts and judges them, V(plan) plans the relay changes
@@ -54,18 +61,177 @@ options:
         required: true
       relay:
         description:
-          - The options of C(exchange_relay) for this host, the WinRM connection included
-            (C(winrm_host), C(winrm_password) ... - see C(ansible-doc exchange_relay)); the
+          - The options of M(relayguard.mail.exchange_relay) for this host, the WinRM
+            connection included (the vocabulary of M(relayguard.mail.exchange_facts)); the
             password is never logged or returned. For O(action=assess) only the connection
             options are used.
         type: dict
         required: true
+        suboptions:
+          winrm_host:
+            description: Address or DNS name of the host's WinRM endpoint.
+            type: str
+            required: true
+            aliases: [host]
+          winrm_port:
+            description: WinRM port; default 5986 with V(https), 5985 with V(http).
+            type: int
+            aliases: [port]
+          winrm_scheme:
+            description: URI scheme of the endpoint, as C(ansible_winrm_scheme).
+            type: str
+            choices: [https, http]
+            default: https
+          winrm_transport:
+            description:
+              - WinRM authentication, as C(ansible_winrm_transport). V(basic) is refused over
+                plain HTTP; V(certificate) and V(credssp) need HTTPS.
+            type: str
+            choices: [ntlm, kerberos, credssp, certificate, basic]
+            default: ntlm
+            aliases: [winrm_auth, transport]
+          winrm_username:
+            description: Account for WinRM (C(ansible_user)).
+            type: str
+            aliases: [username]
+          winrm_password:
+            description: Its password (C(ansible_password)). Never logged or returned.
+            type: str
+            aliases: [password]
+          validate_certs:
+            description: Validate the server certificate; turning this off is warned about.
+            type: bool
+            default: true
+            aliases: [winrm_validate_certs]
+          ca_path:
+            description: CA bundle (PEM file on the controller) that validates the server
+              certificate; default the system bundle.
+            type: path
+            aliases: [winrm_ca_trust_path, ca_trust_path]
+          winrm_connect_timeout:
+            description: Seconds to wait for the TCP and TLS connection.
+            type: float
+            default: 10
+            aliases: [connect_timeout]
+          winrm_operation_timeout:
+            description: WS-Management OperationTimeout of each request, whole seconds.
+            type: int
+            default: 20
+            aliases: [operation_timeout]
+          winrm_read_timeout:
+            description: HTTP read timeout of each request, whole seconds; default the
+              operation timeout + 10.
+            type: int
+          winrm_command_timeout:
+            description: Bound on waiting for one payload, in seconds.
+            type: float
+            default: 600
+            aliases: [command_timeout]
+          smtp_wait:
+            description: After a restart, an install or a reboot, wait for the SMTP greeting.
+            type: bool
+            default: true
+          smtp_port:
+            description: SMTP port to wait for.
+            type: int
+            default: 25
+          smtp_timeout:
+            description: How long to wait for the SMTP greeting, in seconds.
+            type: float
+            default: 300
+          state:
+            description: V(present) enforces the desired relay state, V(restored) puts back
+              the configuration saved in C(backup_file).
+            type: str
+            choices: [present, restored]
+            default: present
+          platform:
+            description: Which Exchange the server runs; V(auto) detects it.
+            type: str
+            choices: [auto, exchange55, modern]
+            default: auto
+          relay_allowed_networks:
+            description: Networks (CIDR) whose clients may relay without authentication.
+            type: list
+            elements: str
+            default: []
+          relay_authenticated:
+            description: Whether authenticated clients may relay (Exchange 5.5).
+            type: bool
+            default: false
+          inbound_domains:
+            description: The organisation's own domains, accepted from anyone; required
+              for V(plan) and V(apply).
+            type: list
+            elements: str
+          reject_unknown_recipients:
+            description: Turn recipient validation on (2013 and later).
+            type: bool
+            default: true
+          relay_connector_name:
+            description: Name of the dedicated relay connector (2013 and later).
+            type: str
+          relay_connector_bindings:
+            description: Bindings of the dedicated relay connector.
+            type: list
+            elements: str
+            default: ["0.0.0.0:25"]
+          relay_domains:
+            description: Relay-type accepted domains that may stay.
+            type: list
+            elements: str
+            default: []
+          backup_file:
+            description: Controller path of the backup (written before the first change,
+              or put back with C(state=restored)).
+            type: str
+          reports_dir:
+            description: Directory of relayguard's run reports on the controller.
+            type: str
+            default: reports
+          run_id:
+            description: Name of this run (a directory under C(reports_dir)).
+            type: str
+          host_name:
+            description: Name of the host in the backup path.
+            type: str
       patch:
         description:
-          - For O(action=apply), the options of C(exchange_patch) besides the connection
-            (C(package_src), C(sha256), C(target_version) ... - see
-            C(ansible-doc exchange_patch)); omit when the host needs no patch.
+          - For O(action=apply), the options of M(relayguard.mail.exchange_patch) besides the
+            connection (which comes from O(hosts[].relay)); omit when the host needs no
+            patch.
         type: dict
+        suboptions:
+          package_path:
+            description: The package on the server or on a share (C(.msp) or C(.exe)).
+              Exactly one of this and C(package_src).
+            type: str
+          package_src:
+            description: The package on the controller, uploaded over WinRM.
+            type: str
+          sha256:
+            description: Expected SHA-256 of the package.
+            type: str
+            required: true
+          target_version:
+            description: The file version the package gives the binary.
+            type: str
+            required: true
+          minimum_version:
+            description: The fix level required; default C(target_version).
+            type: str
+          installer_arguments:
+            description: Quiet switches for an C(.exe) package.
+            type: list
+            elements: str
+          reboot:
+            description: Restart the server when the installer asks for it.
+            type: bool
+            default: false
+          remote_temp_dir:
+            description: Directory on the server for an uploaded package.
+            type: str
+            default: C:\Windows\Temp
   max_workers:
     description: At most this many hosts at once.
     type: int
@@ -75,14 +241,14 @@ notes:
     each host; the batch's hosts are changed in parallel, so size the batch (C(serial)) for
     what may be down at once.
 seealso:
-  - module: exchange_facts
-  - module: exchange_relay
-  - module: exchange_patch
+  - module: relayguard.mail.exchange_facts
+  - module: relayguard.mail.exchange_relay
+  - module: relayguard.mail.exchange_patch
 """
 
 EXAMPLES = r"""
 - name: Detect every Exchange server of the batch at once
-  exchange_batch:
+  relayguard.mail.exchange_batch:
     action: assess
     hosts:
       - name: ex1
@@ -100,7 +266,7 @@ EXAMPLES = r"""
   register: detected
 
 - name: Close the relays of the batch and install the fixes
-  exchange_batch:
+  relayguard.mail.exchange_batch:
     action: apply
     hosts:
       - name: ex1
@@ -140,21 +306,28 @@ failed_hosts:
   elements: str
 """
 
+import traceback
 from typing import Any
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.relayguard.mail.plugins.module_utils.exchange_options import (
+    PATCH_OPTIONS_SPEC,
+    RELAY_OPTIONS_SPEC,
+)
+from ansible_collections.relayguard.mail.plugins.module_utils.winrm_options import (
+    SMTP_WAIT_SPEC,
+    WINRM_CONNECTION_SPEC,
+)
 
 try:
     from relayguard.exchange import batch, connection
-    from relayguard.exchange.patch_task import PATCH_ARGUMENT_SPEC
-    from relayguard.exchange.relay_task import RELAY_ARGUMENT_SPEC
     from relayguard.validate import InputError
 
     IMPORT_ERROR = None
-except ImportError as exc:  # pragma: no cover - reported to the user
-    IMPORT_ERROR = str(exc)
-    RELAY_ARGUMENT_SPEC = PATCH_ARGUMENT_SPEC = {}
+except ImportError:  # reported by main() once the module can fail properly
+    IMPORT_ERROR = traceback.format_exc()
 
+RELAYGUARD = "relayguard (the relayguard Python engine, see meta/ee-requirements.txt)"
 ARGUMENT_SPEC: dict[str, Any] = {
     "action": {"type": "str", "choices": ["assess", "plan", "apply"], "required": True},
     "hosts": {
@@ -167,12 +340,9 @@ ARGUMENT_SPEC: dict[str, Any] = {
             "relay": {
                 "type": "dict",
                 "required": True,
-                "options": {
-                    **RELAY_ARGUMENT_SPEC,
-                    **({} if IMPORT_ERROR else connection.CONNECTION_ARGUMENT_SPEC),
-                },
+                "options": dict(WINRM_CONNECTION_SPEC, **SMTP_WAIT_SPEC, **RELAY_OPTIONS_SPEC),
             },
-            "patch": {"type": "dict", "options": PATCH_ARGUMENT_SPEC},
+            "patch": {"type": "dict", "options": dict(PATCH_OPTIONS_SPEC)},
         },
     },
     "max_workers": {"type": "int", "default": 16},
@@ -201,9 +371,7 @@ def _diffs(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     if IMPORT_ERROR is not None:
-        module.fail_json(
-            msg=f"the relayguard package is required on the controller: {IMPORT_ERROR}"
-        )
+        module.fail_json(msg=missing_required_lib(RELAYGUARD), exception=IMPORT_ERROR)
     p = module.params
     requests = [batch.HostRequest(h["name"], h["relay"], h["patch"]) for h in p["hosts"]]
     factory = connection.client_for

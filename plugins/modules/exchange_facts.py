@@ -2,7 +2,8 @@
 """Ansible module exchange_facts: detect an Exchange server over WinRM (runs on the controller).
 
 Arguments here; collection, analysis and validation live in relayguard.exchange
-(facts, analysis, winrm_settings, assess).
+(facts, analysis, connection, assess); the options are the static spec of
+plugins/module_utils/winrm_options.py, the same WinRM vocabulary as every Exchange module.
 """
 
 from __future__ import annotations
@@ -22,63 +23,30 @@ description:
   - Exchange 2013, 2016, 2019 and Subscription Edition - C(ExSetup.exe)'s file version, the
     v15 Setup key, installed updates, receive connectors, ANONYMOUS LOGON rights, accepted
     domains and recipient validation, read through the Exchange shell (the snap-in, else
-    C(RemoteExchange.ps1)); RV(facts.exchange_shell) says which was used.
+    C(RemoteExchange.ps1)); C(exchange_shell) in RV(facts) says which was used.
   - Judges the facts - RV(exposure) lists each setting that lets anonymous clients relay with
     a reason and a source, RV(patch) says whether the relay fix is present (Exchange 5.5,
     C(msexcimc.exe) 5.5.2650.1 or later, KB Q237927) or whether the CU/SU is supported.
   - Every option is validated before any connection is made; a bad value fails the task
     naming the option and the value.
+extends_documentation_fragment:
+  - relayguard.mail.winrm.connection
+  - ansible.builtin.action_common_attributes
 author:
-  - relayguard
+  - relayguard developers (@relayguard)
 requirements:
   - The relayguard Python package, pywinrm and pyspnego on the controller.
   - WinRM on the Exchange server (Windows Server 2003 R2 or later).
 attributes:
   check_mode:
     support: full
-    description: The module only reads; check mode runs it unchanged.
+    details: The module only reads; check mode runs it unchanged.
   diff_mode:
     support: none
-options:
-  host:
-    description: Address or DNS name of the Exchange server (usually C(ansible_host)).
-    type: str
-    required: true
-  port:
-    description: WinRM port; default 5986 (HTTPS).
-    type: int
-  transport:
-    description: WinRM authentication. C(basic) is refused over plain HTTP.
-    type: str
-    choices: [ntlm, kerberos, credssp, certificate, basic]
-    default: ntlm
-  username:
-    description: Account to log on with, for example C(CORP\admin).
-    type: str
-  password:
-    description: Password of O(username). Never logged or returned.
-    type: str
-  ca_trust_path:
-    description: CA bundle (PEM file on the controller) the server certificate is validated
-      against; default the system bundle.
-    type: path
-  server_cert_validation:
-    description: C(ignore) accepts any certificate, leaving the host unauthenticated.
-    type: str
-    choices: [validate, ignore]
-    default: validate
-  connect_timeout:
-    description: Seconds to wait for the TCP and TLS connection.
-    type: float
-    default: 10
-  operation_timeout:
-    description: WS-Management OperationTimeout of each request, whole seconds.
-    type: int
-    default: 20
-  command_timeout:
-    description: Bound, in seconds, on waiting for one payload's output.
-    type: float
-    default: 300
+  platform:
+    support: full
+    platforms: windows
+    details: Runs on the controller and reaches the Exchange server over WinRM.
 notes:
   - Runs on the controller; use C(delegate_to) C(localhost) (or C(connection) C(local)) and pass
     the host's WinRM variables, as in the examples.
@@ -90,12 +58,12 @@ seealso:
 
 EXAMPLES = r"""
 - name: Detect each Exchange server of the batch
-  exchange_facts:
-    host: "{{ ansible_host }}"
-    port: "{{ ansible_port | default(5986) }}"
-    username: "{{ ansible_user }}"
-    password: "{{ ansible_password }}"
-    ca_trust_path: "{{ ansible_winrm_ca_trust_path }}"
+  relayguard.mail.exchange_facts:
+    winrm_host: "{{ ansible_host }}"
+    winrm_port: "{{ ansible_port | default(5986) }}"
+    winrm_username: "{{ ansible_user }}"
+    winrm_password: "{{ ansible_password }}"
+    ca_path: "{{ ansible_winrm_ca_trust_path }}"
   delegate_to: localhost
   register: exchange
 
@@ -146,61 +114,31 @@ patch:
     supported: false
 """
 
-from ansible.module_utils.basic import AnsibleModule
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.relayguard.mail.plugins.module_utils.winrm_options import (
+    WINRM_CONNECTION_SPEC,
+)
 
 try:
     from relayguard.exchange.assess import assess
-    from relayguard.exchange.transport import Secret
-    from relayguard.exchange.winrm_settings import winrm_settings
+    from relayguard.exchange.connection import winrm_options
     from relayguard.validate import InputError
 
     IMPORT_ERROR = None
-except ImportError as exc:  # pragma: no cover - reported to the user
-    IMPORT_ERROR = str(exc)
+except ImportError:  # reported by main() once the module can fail properly
+    IMPORT_ERROR = traceback.format_exc()
+
+RELAYGUARD = "relayguard (the relayguard Python engine, see meta/ee-requirements.txt)"
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "host": {"type": "str", "required": True},
-            "port": {"type": "int"},
-            "transport": {
-                "type": "str",
-                "default": "ntlm",
-                "choices": ["ntlm", "kerberos", "credssp", "certificate", "basic"],
-            },
-            "username": {"type": "str"},
-            "password": {"type": "str", "no_log": True},
-            "ca_trust_path": {"type": "path"},
-            "server_cert_validation": {
-                "type": "str",
-                "default": "validate",
-                "choices": ["validate", "ignore"],
-            },
-            "connect_timeout": {"type": "float", "default": 10},
-            "operation_timeout": {"type": "int", "default": 20},
-            "command_timeout": {"type": "float", "default": 300},
-        },
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=dict(WINRM_CONNECTION_SPEC), supports_check_mode=True)
     if IMPORT_ERROR is not None:
-        module.fail_json(
-            msg=f"the relayguard package is required on the controller: {IMPORT_ERROR}"
-        )
-    p = module.params
+        module.fail_json(msg=missing_required_lib(RELAYGUARD), exception=IMPORT_ERROR)
     try:
-        options = winrm_settings(
-            p["host"],
-            port=p["port"],
-            transport=p["transport"],
-            user=p["username"],
-            password=None if p["password"] is None else Secret(p["password"]),
-            ca_trust_path=p["ca_trust_path"],
-            server_cert_validation=p["server_cert_validation"],
-            connect_timeout=p["connect_timeout"],
-            operation_timeout=p["operation_timeout"],
-            command_timeout=p["command_timeout"],
-        )
+        options = winrm_options(module.params)
     except InputError as exc:
         module.fail_json(msg=str(exc))
     result = assess(options).to_dict()

@@ -32,17 +32,22 @@ description:
   - Every option is validated before any WinRM call.
 extends_documentation_fragment:
   - relayguard.mail.winrm
+  - ansible.builtin.action_common_attributes
 author:
-  - relayguard
+  - relayguard developers (@relayguard)
 requirements:
   - The relayguard package and pywinrm on the controller.
 attributes:
   check_mode:
     support: full
-    description: Reads the installed level and checks the package's hash; installs nothing.
+    details: Reads the installed level and checks the package's hash; installs nothing.
   diff_mode:
     support: full
-    description: The binary's version before and after.
+    details: The binary's version before and after.
+  platform:
+    support: full
+    platforms: windows
+    details: Runs on the controller and reaches the Exchange server over WinRM.
 options:
   package_path:
     description:
@@ -90,7 +95,7 @@ seealso:
 
 EXAMPLES = r"""
 - name: Exchange 5.5 IMS hotfix (MS99-027) uploaded from the controller
-  exchange_patch:
+  relayguard.mail.exchange_patch:
     winrm_host: "{{ ansible_host }}"
     winrm_username: "{{ ansible_user }}"
     winrm_password: "{{ ansible_password }}"
@@ -100,7 +105,7 @@ EXAMPLES = r"""
   delegate_to: localhost
 
 - name: Exchange 2019 security update already staged on the server; reboot if asked
-  exchange_patch:
+  relayguard.mail.exchange_patch:
     winrm_host: "{{ ansible_host }}"
     winrm_username: "{{ ansible_user }}"
     winrm_password: "{{ ansible_password }}"
@@ -159,35 +164,37 @@ messages:
   elements: str
 """
 
-from typing import Any
+import traceback
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.relayguard.mail.plugins.module_utils.exchange_options import (
+    PATCH_OPTIONS_SPEC,
+)
+from ansible_collections.relayguard.mail.plugins.module_utils.winrm_options import (
+    SMTP_WAIT_SPEC,
+    WINRM_CONNECTION_SPEC,
+)
 
 try:
-    from relayguard.exchange import connection
-    from relayguard.exchange.patch_task import PATCH_ARGUMENT_SPEC, run_patch_task
+    from relayguard.exchange.patch_task import run_patch_task
     from relayguard.exchange.relay_task import TaskFailure
 
     IMPORT_ERROR = None
-except ImportError as exc:  # pragma: no cover - reported to the user
-    IMPORT_ERROR = str(exc)
+except ImportError:  # reported by main() once the module can fail properly
+    IMPORT_ERROR = traceback.format_exc()
+
+RELAYGUARD = "relayguard (the relayguard Python engine, see meta/ee-requirements.txt)"
 
 
 def main() -> None:
-    spec: dict[str, Any] = {}
-    if IMPORT_ERROR is None:
-        spec.update(PATCH_ARGUMENT_SPEC)
-        spec.update(connection.CONNECTION_ARGUMENT_SPEC)
     module = AnsibleModule(
-        argument_spec=spec,
+        argument_spec=dict(PATCH_OPTIONS_SPEC, **WINRM_CONNECTION_SPEC, **SMTP_WAIT_SPEC),
         mutually_exclusive=[("package_path", "package_src")],
         required_one_of=[("package_path", "package_src")],
         supports_check_mode=True,
     )
     if IMPORT_ERROR is not None:
-        module.fail_json(
-            msg=f"the relayguard package is required on the controller: {IMPORT_ERROR}"
-        )
+        module.fail_json(msg=missing_required_lib(RELAYGUARD), exception=IMPORT_ERROR)
     try:
         result = run_patch_task(module.params, check_mode=module.check_mode)
     except TaskFailure as exc:

@@ -41,8 +41,9 @@ description:
     the value, and nothing is changed.
 extends_documentation_fragment:
   - relayguard.mail.winrm
+  - ansible.builtin.action_common_attributes
 author:
-  - relayguard
+  - relayguard developers (@relayguard)
 requirements:
   - The relayguard package and pywinrm on the controller.
   - WinRM on the server (Windows Server 2003 R2 or later; a real Exchange 5.5 host is reached
@@ -50,10 +51,14 @@ requirements:
 attributes:
   check_mode:
     support: full
-    description: Reads and plans only; RV(changes) is the plan, RV(changed) whether it is empty.
+    details: Reads and plans only; RV(changes) is the plan, C(changed) whether it is empty.
   diff_mode:
     support: full
-    description: Before and after of every changed control.
+    details: Before and after of every changed control.
+  platform:
+    support: full
+    platforms: windows
+    details: Runs on the controller and reaches the Exchange server over WinRM.
 options:
   state:
     description:
@@ -140,11 +145,11 @@ seealso:
 
 EXAMPLES = r"""
 - name: Close the relay; the application servers keep relaying through a dedicated connector
-  exchange_relay:
+  relayguard.mail.exchange_relay:
     winrm_host: "{{ ansible_host }}"
     winrm_username: "{{ ansible_user }}"
     winrm_password: "{{ ansible_password }}"
-    winrm_ca_trust_path: "{{ ansible_winrm_ca_trust_path }}"
+    ca_path: "{{ ansible_winrm_ca_trust_path }}"
     relay_allowed_networks: [192.0.2.0/24]
     inbound_domains: [corp.example]
     relay_connector_name: "Relay {{ inventory_hostname }}"
@@ -154,7 +159,7 @@ EXAMPLES = r"""
   register: relay
 
 - name: Roll back to the configuration saved before the change
-  exchange_relay:
+  relayguard.mail.exchange_relay:
     state: restored
     backup_file: "{{ relay.backup_file }}"
     winrm_host: "{{ ansible_host }}"
@@ -217,37 +222,36 @@ restored_from:
   description: With O(state=restored), the backup put back.
   returned: when state is restored
   type: str
-warnings:
-  description: Things the module cannot change and a person must check.
-  returned: success
-  type: list
-  elements: str
 restored:
   description: On failure, whether the host was put back to its configuration before the run.
   returned: failure
   type: bool
 """
 
-from typing import Any
+import traceback
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.relayguard.mail.plugins.module_utils.exchange_options import (
+    RELAY_OPTIONS_SPEC,
+)
+from ansible_collections.relayguard.mail.plugins.module_utils.winrm_options import (
+    SMTP_WAIT_SPEC,
+    WINRM_CONNECTION_SPEC,
+)
 
 try:
-    from relayguard.exchange import connection
-    from relayguard.exchange.relay_task import RELAY_ARGUMENT_SPEC, TaskFailure, run_relay_task
+    from relayguard.exchange.relay_task import TaskFailure, run_relay_task
 
     IMPORT_ERROR = None
-except ImportError as exc:  # pragma: no cover - reported to the user
-    IMPORT_ERROR = str(exc)
+except ImportError:  # reported by main() once the module can fail properly
+    IMPORT_ERROR = traceback.format_exc()
+
+RELAYGUARD = "relayguard (the relayguard Python engine, see meta/ee-requirements.txt)"
 
 
 def main() -> None:
-    spec: dict[str, Any] = {}
-    if IMPORT_ERROR is None:
-        spec.update(RELAY_ARGUMENT_SPEC)
-        spec.update(connection.CONNECTION_ARGUMENT_SPEC)
     module = AnsibleModule(
-        argument_spec=spec,
+        argument_spec=dict(RELAY_OPTIONS_SPEC, **WINRM_CONNECTION_SPEC, **SMTP_WAIT_SPEC),
         required_if=[
             ("state", "restored", ["backup_file"]),
             ("state", "present", ["inbound_domains"]),
@@ -255,14 +259,13 @@ def main() -> None:
         supports_check_mode=True,
     )
     if IMPORT_ERROR is not None:
-        module.fail_json(
-            msg=f"the relayguard package is required on the controller: {IMPORT_ERROR}"
-        )
+        module.fail_json(msg=missing_required_lib(RELAYGUARD), exception=IMPORT_ERROR)
     try:
         result = run_relay_task(module.params, check_mode=module.check_mode)
     except TaskFailure as exc:
         module.fail_json(msg=str(exc), **exc.details)
-    for warning in result.get("warnings", []):
+    # shown as Ansible warnings, not returned: exit_json(warnings=) is deprecated (2.19)
+    for warning in result.pop("warnings", []):
         module.warn(warning)
     diff = result.pop("diff")
     if module._diff:

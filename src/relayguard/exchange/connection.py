@@ -1,39 +1,55 @@
 """Connection options of the controller-side Exchange modules, validated into `WinRMOptions`.
 
-Shared by `modules/exchange_relay.py` and `modules/exchange_patch.py` (and any CLI that wants
-the same options): `CONNECTION_ARGUMENT_SPEC` is their Ansible argument spec, `client_for`
-turns the values into a `WinRMClient` after checking each one (no network traffic).
+One WinRM vocabulary for exchange_facts, exchange_relay, exchange_patch and exchange_batch
+(named after Ansible's `ansible_winrm_*` variables): `WINRM_ARGUMENT_SPEC` (how to reach the
+host) and `SMTP_WAIT_ARGUMENT_SPEC` (waiting for SMTP after a restart) are the library's copy
+of the collection's static specs (plugins/module_utils/winrm_options.py; a test holds them
+equal, the library imports nothing from the collection). `winrm_options` checks each value
+(no network traffic); `client_for` turns the result into a `WinRMClient`.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from relayguard import validate
+from relayguard.exchange import winrm_settings
 from relayguard.exchange.apply import SmtpWait
 from relayguard.exchange.transport import AuthMethod, Secret, WinRMClient, WinRMOptions
 from relayguard.validate import InputError
 
-CONNECTION_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
-    "winrm_host": {"type": "str", "required": True},
-    "winrm_port": {"type": "int"},
-    "winrm_username": {"type": "str"},
-    "winrm_password": {"type": "str", "no_log": True},
-    "winrm_auth": {
+SCHEMES = ("https", "http")
+WINRM_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
+    "winrm_host": {"type": "str", "required": True, "aliases": ["host"]},
+    "winrm_port": {"type": "int", "aliases": ["port"]},
+    "winrm_scheme": {"type": "str", "choices": list(SCHEMES), "default": "https"},
+    "winrm_transport": {
         "type": "str",
-        "choices": ["ntlm", "kerberos", "credssp", "certificate", "basic"],
+        "choices": list(winrm_settings.TRANSPORTS),
         "default": "ntlm",
+        "aliases": ["winrm_auth", "transport"],
     },
-    "winrm_use_https": {"type": "bool", "default": True},
-    "winrm_ca_trust_path": {"type": "str"},
-    "winrm_validate_certs": {"type": "bool", "default": True},
-    "winrm_operation_timeout": {"type": "int", "default": 20},
-    "winrm_command_timeout": {"type": "float", "default": 600},
+    "winrm_username": {"type": "str", "aliases": ["username"]},
+    "winrm_password": {"type": "str", "no_log": True, "aliases": ["password"]},
+    "validate_certs": {"type": "bool", "default": True, "aliases": ["winrm_validate_certs"]},
+    "ca_path": {"type": "path", "aliases": ["winrm_ca_trust_path", "ca_trust_path"]},
+    "winrm_connect_timeout": {"type": "float", "default": 10, "aliases": ["connect_timeout"]},
+    "winrm_operation_timeout": {"type": "int", "default": 20, "aliases": ["operation_timeout"]},
+    "winrm_read_timeout": {"type": "int"},
+    "winrm_command_timeout": {"type": "float", "default": 600, "aliases": ["command_timeout"]},
+}
+SMTP_WAIT_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     "smtp_wait": {"type": "bool", "default": True},
     "smtp_port": {"type": "int", "default": 25},
     "smtp_timeout": {"type": "float", "default": 300},
+}
+# exchange_relay's and exchange_patch's connection: reach the host, then wait for SMTP.
+CONNECTION_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
+    **WINRM_ARGUMENT_SPEC,
+    **SMTP_WAIT_ARGUMENT_SPEC,
 }
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -52,25 +68,77 @@ def file_name_part(field: str, value: object) -> str:
     return value
 
 
+def _one_of(field: str, value: object, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise InputError(field, value, f"is not one of {', '.join(choices)}")
+    return str(value)
+
+
+def _flag(field: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise InputError(field, value, "is not a boolean")
+    return value
+
+
+def ca_bundle(field: str, value: object) -> str | None:
+    """An existing CA bundle file on the controller, or None (the system bundle)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or "\x00" in value:
+        raise InputError(field, value, "is not a file path")
+    if not Path(value).is_file():
+        raise InputError(field, value, "is not an existing file")
+    return value
+
+
+def _timeouts(params: Mapping[str, Any]) -> dict[str, Any]:
+    connect = validate.positive_number(
+        "winrm_connect_timeout", params.get("winrm_connect_timeout", 10), 3600
+    )
+    operation = validate.positive_number(
+        "winrm_operation_timeout", params.get("winrm_operation_timeout", 20), 3600
+    )
+    if operation != int(operation):
+        raise InputError("winrm_operation_timeout", operation, "must be whole seconds")
+    read = params.get("winrm_read_timeout")
+    if read is not None:
+        read = validate.positive_number("winrm_read_timeout", read, 3600)
+        if read != int(read) or read <= operation:
+            raise InputError(
+                "winrm_read_timeout", read, "must be whole seconds above winrm_operation_timeout"
+            )
+    command = validate.positive_number(
+        "winrm_command_timeout", params.get("winrm_command_timeout", 600), 86400
+    )
+    return {
+        "connect_timeout": float(connect),
+        "operation_timeout": int(operation),
+        "read_timeout": None if read is None else int(read),
+        "command_timeout": float(command),
+    }
+
+
 def winrm_options(params: Mapping[str, Any]) -> WinRMOptions:
-    host = host_name("winrm_host", params["winrm_host"])
+    """Checked options from the module's connection parameters; InputError names the option."""
+    host = host_name("winrm_host", params.get("winrm_host"))
     port = params.get("winrm_port")
     if port is not None:
         validate.port("winrm_port", port)
-    validate.positive_number("winrm_operation_timeout", params["winrm_operation_timeout"], 3600)
-    validate.positive_number("winrm_command_timeout", params["winrm_command_timeout"], 86400)
+    scheme = _one_of("winrm_scheme", params.get("winrm_scheme", "https"), SCHEMES)
+    auth = _one_of(
+        "winrm_transport", params.get("winrm_transport", "ntlm"), winrm_settings.TRANSPORTS
+    )
     password = params.get("winrm_password")
     return WinRMOptions(
         host=host,
         port=port,
-        username=params.get("winrm_username"),
+        username=winrm_settings.username("winrm_username", params.get("winrm_username")),
         password=None if password is None else Secret(password),
-        auth=AuthMethod(params["winrm_auth"]),
-        use_https=params["winrm_use_https"],
-        ca_trust_path=params.get("winrm_ca_trust_path"),
-        validate_certificate=params["winrm_validate_certs"],
-        operation_timeout=int(params["winrm_operation_timeout"]),
-        command_timeout=float(params["winrm_command_timeout"]),
+        auth=AuthMethod(auth),
+        use_https=scheme == "https",
+        ca_trust_path=ca_bundle("ca_path", params.get("ca_path")),
+        validate_certificate=_flag("validate_certs", params.get("validate_certs", True)),
+        **_timeouts(params),
     )
 
 

@@ -18,8 +18,9 @@ from relayguard.exchange.relay_task import ClientFactory, TaskFailure
 from relayguard.exchange.transport import DEFAULT_REMOTE_TEMP_DIR, TransportError
 from relayguard.validate import InputError
 
-# The module's options besides the connection's (connection.CONNECTION_ARGUMENT_SPEC);
-# modules/exchange_patch.py and modules/exchange_batch.py validate with it.
+# The module's options besides the connection's (connection.CONNECTION_ARGUMENT_SPEC): the
+# library's copy of plugins/module_utils/exchange_options.py PATCH_OPTIONS_SPEC, which
+# exchange_patch and exchange_batch validate with (a test holds the two equal).
 PATCH_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     "package_path": {"type": "str"},
     "package_src": {"type": "str"},

@@ -30,8 +30,9 @@ from relayguard.validate import InputError
 ClientFactory = Callable[[WinRMOptions], PayloadRunner]
 
 
-# The module's options besides the connection's (connection.CONNECTION_ARGUMENT_SPEC);
-# modules/exchange_relay.py and modules/exchange_batch.py validate with it.
+# The module's options besides the connection's (connection.CONNECTION_ARGUMENT_SPEC): the
+# library's copy of plugins/module_utils/exchange_options.py RELAY_OPTIONS_SPEC, which
+# exchange_relay and exchange_batch validate with (a test holds the two equal).
 RELAY_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     "state": {"type": "str", "choices": ["present", "restored"], "default": "present"},
     "platform": {"type": "str", "choices": ["auto", "exchange55", "modern"], "default": "auto"},
