@@ -42,11 +42,11 @@ PLAYBOOK = """
   tasks:
     - name: Detect the Exchange server
       relayguard.mail.exchange_facts:
-        host: "{{{{ ansible_host }}}}"
-        port: "{{{{ ansible_port }}}}"
-        username: "{{{{ ansible_user }}}}"
-        password: "{{{{ ansible_password }}}}"
-        ca_trust_path: "{{{{ ansible_winrm_ca_trust_path }}}}"
+        winrm_host: "{{{{ ansible_host }}}}"
+        winrm_port: "{{{{ ansible_port }}}}"
+        winrm_username: "{{{{ ansible_user }}}}"
+        winrm_password: "{{{{ ansible_password }}}}"
+        ca_path: "{{{{ ansible_winrm_ca_trust_path }}}}"
         {extra}
       delegate_to: localhost
       register: exchange
@@ -116,9 +116,11 @@ def test_module_reports_every_twin(lab: dict[str, Any], tmp_path: Path, check: b
 @pytest.mark.parametrize(
     ("extra", "named"),
     [
-        ('transport: "ntlm; Remove-Item C:\\\\"', "transport"),
-        ("operation_timeout: -5", "operation_timeout"),
-        ('server_cert_validation: "$(Stop-Computer)"', "server_cert_validation"),
+        ('winrm_transport: "ntlm; Remove-Item C:\\\\"', "winrm_transport"),
+        ("winrm_operation_timeout: -5", "winrm_operation_timeout"),
+        ('winrm_scheme: "$(Stop-Computer)"', "winrm_scheme"),
+        ('validate_certs: "$(Stop-Computer)"', "validate_certs"),
+        ("winrm_read_timeout: 5", "winrm_read_timeout"),
     ],
 )
 def test_module_refuses_hostile_arguments(
@@ -150,7 +152,7 @@ def test_module_refuses_a_hostile_host(lab: dict[str, Any], tmp_path: Path) -> N
         timeout=300,
     )
     output = proc.stdout + proc.stderr
-    assert proc.returncode != 0 and "host: '127.0.53.1; $(Stop-Computer)'" in output
+    assert proc.returncode != 0 and "winrm_host: '127.0.53.1; $(Stop-Computer)'" in output
     assert "Traceback" not in output
 
 
@@ -177,6 +179,16 @@ def test_ansible_doc_reads_the_documentation() -> None:
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)["relayguard.mail.exchange_facts"]
     options = doc["doc"]["options"]
-    assert {"host", "port", "transport", "username", "password", "ca_trust_path"} <= set(options)
+    assert {
+        "winrm_host",
+        "winrm_port",
+        "winrm_scheme",
+        "winrm_transport",
+        "winrm_username",
+        "winrm_password",
+        "validate_certs",
+        "ca_path",
+    } <= set(options)
+    assert options["ca_path"]["aliases"] == ["winrm_ca_trust_path", "ca_trust_path"]
     assert {"facts", "exposure", "patch"} <= set(doc["return"])
     assert doc["examples"]

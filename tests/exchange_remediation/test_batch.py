@@ -36,7 +36,7 @@ def request(lab: Lab, host: dict[str, Any], backups: Path, **override: Any) -> b
         "winrm_host": host["address"],
         "winrm_username": host["username"],
         "winrm_password": host["password"],
-        "winrm_ca_trust_path": lab.manifest["ca"],
+        "ca_path": lab.manifest["ca"],
         "winrm_command_timeout": 120.0,
         "smtp_port": int(host["smtp"].rsplit(":", 1)[1]),
         "relay_allowed_networks": ALLOWED_NETWORKS,

@@ -260,7 +260,7 @@ def test_exchange_patch_refuses_a_package_that_does_not_match(lab: Lab) -> None:
             winrm_host=host["address"],
             winrm_username=host["username"],
             winrm_password=host["password"],
-            winrm_ca_trust_path=lab.manifest["ca"],
+            ca_path=lab.manifest["ca"],
             package_path="C:\\Patches\\Exchange2019-CU14-SU-lab.msp",
             sha256=su2019["sha256"],
             target_version="15.2.1544.14",

@@ -45,7 +45,7 @@ def connection(lab: Lab, host: dict[str, Any]) -> dict[str, Any]:
         winrm_host=host["address"],
         winrm_username=host["username"],
         winrm_password=host["password"],
-        winrm_ca_trust_path=lab.manifest["ca"],
+        ca_path=lab.manifest["ca"],
     )
     return params
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import io
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -43,8 +44,11 @@ def not_winrm() -> Iterator[RawServer]:
 def run_module(name: str, args: dict[str, Any], tmp_path: Path) -> str:
     path = tmp_path / f"{name}.json"
     path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": {"_ansible_verbosity": 4, **args}}))
+    # the module imports its module_utils as Ansible ships them: ansible_collections.relayguard...
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "collections")}
     proc = subprocess.run(
         [sys.executable, str(ROOT / "plugins" / "modules" / f"{name}.py"), str(path)],
+        env=env,
         capture_output=True,
         text=True,
         timeout=120,
@@ -69,12 +73,13 @@ def test_exchange_facts_module_error_paths(not_winrm: RawServer, tmp_path: Path)
         output = run_module(
             "exchange_facts",
             {
-                **where,
-                "username": "admin",
-                "password": SECRET,
-                "transport": "basic" if where["host"] == not_winrm.host else "ntlm",
-                "connect_timeout": 3,
-                "command_timeout": 10,
+                "winrm_host": where["host"],
+                "winrm_port": where["port"],
+                "winrm_username": "admin",
+                "winrm_password": SECRET,
+                "winrm_transport": "basic" if where["host"] == not_winrm.host else "ntlm",
+                "winrm_connect_timeout": 3,
+                "winrm_command_timeout": 10,
             },
             tmp_path,
         )
@@ -102,7 +107,7 @@ def test_exchange_remediation_modules_error_paths(
                 "winrm_port": where["port"],
                 "winrm_username": "admin",
                 "winrm_password": SECRET,
-                "winrm_auth": "basic" if where["host"] == not_winrm.host else "ntlm",
+                "winrm_transport": "basic" if where["host"] == not_winrm.host else "ntlm",
                 "winrm_operation_timeout": 5,
                 "winrm_command_timeout": 10,
                 **extra,
@@ -163,8 +168,8 @@ def test_basic_over_plain_http_to_an_echoing_peer(not_winrm: RawServer, tmp_path
             "winrm_port": not_winrm.port,
             "winrm_username": "admin",
             "winrm_password": SECRET,
-            "winrm_auth": "basic",
-            "winrm_use_https": False,
+            "winrm_transport": "basic",
+            "winrm_scheme": "http",
             "inbound_domains": ["example.net"],
         },
         tmp_path,
