@@ -123,7 +123,7 @@ def test_msexcimc_is_ignored_for_modern_exchange() -> None:
 @pytest.mark.parametrize(
     ("build", "product", "level", "update", "released", "kb"),
     [
-        # REFERENCE.md section 2 examples
+        # HealthChecker's examples (docs/sources.md#healthchecker-build-detection)
         ("15.0.1497.2", "Exchange Server 2013", "CU23", None, "2019-06-18", "KB4489622"),
         ("15.1.2507.6", "Exchange Server 2016", "CU23", None, "2022-04-20", "KB5011155"),
         ("15.2.1544.4", "Exchange Server 2019", "CU14", None, "2024-02-13", "KB5035606"),

@@ -1,5 +1,5 @@
 """Payload rendering: the header, parameters as data, and a real PowerShell parse of every
-template (payload protocol v1, notes/contracts.md)."""
+template (payload protocol v1, docs/sources.md#decision-payload-protocol-v1)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Fixtures of the lab tests: twins served on their own loopback address (127.0.50.x).
 
 Addresses: twins 127.0.50.1-127.0.58.254, trusted clients 127.0.59.0/24, untrusted clients
-127.0.60.0/24 (the lab fleet's allocation, see /work/notes/common.md).
+127.0.60.0/24 (the lab fleet's allocation, docs/sources.md#decision-lab-addresses).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Each profile (relayguard.lab.postfix_profiles) is a real Postfix 3.x started by the fixtures;
 the probe runs through its console script exactly as a user would, from an untrusted
-loopback source (127.0.4.200) unless a test says otherwise. Exit statuses per contracts.md:
+loopback source (127.0.4.200) unless a test says otherwise. Exit statuses per docs/exit-status.md:
 0 all closed, 2 any open.
 """
 

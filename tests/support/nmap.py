@@ -1,8 +1,9 @@
 """The peer: run nmap 7.93's `smtp-open-relay` script and read which of its 16 tests relayed.
 
 nmap only says which (MAIL FROM, RCPT TO) pairs relayed (with -vv) or why it stopped; this
-harness rebuilds the script's test table (scripts/smtp-open-relay.nse, REFERENCE.md §1) to
-turn those pairs back into nmap's test numbers 1..16. It is a model of nmap for the agreement
+harness rebuilds the script's test table (scripts/smtp-open-relay.nse,
+docs/sources.md#nmap-smtp-open-relay) to turn those pairs back into nmap's test numbers
+1..16. It is a model of nmap for the agreement
 tests and deliberately shares nothing with relayguard's catalog.
 
 Flags on loopback: `-S SRC` alone fails ("Could not figure out what device to send the packet

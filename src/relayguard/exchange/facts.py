@@ -379,7 +379,7 @@ def facts_from_documents(
         msexcimc = None if imc_doc is None else file_version_from(imc_doc, "Exchange55.Imc")
         newest = _opt_int(setup.get("NewestBuild"), "Exchange55.SetupKey.NewestBuild")
         # The service pack comes from the Setup key's build; the fix level only from the
-        # IMS file (REFERENCE.md section 2: NewestBuild's semantics are unverified).
+        # IMS file (docs/sources.md#exchange55-setup-key: NewestBuild's semantics are unverified).
         version55 = None if newest is None else f"5.5.{newest}"
         if version55 is None:
             notes.append("the Exchange 5.5 Setup key has no NewestBuild: level unknown")

@@ -5,7 +5,8 @@ parameters as one base64 JSON document on the single agreed `$RelayguardParams` 
 are data, decoded inside the script, never interpolated into PowerShell code), and prints
 exactly one JSON document. The templates receive no parameter values at all: Jinja2 only
 places the header and the params line, so no value can reach the code (see
-notes/contracts.md). Each template only reads or writes; every decision stays in Python.
+docs/sources.md#decision-payload-protocol-v1). Each template only reads or writes; every decision
+stays in Python.
 """
 
 from __future__ import annotations

@@ -9,9 +9,10 @@ a backed-up configuration document (rollback and `state: restored`).
 
 Sources: Exchange 5.5 routing restrictions, KB Q193922 / Q196626; the Routing tab's
 "Reroute incoming SMTP mail" and inbound domains, KB Q169683 / Q259531; Exchange 2013+ relay
-through receive-connector permissions, accepted domains and recipient validation,
-REFERENCE.md section 2 (Microsoft Learn "Allow anonymous relay on Exchange servers", "Accepted
-domains in Exchange Server", CSS-Exchange HealthChecker OpenRelayDomain).
+through receive-connector permissions, accepted domains and recipient validation: Microsoft
+Learn "Allow anonymous relay on Exchange servers", "Accepted domains in Exchange Server",
+CSS-Exchange HealthChecker OpenRelayDomain (docs/sources.md#learn-anonymous-relay,
+docs/sources.md#learn-accepted-domains, docs/sources.md#healthchecker-openrelaydomain).
 """
 
 from __future__ import annotations

@@ -4,12 +4,14 @@ The only room of `relayguard.exchange` that touches the network. Defaults are th
 ones: HTTPS with the server certificate validated (against `ca_trust_path`, else requests'
 CA bundle), NTLM. Plain HTTP needs `use_https=False` and then always uses message encryption (ntlm,
 kerberos); basic over plain HTTP is refused unless `allow_basic_over_http` is set, and then
-warned about; certificate and CredSSP authentication are HTTPS only (REFERENCE.md section 2).
+warned about; certificate and CredSSP authentication are HTTPS only
+(docs/sources.md#pywinrm-transport).
 
 A script is run as pywinrm's `Session.run_ps` runs it (`powershell -encodedcommand`, the
 form the payload contract names). A script whose command line would pass cmd.exe's 8191
 character limit is uploaded with `file.append_chunk` to a temporary file, run with
-`file.run` and removed with `file.remove` (payload protocol v1, notes/contracts.md).
+`file.run` and removed with `file.remove` (payload protocol v1,
+docs/sources.md#decision-payload-protocol-v1).
 
 Retries: only opening the shell is retried, and only on connection errors (refused, reset,
 connect timeout), because no command can have run yet. Once a command was sent nothing is

@@ -82,7 +82,8 @@ def up(lab: LabDir, options: UpOptions) -> dict[str, Any]:
     smtp_port = SMTP_PORT_ROOT if is_root() else SMTP_PORT_USER
     _check_free(plans, smtp_port)
     lab.root.mkdir(parents=True, exist_ok=True)
-    lab.root.chmod(0o755)  # Postfix's daemons must be able to search it (REFERENCE.md §4)
+    # Postfix's daemons must be able to search it (docs/sources.md#postfix-multi-instance)
+    lab.root.chmod(0o755)
     try:
         ca = LabCA.ensure(lab.ca_dir)
     except CAError as exc:

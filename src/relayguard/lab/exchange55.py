@@ -4,7 +4,7 @@ Every reply derives from the twin's state, and from the part of it the running
 MSExchangeIMC loaded at its last start (`Exchange55.loaded()`): the IMS reads its registry
 parameters when it starts, so a registry change takes effect after a restart (KB Q193922).
 
-Sources (../shared/REFERENCE.md §2, docs/lab.md):
+Sources (docs/sources.md#kb-q169683, docs/sources.md#kb-q193922, docs/lab.md):
 - "Do not reroute incoming SMTP mail": the IMS accepts RCPT for any domain with 250, accepts
   DATA and sends a non-delivery report later (KB Q169683; RFC 2505 §1.5 calls this out).
 - "Reroute incoming SMTP mail" with the Routing list (KB Q169683, Q259531): domains marked
@@ -27,7 +27,7 @@ from relayguard.lab.dialogue import Disposition, Reply, SessionFacts
 from relayguard.lab.mailpath import MailPath, decode_imcea
 from relayguard.lab.state import Exchange55, ImsParameters, ImsRunning
 
-# Thresholds as data (REFERENCE.md §2: "treat the threshold as data, not code").
+# Thresholds as data (docs/sources.md#ms99-027-secondary-threshold).
 IMCEA_FIX = (5, 5, 2650, 1)  # MS99-027, KB Q237927
 QUOTED_IMCEA_FIX = (5, 5, 2653, 0)  # Exchange 5.5 SP4, KB Q264330
 

@@ -1,6 +1,7 @@
 """The SMTP behaviour of Exchange 2013 / 2016 / 2019 / SE front-end transport, as pure functions.
 
-Sources (../shared/REFERENCE.md §2, docs/lab.md):
+Sources (docs/sources.md#learn-receive-connectors, docs/sources.md#learn-anonymous-relay,
+docs/lab.md):
 - Receive connectors, their bindings and `RemoteIPRanges`; when several connectors listen on
   the same address and port the one whose remote range matches the client most specifically
   is used (learn.microsoft.com, "Receive connectors in Exchange Server", "Remote network").

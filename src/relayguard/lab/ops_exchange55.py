@@ -15,7 +15,8 @@ from relayguard.lab.oplib import TwinContext, fail, require_exchange55
 from relayguard.lab.state import Exchange55, RoutingEntry, TwinState, to_jsonable
 
 PARAMETERS_KEY = "HKLM:\\SYSTEM\\CurrentControlSet\\Services\\MSExchangeIMC\\Parameters"
-ROUTING_SOURCE = "directory"  # the IMS object in the Exchange directory (REFERENCE.md §2)
+# The IMS object in the Exchange directory (docs/sources.md#exchange55-routing-storage)
+ROUTING_SOURCE = "directory"
 _MULTI_SZ = ("RelayAllowList", "RelayDenyList", "RelayLocalIPList")
 DWORD_MAX = 0xFFFFFFFF
 

@@ -2,8 +2,9 @@
 
 An instance is a directory with its own main.cf/master.cf, queue, data and log (layout in
 `relayguard.lab.postfix_config`), registered in the default instance's
-`alternate_config_directories` and run with ``postfix -c DIR start`` (REFERENCE.md §4). Its
-smtpd listens on one address and port given in master.cf, e.g. 127.0.4.1:25, so many
+`alternate_config_directories` and run with ``postfix -c DIR start``
+(docs/sources.md#postfix-multi-instance). Its smtpd listens on one address and port given in
+master.cf, e.g. 127.0.4.1:25, so many
 instances share port 25 on different loopback addresses. Needs root and the Debian `postfix`
 package.
 

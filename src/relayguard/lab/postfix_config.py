@@ -3,7 +3,7 @@
 Everything here is a pure function over records, so the rendering is tested without Postfix.
 `relayguard.lab.postfix` writes the result to disk and runs Postfix on it.
 
-Layout of one instance under its root directory (REFERENCE.md §4)::
+Layout of one instance under its root directory (docs/sources.md#postfix-multi-instance)::
 
     ROOT/config/main.cf, master.cf, aliases   config_directory (root-owned tree)
     ROOT/queue/                               queue_directory (Postfix fills it in)

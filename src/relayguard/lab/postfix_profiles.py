@@ -7,7 +7,7 @@ must conclude from such an untrusted source; from 127.0.0.1 every profile relays
 matters).
 
 Sources: postconf(5) for each parameter; Debian's postfix.postinst for `debian_default`
-(REFERENCE.md §4).
+(docs/sources.md#postfix-debian-defaults).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ DEBIAN_DEFAULT = PostfixProfile(
     summary="Debian's packaged restrictions: unauthorised relaying deferred with 4xx",
     parameters=_frozen(
         {
-            # Debian postfix.postinst on a fresh install (REFERENCE.md §4).
+            # Debian postfix.postinst on a fresh install (docs/sources.md#postfix-debian-defaults).
             "smtpd_relay_restrictions": (
                 "permit_mynetworks permit_sasl_authenticated defer_unauth_destination"
             ),

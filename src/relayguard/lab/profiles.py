@@ -2,7 +2,8 @@
 
 A profile is a recipe for one kind of misconfigured (or compliant) server, as found in the
 field; the default fleet and `--hosts` specs are made of them (see `fleet`).
-Versions are from REFERENCE.md §2 (KB Q158530 for 5.5; HealthChecker's examples for 15.x).
+Versions are from KB Q158530 for 5.5 (docs/sources.md#kb-q158530) and HealthChecker's examples
+for 15.x (docs/sources.md#healthchecker-build-detection).
 """
 
 from __future__ import annotations
@@ -216,7 +217,7 @@ def modern(spec: TwinSpec, version: str, platform: Platform) -> ExchangeModern:
 
 def anonymous_relay_ace() -> AdPermission:
     """`Add-ADPermission -User "NT AUTHORITY\\ANONYMOUS LOGON" -ExtendedRights
-    ms-Exch-SMTP-Accept-Any-Recipient` (REFERENCE.md §2)."""
+    ms-Exch-SMTP-Accept-Any-Recipient` (docs/sources.md#learn-anonymous-relay)."""
     return AdPermission(User=ANONYMOUS, ExtendedRights=[ACCEPT_ANY_RECIPIENT])
 
 

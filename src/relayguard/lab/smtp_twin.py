@@ -216,7 +216,8 @@ class TwinSMTP(SMTP):
             assert self.connector is not None
             lines = exchange_modern.ehlo_lines(state.modern, self.connector, self.facts)
         # One write, as a real server sends it: clients that read a multi-line reply with a
-        # single read (nmap's smtp-open-relay, REFERENCE.md §1) must not be desynchronised.
+        # single read (nmap's smtp-open-relay, docs/sources.md#nmap-weaknesses) must not be
+        # desynchronised.
         await self.push("\r\n".join(lines))
 
     @syntax("HELO hostname")

@@ -4,7 +4,7 @@ One document per twin, persisted as JSON (see `relayguard.lab.store`). The SMTP 
 derives every reply from it and the WinRM op handlers read and write it, so a change made
 over WinRM is what the next SMTP session sees. Field names follow the real storage they
 stand for (registry value names, cmdlet property names) so the op handlers can print what a
-real server prints. Facts and their sources: ../shared/REFERENCE.md §2, docs/lab.md.
+real server prints. Facts and their sources: docs/sources.md, docs/lab.md.
 """
 
 from __future__ import annotations
@@ -193,7 +193,8 @@ class ReceiveConnector:
     TransportRole: Literal["FrontendTransport", "HubTransport"]
     Enabled: bool = True
     Fqdn: str = ""
-    TarpitInterval: str = "00:00:05"  # Exchange's default (REFERENCE.md §2)
+    # Exchange's default (docs/sources.md#learn-receive-connectors)
+    TarpitInterval: str = "00:00:05"
     MaxRecipientsPerMessage: int = 200
     Permissions: list[AdPermission] = field(default_factory=list)
 
@@ -244,7 +245,8 @@ class ExchangeModern:
 
     @property
     def product(self) -> str:
-        """2013 / 2016 / 2019 / SE from the version (REFERENCE.md §2: 15.2 ≥ 2562 = SE)."""
+        """2013 / 2016 / 2019 / SE from the version; 15.2 ≥ 2562 = SE
+        (docs/sources.md#healthchecker-build-detection)."""
         major, minor, build = (int(p) for p in self.SetupVersion.split(".")[:3])
         if (major, minor) == (15, 0):
             return "2013"

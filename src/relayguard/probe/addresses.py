@@ -12,7 +12,7 @@ _EHLO_NAME = re.compile(r"\d+-([A-Za-z0-9]+[A-Za-z0-9.\-]*)")
 
 
 def srvname_from(banner_line: str, ehlo_first_line: str | None = None) -> str | None:
-    """SRVNAME exactly as nmap 7.93 computes it (REFERENCE.md §1), or None."""
+    """SRVNAME exactly as nmap 7.93 computes it (docs/sources.md#nmap-srvname), or None."""
     match = _BANNER_NAME.search(banner_line)
     if match:
         return match.group(1)

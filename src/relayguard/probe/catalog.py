@@ -1,7 +1,7 @@
 """The relay test catalog, kept as data (the shape of nmap's smtp-open-relay table).
 
 Each relay test is one envelope: a MAIL FROM argument and a RCPT TO argument, written as
-templates over these placeholders (REFERENCE.md §1):
+templates over these placeholders (docs/sources.md#nmap-smtp-open-relay):
 
   {F} from local part   {T} to local part   {D} external (foreign) domain
   {I} the target's address literal, e.g. [192.0.2.1]   {S} SRVNAME from the banner
@@ -111,7 +111,7 @@ def _nmap(
 
 
 RELAY_TESTS: tuple[RelayTest, ...] = (
-    # nmap's sixteen, with exactly its address forms (REFERENCE.md §1 table).
+    # nmap's sixteen, with exactly its address forms (docs/sources.md#nmap-smtp-open-relay).
     _nmap(1, "<>", "<{T}@{D}>", Exercises.PLAIN),
     _nmap(2, "<{F}@{D}>", "<{T}@{D}>", Exercises.PLAIN),
     _nmap(3, "<{F}@{S}>", "<{T}@{D}>", Exercises.SENDER_TRUST),
@@ -230,7 +230,7 @@ class CheckKind(StrEnum):
 
 @dataclass(frozen=True)
 class ConformanceCheck:
-    """An RFC 2505 recommendation a client can observe (REFERENCE.md §1)."""
+    """An RFC 2505 recommendation a client can observe (docs/sources.md#rfc2505)."""
 
     id: str
     section: str

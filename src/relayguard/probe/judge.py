@@ -1,7 +1,8 @@
 """Pure decisions of the probe: what a reply means, what a host's replies add up to.
 
 No I/O here: every function takes records and returns records, and is tested without a
-network. The rules cite REFERENCE.md §1 (nmap's reading of replies, RFC 2505).
+network. The rules cite docs/sources.md#nmap-smtp-open-relay (nmap's reading of replies) and
+RFC 2505.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from typing import Any
 # check the recipient domain in DNS still evaluate their relay rules. Use a domain you control
 # (--external-domain) when delivery confirmation is wanted.
 DEFAULT_EXTERNAL_DOMAIN = "example.com"
-# nmap's smtp-open-relay defaults for the local parts (F and T in REFERENCE.md §1).
+# nmap's smtp-open-relay defaults for the local parts (docs/sources.md#nmap-smtp-open-relay).
 DEFAULT_FROM = "antispam"
 DEFAULT_TO = "relaytest"
 

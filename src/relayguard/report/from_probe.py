@@ -26,7 +26,7 @@ from relayguard.vocabulary import HostStatus, Platform, Verdict
 
 _POSTFIX = re.compile(r"\bpostfix\b", re.IGNORECASE)
 _MS_VERSION = re.compile(r"Microsoft.*\bVersion:?\s*(\d+)\.(\d+)\.(\d+)", re.IGNORECASE)
-# First Exchange Server Subscription Edition build (REFERENCE.md, Exchange 2013+).
+# First Exchange Server Subscription Edition build (docs/sources.md#healthchecker-build-detection).
 _SE_FIRST_BUILD = 2562
 
 

@@ -1,6 +1,6 @@
 """Payload protocol v1, the twin's side: read the header and the parameters of a script.
 
-The contract (notes/contracts.md, "PowerShell payloads and the WinRM twin"): line 1 of every
+The contract (docs/sources.md#decision-payload-protocol-v1): line 1 of every
 relayguard script is ``# relayguard-payload: <op> v1``; the script holds exactly one line
 
     $RelayguardParams = [System.Text.Encoding]::UTF8.GetString(
