@@ -2,7 +2,8 @@
 
 Three rules over the tracked files (`git ls-files`):
 - nothing cites the notes outside the repository (the reference file, the contracts file,
-  `../shared/`, absolute `/work/` paths): cite docs/sources.md or the primary source;
+  the shared notes directory, absolute paths under the work root): cite docs/sources.md or
+  the primary source;
 - every `docs/sources.md#<anchor>` (or `sources.md#<anchor>` inside docs/) names a heading of
   docs/sources.md, with anchors computed as GitHub computes them;
 - every `docs/<file>.md` mentioned exists.
@@ -25,9 +26,9 @@ FORBIDDEN = re.compile(
     "|".join(
         [
             re.escape("REFERENCE" + ".md"),
-            re.escape("notes/" + "contracts.md"),
+            re.escape("notes/contracts" + ".md"),
             re.escape("contracts" + ".md"),
-            re.escape("../" + "shared/"),
+            re.escape("../sha" + "red/"),
             re.escape("/" + "work/"),
         ]
     )
