@@ -1,0 +1,157 @@
+"""Action plugin batch_result (internal): one host's share of a batch call's result.
+
+secure-relay.yml makes its batch calls (exchange_batch, relay_reachability, smtp_relay_probe,
+smtp_mail_flow) once per batch with run_once and delegate_to localhost; Ansible credits such
+a task's changed, failed and diff to the first host of the batch only. This action runs on
+every host right after the batch call, on the controller, with no module process: it picks
+this host's entry out of the registered batch result and returns it as this host's own
+changed, failed, msg and diff, so PLAY RECAP, --check --diff, the junit callback and AWX host
+summaries tell each host's truth (docs/ansible.md, "Per-host results").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ansible.plugins.action import ActionBase
+
+KINDS = ("exchange_batch", "relay_reachability", "smtp_relay_probe", "smtp_mail_flow")
+ARGUMENT_SPEC: dict[str, Any] = {
+    "result": {"type": "raw", "required": True},
+    "kind": {"type": "str", "required": True, "choices": list(KINDS)},
+    "key": {"type": "str"},
+    "step": {"type": "str", "choices": ["relay", "patch"]},
+    "expect_verdict": {"type": "str"},
+}
+
+
+def _says(entry: Mapping[str, Any], key: str) -> bool:
+    """`key` (failed, changed) of an entry or of one of its steps (exchange_batch apply)."""
+    return bool(entry.get(key)) or any(
+        isinstance(part, Mapping) and part.get(key) for part in entry.values()
+    )
+
+
+def _msgs(entry: Mapping[str, Any]) -> list[str]:
+    """The messages of an entry and of its failed steps."""
+    found = [str(entry["msg"])] if entry.get("msg") else []
+    for part in entry.values():
+        if isinstance(part, Mapping) and part.get("failed") and part.get("msg"):
+            found.append(str(part["msg"]))
+    return found
+
+
+def _diffs(result: Mapping[str, Any], key: str, step: str | None) -> list[dict[str, Any]]:
+    """This host's diffs: exchange_batch heads each one "<host> <step>"."""
+    steps = (step,) if step else ("relay", "patch")
+    headers = {f"{key} {s}" for s in steps}
+    diffs = result.get("diff") or []
+    if isinstance(diffs, Mapping):
+        diffs = [diffs]
+    return [dict(d) for d in diffs if isinstance(d, Mapping) and d.get("before_header") in headers]
+
+
+def _exchange(result: Mapping[str, Any], key: str, step: str | None) -> tuple[dict[str, Any], Any]:
+    entry = (result.get("hosts") or {}).get(key)
+    if entry is None:
+        return {"failed": True, "msg": f"{key}: no entry in the exchange_batch result"}, None
+    if step is not None:
+        part = entry.get(step)
+        if part is None:
+            return {"changed": False, "msg": f"{key}: no {step} step in this batch"}, None
+        entry = part
+    out: dict[str, Any] = {"changed": _says(entry, "changed"), "failed": _says(entry, "failed")}
+    messages = _msgs(entry)
+    out["msg"] = "; ".join(messages) if messages else ("changed" if out["changed"] else "ok")
+    diffs = _diffs(result, key, step)
+    if diffs:
+        out["diff"] = diffs
+    return out, entry
+
+
+def _reachability(result: Mapping[str, Any], key: str) -> tuple[dict[str, Any], Any]:
+    entry = (result.get("hosts") or {}).get(key)
+    if entry is None:
+        return {"failed": True, "msg": f"{key}: no entry in the relay_reachability result"}, None
+    problems = []
+    for kind in ("smtp", "management"):
+        reach = entry.get(kind)
+        if isinstance(reach, Mapping) and not reach.get("reachable"):
+            problems.append(f"{kind} does not answer ({reach.get('error') or 'no answer'})")
+    if problems:
+        return {"failed": True, "msg": f"{key}: " + "; ".join(problems)}, entry
+    return {"changed": False, "msg": f"{key}: reachable"}, entry
+
+
+def _probe(
+    result: Mapping[str, Any], key: str, expect: str | None, host: str
+) -> tuple[dict[str, Any], Any]:
+    entry = next(
+        (h for h in result.get("hosts") or [] if isinstance(h, Mapping) and h.get("target") == key),
+        None,
+    )
+    if entry is None:
+        return {"failed": True, "msg": f"{host}: {key} is not in the probe result"}, None
+    verdict = entry.get("verdict")
+    reason = entry.get("reason") or ""
+    if expect and verdict != expect:
+        msg = f"{host} is still {verdict} after the change: {reason}"
+        return {"failed": True, "msg": msg}, entry
+    return {"changed": False, "msg": f"{host}: {verdict} — {reason}".rstrip(" —")}, entry
+
+
+def _mail_flow(result: Mapping[str, Any], key: str) -> tuple[dict[str, Any], Any]:
+    sessions = [
+        s for s in result.get("sessions") or [] if isinstance(s, Mapping) and s.get("host") == key
+    ]
+    failed = [s for s in sessions if s.get("failed")]
+    if failed:
+        return {"failed": True, "msg": "; ".join(str(s.get("msg", "failed")) for s in failed)}, {
+            "sessions": sessions
+        }
+    return {"changed": False, "msg": f"{key}: {len(sessions)} session(s) passed"}, {
+        "sessions": sessions
+    }
+
+
+class ActionModule(ActionBase):  # type: ignore[misc]
+    """This host's changed, failed, msg and diff from a registered batch result."""
+
+    TRANSFERS_FILES = False
+    _requires_connection = False
+    _supports_check_mode = True
+    _supports_async = False
+
+    def run(
+        self, tmp: str | None = None, task_vars: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        task_vars = task_vars or {}
+        result: dict[str, Any] = super().run(tmp, task_vars)
+        del tmp
+        _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        batch = args["result"]
+        host = str(task_vars.get("inventory_hostname", ""))
+        key = args["key"] or host
+        if not isinstance(batch, Mapping):
+            result.update(failed=True, msg=f"{host}: result is not a registered task result")
+            return result
+        if batch.get("skipped"):
+            result.update(changed=False, skipped=True, skip_reason="the batch call was skipped")
+            return result
+        kind = args["kind"]
+        if kind == "exchange_batch":
+            own, record = _exchange(batch, key, args["step"])
+        elif kind == "relay_reachability":
+            own, record = _reachability(batch, key)
+        elif kind == "smtp_relay_probe":
+            own, record = _probe(batch, key, args["expect_verdict"], host)
+        else:
+            own, record = _mail_flow(batch, key)
+        result.update(changed=False, failed=False)
+        result.update(own)
+        if result["failed"]:
+            result["changed"] = False
+            result.pop("diff", None)
+        result["record"] = record
+        return result

@@ -1,0 +1,98 @@
+#!/usr/bin/python
+"""Documentation of the action plugin batch_result (plugins/action/batch_result.py); the
+action runs on the controller and never runs this file."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: batch_result
+short_description: Internal - one host's changed, failed, msg and diff from a batch call's result
+version_added: "0.2.0"
+description:
+  - B(Internal to the roles of this collection); its options may change without notice.
+  - secure-relay.yml calls M(relayguard.mail.exchange_batch),
+    M(relayguard.mail.relay_reachability), M(relayguard.mail.smtp_relay_probe) and
+    M(relayguard.mail.smtp_mail_flow) once per batch (C(run_once), C(delegate_to) C(localhost)),
+    and Ansible credits such a task's result to the first host of the batch only.
+  - Run on every host right after the batch call, this action takes this host's entry of the
+    registered batch result and returns it as this host's own C(changed), C(failed), C(msg)
+    and C(diff), so PLAY RECAP, C(--check --diff), the junit callback and AWX host summaries
+    say what happened to each host. The batch task itself is C(changed_when) V(false).
+  - An action plugin only, on the controller; no module process, no connection to the host.
+author:
+  - relayguard developers (@relayguard)
+attributes:
+  check_mode:
+    support: full
+    description: Reads a registered result; in check mode C(changed) is what would change.
+  diff_mode:
+    support: full
+    description: Returns this host's diffs of an M(relayguard.mail.exchange_batch) result.
+  platform:
+    platforms: all
+options:
+  result:
+    description: The registered result of the batch task.
+    type: raw
+    required: true
+  kind:
+    description: The module of the batch task.
+    type: str
+    required: true
+    choices: [exchange_batch, relay_reachability, smtp_relay_probe, smtp_mail_flow]
+  key:
+    description:
+      - This host's key in O(result) - the inventory name (default), or for
+        V(smtp_relay_probe) the probed target.
+    type: str
+  step:
+    description:
+      - For an O(kind=exchange_batch) apply result, the step of the host's entry that this
+        task reports; default the whole entry.
+    type: str
+    choices: [relay, patch]
+  expect_verdict:
+    description:
+      - For O(kind=smtp_relay_probe), fail this host unless its verdict is this one.
+    type: str
+notes:
+  - Facts are not set here (an action's facts rank below C(set_fact)); the host's record is
+    kept by the roles' C(set_fact) tasks, which can read RV(record).
+"""
+
+EXAMPLES = r"""
+- name: Detect the batch's Exchange hosts (once, on the controller)
+  relayguard.mail.exchange_batch:
+    action: assess
+    hosts: "{{ requests }}"
+  run_once: true
+  delegate_to: localhost
+  changed_when: false
+  register: batch
+
+- name: This host's own result
+  relayguard.mail.batch_result:
+    result: "{{ batch }}"
+    kind: exchange_batch
+"""
+
+RETURN = r"""
+changed:
+  description: Whether this host changed (or, in check mode, would change).
+  returned: always
+  type: bool
+msg:
+  description: This host's message - the failure, or what its entry says.
+  returned: always
+  type: str
+diff:
+  description: This host's diffs (exchange_batch with C(--diff)).
+  returned: when there is one
+  type: list
+  elements: dict
+record:
+  description: This host's entry of the batch result (for smtp_mail_flow, its sessions).
+  returned: always
+  type: raw
+"""
