@@ -2,10 +2,10 @@
 """Ansible module postfix_relay: close a Postfix instance's relay (thin layer over the backend).
 
 Arguments here; validation, facts, plan, apply and restore live in
-module_utils/postfix_relay_backend.py.
+module_utils/postfix_relay_backend.py. Both run on the managed host, so both are standard
+library only and valid Python 3.6 (RHEL 8's platform-python) through 3.13:
+tests/postfix_remediation/test_target_pythons.py compiles and runs them with each.
 """
-
-from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
@@ -39,7 +39,7 @@ description:
     characters Postfix would interpret are refused, naming the option and the value.
   - master.cf C(-o) overrides of relay parameters are reported as warnings, not changed.
 author:
-  - relayguard
+  - relayguard developers (@relayguard)
 requirements:
   - Postfix 2.10 or later (C(smtpd_relay_restrictions)) with C(postconf), C(postfix) and
     C(postmap) on the managed host.
@@ -47,12 +47,18 @@ requirements:
 attributes:
   check_mode:
     support: full
-    description: Plans only; RV(changed) says whether anything would change.
+    description: Plans only; C(changed) says whether anything would change.
   diff_mode:
     support: full
     description: >-
       Shows the relay parameters before and after (state=present) or the whole main.cf
       (state=restored).
+  platform:
+    support: full
+    platforms: posix
+    description: >-
+      Runs on the Postfix host (Linux: it reads /proc) with the host's Python, 3.6 or later;
+      only the standard library is used.
 options:
   state:
     description:
@@ -152,7 +158,7 @@ seealso:
 
 EXAMPLES = r"""
 - name: Close the relay; only the office network relays, mail for example.org is accepted
-  postfix_relay:
+  relayguard.mail.postfix_relay:
     relay_allowed_networks:
       - 127.0.0.0/8
       - "::1/128"
@@ -163,14 +169,14 @@ EXAMPLES = r"""
   register: relay
 
 - name: Same for a second instance, allowing authenticated submission to relay
-  postfix_relay:
+  relayguard.mail.postfix_relay:
     config_dir: /etc/postfix-out
     relay_allowed_networks: [127.0.0.0/8]
     relay_authenticated: true
     inbound_domains: []
 
 - name: Roll back to the configuration before the change
-  postfix_relay:
+  relayguard.mail.postfix_relay:
     state: restored
     backup_file: "{{ relay.backup_file }}"
   when: relay.backup_file is truthy
@@ -254,7 +260,8 @@ from ansible_collections.relayguard.mail.plugins.module_utils.postfix_relay_back
     run,
 )
 
-# Every option, as DOCUMENTATION describes it (tests compare the two).
+# Every option, as DOCUMENTATION describes it (validate-modules and
+# tests/postfix_remediation/test_module_docs.py compare the two).
 ARGUMENT_SPEC = {
     "state": {"type": "str", "choices": ["present", "restored"], "default": "present"},
     # str, not path: Ansible would expand ~ and $VARS in a path before validation.

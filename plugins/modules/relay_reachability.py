@@ -10,19 +10,27 @@ module: relay_reachability
 short_description: Check from the controller that each host's SMTP and management ports answer
 version_added: "0.1.0"
 description:
+  - This module is internal to relayguard.mail.secure_relay; its interface may change.
   - Runs on the controller once per batch (C(run_once), C(delegate_to) C(localhost)) and opens
     one TCP connection to every endpoint of O(hosts) at once, closing it at once - nothing is
     sent. secure-relay.yml's preflight uses it instead of one C(wait_for) per host and port.
   - Every endpoint is validated before any connection is made; a bad one fails the task naming
     the host and the option.
 author:
-  - relayguard
+  - relayguard developers (@relayguard)
+requirements:
+  - The relayguard Python package on the controller (see meta/ee-requirements.txt).
 attributes:
   check_mode:
     support: full
     description: Only connects; check mode runs it unchanged.
   diff_mode:
     support: none
+    description: Nothing is changed, so there is no diff.
+  platform:
+    support: full
+    platforms: posix
+    description: Runs on the controller (C(delegate_to) C(localhost)).
 options:
   hosts:
     description: The hosts of the batch.
@@ -50,7 +58,7 @@ options:
 
 EXAMPLES = r"""
 - name: Reachability of the batch
-  relay_reachability:
+  relayguard.mail.relay_reachability:
     hosts:
       - name: ex1
         smtp: 192.0.2.25:25
@@ -72,19 +80,24 @@ hosts:
       management: {endpoint: "192.0.2.25:5986", reachable: false, error: "Connection refused"}
 """
 
+import traceback
 from dataclasses import asdict
 from typing import Any
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 try:
     from relayguard.probe.targets import TargetError
     from relayguard.reachability import endpoint, reach_all
 
     IMPORT_ERROR = None
-except ImportError as exc:  # pragma: no cover - reported to the user
-    IMPORT_ERROR = str(exc)
+except ImportError:  # reported by main() once the module can fail properly
+    IMPORT_ERROR = traceback.format_exc()
 
+RELAYGUARD = "relayguard (the relayguard Python engine, see meta/ee-requirements.txt)"
+
+# Static: DOCUMENTATION describes exactly this (validate-modules and
+# tests/playbook/test_module_docs.py compare the two, suboptions included).
 ARGUMENT_SPEC: dict[str, Any] = {
     "hosts": {
         "type": "list",
@@ -103,9 +116,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     if IMPORT_ERROR is not None:
-        module.fail_json(
-            msg=f"the relayguard package is required on the controller: {IMPORT_ERROR}"
-        )
+        module.fail_json(msg=missing_required_lib(RELAYGUARD), exception=IMPORT_ERROR)
     timeout = module.params["timeout"]
     if not 0 < timeout <= 3600:
         module.fail_json(msg=f"timeout: {timeout!r} is not between 0 and 3600 seconds")

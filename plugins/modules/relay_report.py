@@ -42,7 +42,9 @@ options:
         O(started) when omitted.
     type: str
   started:
-    description: When the run started, RFC 3339 (for example C(2025-03-01T12:00:00Z)).
+    description:
+      - When the run started, RFC 3339 (for example C(2025-03-01T12:00:00Z) or
+        C(2025-03-01T12:00:00+00:00)).
     type: str
     required: true
   inventory:
@@ -63,14 +65,28 @@ options:
     elements: dict
     required: true
 author:
-  - relayguard developers
-notes:
-  - Requires the relayguard Python package on the controller.
+  - relayguard developers (@relayguard)
+requirements:
+  - The relayguard Python package on the controller (see meta/ee-requirements.txt).
+attributes:
+  check_mode:
+    support: partial
+    description: Writes the report in check mode too.
+    details:
+      - The report is written on the controller in check mode too (it then says
+        C(check_mode)); nothing on a managed host is changed and C(changed) is always false.
+  diff_mode:
+    support: none
+    description: No diff is returned.
+  platform:
+    support: full
+    platforms: posix
+    description: Runs on the controller (C(delegate_to) C(localhost), C(run_once)).
 """
 
 EXAMPLES = r"""
 - name: Write the report of this run
-  relay_report:
+  relayguard.mail.relay_report:
     reports_dir: "{{ playbook_dir }}/reports"
     mode: enforce
     started: "{{ hostvars['localhost'].relay_run_started }}"
@@ -99,19 +115,28 @@ summary:
   sample: {"hosts": 8, "by_status": {"remediated": 6, "compliant": 2}, "exit_status": 0}
 """
 
-from datetime import UTC, datetime
+import re
+import traceback
+from datetime import datetime, timezone
+from typing import Any
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 try:
     from relayguard.report import ReportInvalid, ReportWriteError, build_report, run_metadata
     from relayguard.report import write_report as write_report_files
 
     IMPORT_ERROR = None
-except ImportError as exc:  # pragma: no cover - reported to the user
-    IMPORT_ERROR = str(exc)
+except ImportError:  # reported by main() once the module can fail properly
+    IMPORT_ERROR = traceback.format_exc()
 
-ARGUMENT_SPEC = {
+RELAYGUARD = "relayguard (the relayguard Python engine, see meta/ee-requirements.txt)"
+# datetime.UTC is Python 3.11+; ansible-core 2.17 runs controller modules on 3.10.
+UTC = timezone.utc  # noqa: UP017
+
+# Static: DOCUMENTATION describes exactly this (validate-modules and
+# tests/playbook/test_module_docs.py compare the two).
+ARGUMENT_SPEC: dict[str, Any] = {
     "reports_dir": {"type": "path", "required": True},
     "mode": {"type": "str", "choices": ["enforce", "audit"], "default": "enforce"},
     "check_mode": {"type": "bool", "default": False},
@@ -123,15 +148,19 @@ ARGUMENT_SPEC = {
 }
 
 
+def parse_timestamp(text: str) -> datetime:
+    """An RFC 3339 timestamp. Before Python 3.11 fromisoformat refuses the "Z" suffix the
+    playbook writes (now(utc=true).strftime('...Z')), so it is given as +00:00."""
+    return datetime.fromisoformat(re.sub(r"[Zz]\Z", "+00:00", text))
+
+
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     if IMPORT_ERROR is not None:
-        module.fail_json(
-            msg=f"the relayguard package is required on the controller: {IMPORT_ERROR}"
-        )
+        module.fail_json(msg=missing_required_lib(RELAYGUARD), exception=IMPORT_ERROR)
     p = module.params
     try:
-        started = datetime.fromisoformat(p["started"])
+        started = parse_timestamp(p["started"])
     except ValueError:
         module.fail_json(msg=f"started: {p['started']!r} is not an RFC 3339 timestamp")
     try:

@@ -23,10 +23,27 @@ description:
     server's reply; RV(checks) has every result.
   - "Runs on the controller: use C(delegate_to: localhost)."
   - Changes nothing; C(changed) is always false and check mode runs the checks too.
+  - The O(sessions) form (many targets in one call) is internal to
+    relayguard.mail.secure_relay; its interface may change. Use O(target) and O(checks)
+    in your own playbooks.
+requirements:
+  - The relayguard Python package on the controller (see meta/ee-requirements.txt).
+attributes:
+  check_mode:
+    support: full
+    description: The checks change nothing, so they run in check mode too.
+  diff_mode:
+    support: none
+    description: Nothing is changed, so there is no diff.
+  platform:
+    support: full
+    platforms: posix
+    description: Runs on the controller (C(delegate_to) C(localhost)).
 options:
   target:
-    description: The SMTP server, C(host), C(host:port) or C([ipv6]:port). Exactly one of
-      O(target) (with O(checks)) and O(sessions).
+    description:
+      - The SMTP server, C(host), C(host:port) or C([ipv6]:port).
+      - Exactly one of O(target) (with O(checks)) and O(sessions).
     type: str
   port:
     description: Port when O(target) has none.
@@ -44,24 +61,11 @@ options:
     type: float
     default: 30
   auth_username:
-    description: User for the checks with C(authenticate=true) (SMTP AUTH).
+    description: User for the checks with O(checks[].authenticate=true) (SMTP AUTH).
     type: str
   auth_password:
     description: Password of O(auth_username).
     type: str
-  sessions:
-    description:
-      - Many targets at once (a batch of hosts, C(run_once)), at most O(max_workers) at a
-        time. Each has C(host) (an inventory name, to find its results), C(name), C(target),
-        C(port), C(source_address), C(helo_name), C(timeout), C(auth_username),
-        C(auth_password) (never logged) and C(checks), with the meaning of the options of the
-        same names. The task does not fail on a failed check; RV(sessions) says which failed.
-    type: list
-    elements: dict
-  max_workers:
-    description: With O(sessions), at most this many sessions at once.
-    type: int
-    default: 16
   checks:
     description: The envelopes to try (with O(target)).
     type: list
@@ -88,13 +92,86 @@ options:
         type: str
         choices: [accepted, refused]
         default: accepted
+  sessions:
+    description:
+      - This option is internal to relayguard.mail.secure_relay; its interface may change.
+      - Many targets at once (a batch of hosts, C(run_once)), at most O(max_workers) at a
+        time; each session is what O(target) and O(checks) are for one call. The task does
+        not fail on a failed check; RV(sessions) says which failed.
+    type: list
+    elements: dict
+    suboptions:
+      host:
+        description: The inventory name, to find the session's result in RV(sessions).
+        type: str
+        required: true
+      name:
+        description: What the session checks, for the messages.
+        type: str
+        required: true
+      target:
+        description: The SMTP server, C(host), C(host:port) or C([ipv6]:port).
+        type: str
+        required: true
+      port:
+        description: Port when O(sessions[].target) has none.
+        type: int
+        default: 25
+      source_address:
+        description: Local address to connect from.
+        type: str
+      helo_name:
+        description: EHLO name.
+        type: str
+        default: relayguard.invalid
+      timeout:
+        description: Seconds to wait for the connection and each reply.
+        type: float
+        default: 30
+      auth_username:
+        description: User for the checks with O(sessions[].checks[].authenticate=true).
+        type: str
+      auth_password:
+        description: Password of O(sessions[].auth_username) (never logged).
+        type: str
+      checks:
+        description: The envelopes to try on this session's target.
+        type: list
+        elements: dict
+        required: true
+        suboptions:
+          name:
+            description: What the check shows, for the messages.
+            type: str
+            required: true
+          mail_from:
+            description: Envelope sender, without angle brackets (empty for the null sender).
+            type: str
+            default: ""
+          rcpt_to:
+            description: Envelope recipient, without angle brackets.
+            type: str
+            required: true
+          authenticate:
+            description: Authenticate with O(sessions[].auth_username) before MAIL FROM.
+            type: bool
+            default: false
+          expect:
+            description: V(accepted) (2xx to RCPT) or V(refused) (anything else).
+            type: str
+            choices: [accepted, refused]
+            default: accepted
+  max_workers:
+    description: With O(sessions), at most this many sessions at once.
+    type: int
+    default: 16
 author:
-  - relayguard developers
+  - relayguard developers (@relayguard)
 """
 
 EXAMPLES = r"""
 - name: The application servers may still relay, and mail for corp.example is still accepted
-  smtp_mail_flow:
+  relayguard.mail.smtp_mail_flow:
     target: 192.0.2.25:25
     source_address: 192.0.2.80
     checks:
@@ -105,15 +182,42 @@ EXAMPLES = r"""
         mail_from: someone@example.net
         rcpt_to: postmaster@corp.example
   delegate_to: localhost
+
+- name: An outsider may not relay
+  relayguard.mail.smtp_mail_flow:
+    target: 192.0.2.25
+    checks:
+      - name: relay refused
+        mail_from: someone@example.net
+        rcpt_to: relaytest@example.com
+        expect: refused
+  delegate_to: localhost
 """
 
 RETURN = r"""
 sessions:
-  description: With O(sessions), one result per session in the order given - C(host),
-    C(name), C(failed), C(msg) (the failed checks) and C(checks).
+  description:
+    - With O(sessions), one result per session in the order given.
   returned: with sessions
   type: list
   elements: dict
+  contains:
+    host:
+      description: The session's O(sessions[].host).
+      type: str
+    name:
+      description: The session's O(sessions[].name).
+      type: str
+    failed:
+      description: Whether any check of the session did not get what it expected.
+      type: bool
+    msg:
+      description: The failed checks, each with the server's reply (empty when none failed).
+      type: str
+    checks:
+      description: One result per check, as in RV(checks).
+      type: list
+      elements: dict
 checks:
   description: One result per check.
   returned: with target
@@ -128,18 +232,23 @@ checks:
       passed: true
 """
 
+import traceback
 from typing import Any
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 try:
     from relayguard.mailflow import run_session, run_sessions
 
     IMPORT_ERROR = None
-except ImportError as exc:  # pragma: no cover - reported to the user
-    IMPORT_ERROR = str(exc)
+except ImportError:  # reported by main() once the module can fail properly
+    IMPORT_ERROR = traceback.format_exc()
 
-CHECK_SPEC = {
+RELAYGUARD = "relayguard (the relayguard Python engine, see meta/ee-requirements.txt)"
+
+# Static: DOCUMENTATION describes exactly this (validate-modules and
+# tests/playbook/test_module_docs.py compare the two, suboptions included).
+CHECK_SPEC: dict[str, Any] = {
     "name": {"type": "str", "required": True},
     "mail_from": {"type": "str", "default": ""},
     "rcpt_to": {"type": "str", "required": True},
@@ -185,9 +294,7 @@ def main() -> None:
         required_together=[("target", "checks")],
     )
     if IMPORT_ERROR is not None:
-        module.fail_json(
-            msg=f"the relayguard package is required on the controller: {IMPORT_ERROR}"
-        )
+        module.fail_json(msg=missing_required_lib(RELAYGUARD), exception=IMPORT_ERROR)
     p = module.params
     if p["sessions"] is not None:
         results = run_sessions(p["sessions"], p["max_workers"])

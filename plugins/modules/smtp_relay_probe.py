@@ -118,9 +118,23 @@ options:
     type: bool
     default: false
 author:
-  - relayguard developers
+  - relayguard developers (@relayguard)
+requirements:
+  - The relayguard Python package on the controller (see meta/ee-requirements.txt).
+attributes:
+  check_mode:
+    support: full
+    description:
+      - Probing changes nothing, so check mode probes too; only the delivery confirmation
+        (O(confirm), the one time C(DATA) is sent) is skipped.
+  diff_mode:
+    support: none
+    description: Nothing is changed, so there is no diff.
+  platform:
+    support: full
+    platforms: posix
+    description: Runs on the controller (C(delegate_to) C(localhost)).
 notes:
-  - Requires the relayguard Python package on the controller.
   - Relay restrictions depend on the client's address (RFC 2505 section 2.1); probe from
     where an outsider stands.
 seealso:
@@ -131,7 +145,7 @@ seealso:
 
 EXAMPLES = r"""
 - name: Probe every mail server of the batch at once from the controller
-  smtp_relay_probe:
+  relayguard.mail.smtp_relay_probe:
     targets: "{{ ansible_play_batch | map('extract', hostvars, 'relay_smtp_target') | list }}"
     source_address: 192.0.2.200
   delegate_to: localhost
@@ -172,9 +186,11 @@ open:
   elements: str
 """
 
+import traceback
 from pathlib import Path
+from typing import Any
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 try:
     from relayguard.probe import HostResult, confirm, probe_document
@@ -185,8 +201,34 @@ try:
     from relayguard.vantage.ssh import SshSettings
 
     IMPORT_ERROR = None
-except ImportError as exc:  # pragma: no cover - reported to the user
-    IMPORT_ERROR = str(exc)
+except ImportError:  # reported by main() once the module can fail properly
+    IMPORT_ERROR = traceback.format_exc()
+
+RELAYGUARD = "relayguard (the relayguard Python engine, see meta/ee-requirements.txt)"
+
+# Static: DOCUMENTATION describes exactly this (validate-modules and
+# tests/playbook/test_module_docs.py compare the two).
+ARGUMENT_SPEC: dict[str, Any] = {
+    "targets": {"type": "list", "elements": "str", "required": True},
+    "port": {"type": "int", "default": 25},
+    "source_address": {"type": "str"},
+    "external_domain": {"type": "str", "default": "example.com"},
+    "local_domain": {"type": "str"},
+    "helo_name": {"type": "str"},
+    "timeout": {"type": "float", "default": 30},
+    "host_timeout": {"type": "float", "default": 900},
+    "connections_per_host": {"type": "int", "default": 4},
+    "pipelining": {"type": "bool", "default": True},
+    "max_hosts_in_flight": {"type": "int", "default": 256},
+    "starttls": {"type": "bool", "default": True},
+    "via": {"type": "list", "elements": "str", "default": []},
+    "ssh_key": {"type": "path"},
+    "known_hosts": {"type": "list", "elements": "path", "default": []},
+    "accept_unknown_host_key": {"type": "bool", "default": False},
+    "confirm": {"type": "bool", "default": False},
+    "sink": {"type": "str"},
+    "confirm_timeout": {"type": "float", "default": 120},
+}
 
 
 def _key(result: HostResult, several: bool) -> str:
@@ -194,34 +236,9 @@ def _key(result: HostResult, several: bool) -> str:
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "targets": {"type": "list", "elements": "str", "required": True},
-            "port": {"type": "int", "default": 25},
-            "source_address": {"type": "str"},
-            "external_domain": {"type": "str", "default": "example.com"},
-            "local_domain": {"type": "str"},
-            "helo_name": {"type": "str"},
-            "timeout": {"type": "float", "default": 30},
-            "host_timeout": {"type": "float", "default": 900},
-            "connections_per_host": {"type": "int", "default": 4},
-            "pipelining": {"type": "bool", "default": True},
-            "max_hosts_in_flight": {"type": "int", "default": 256},
-            "starttls": {"type": "bool", "default": True},
-            "via": {"type": "list", "elements": "str", "default": []},
-            "ssh_key": {"type": "path"},
-            "known_hosts": {"type": "list", "elements": "path", "default": []},
-            "accept_unknown_host_key": {"type": "bool", "default": False},
-            "confirm": {"type": "bool", "default": False},
-            "sink": {"type": "str"},
-            "confirm_timeout": {"type": "float", "default": 120},
-        },
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     if IMPORT_ERROR is not None:
-        module.fail_json(
-            msg=f"the relayguard package is required on the controller: {IMPORT_ERROR}"
-        )
+        module.fail_json(msg=missing_required_lib(RELAYGUARD), exception=IMPORT_ERROR)
     p = module.params
     try:
         options = checked_options(
