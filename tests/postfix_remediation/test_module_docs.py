@@ -49,7 +49,7 @@ def test_documentation_matches_the_argument_spec() -> None:
 def test_examples_and_return_are_complete() -> None:
     constants = module_constants()
     examples = yaml.safe_load(str(constants["EXAMPLES"]))
-    assert examples and all("postfix_relay" in task for task in examples)
+    assert examples and all("relayguard.mail.postfix_relay" in task for task in examples)
     returned = yaml.safe_load(str(constants["RETURN"]))
     result_keys = set(backend.RunResult(False, "/etc/postfix", "/etc/postfix/main.cf").as_dict())
     assert result_keys - {"changed"} <= set(returned)
