@@ -1,11 +1,16 @@
 # relayguard — `make demo` and `make test` work from a fresh clone (see README.md).
+#   make check       the fast inner loop (< 2 min): ruff, mypy, ansible-lint, unit tests
+#   make test        everything CI runs: lint, sanity, the whole pytest suite
+#   make sanity      ansible-test sanity on the built artifact, ansible-core 2.17 .. newest
+#   make collection  the collection artifact dist/relayguard-mail-<version>.tar.gz
+#   make ee          the execution environment's build context (context/), from the artifacts
 SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTHON ?= python3
 
-.PHONY: setup system-packages demo test lint unit clean
+.PHONY: setup system-packages demo test lint check unit sanity collection ee clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +29,25 @@ lint: setup
 	$(BIN)/mypy
 	PATH="$(CURDIR)/$(BIN):$$PATH" ANSIBLE_CONFIG=ansible.cfg $(BIN)/ansible-lint --profile production --offline
 
+# The unit tests: no lab, no real server, no root, no artifact builds (tests/collection and the
+# EE context run in make test).
+CHECK_TESTS := -m "not realserver and not root" --ignore=tests/lab --ignore=tests/lab_winrm \
+	--ignore=tests/collection --ignore=tests/test_execution_environment.py
+
+unit: setup
+	$(BIN)/pytest -q $(CHECK_TESTS)
+
+check: lint unit
+
+sanity: setup
+	@scripts/sanity.sh
+
+collection: setup
+	$(BIN)/ansible-galaxy collection build --force --output-path dist
+
+ee: setup
+	@BIN=$(BIN) scripts/ee.sh
+
 test: lint
 	$(BIN)/pytest -ra
 
@@ -31,4 +55,5 @@ demo: setup
 	@scripts/demo.sh
 
 clean:
-	rm -rf $(VENV) .lab reports .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .lab reports .mypy_cache .ruff_cache .pytest_cache dist context
+# .venv-sanity/ and .venv-cache/ (cached ansible-core venvs) survive make clean: rm -rf them by hand
