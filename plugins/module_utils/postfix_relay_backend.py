@@ -445,7 +445,7 @@ def run_command(argv: Sequence[str], timeout: float = COMMAND_TIMEOUT) -> Comman
                 proc.kill()
                 proc.wait()
                 raise PostfixCommandError(f"{' '.join(argv)} did not finish within {timeout:g}s")
-            ready, _, _ = select.select([master_fd], [], [], min(remaining, 0.2))
+            ready = select.select([master_fd], [], [], min(remaining, 0.2))[0]
             if ready:
                 try:
                     data = os.read(master_fd, 4096)
@@ -1440,7 +1440,6 @@ def run(
     tools = tools_factory()
     backups = BackupPolicy(settings.backup_dir, settings.backup_keep)
     if desired is None:
-        assert settings.backup_file is not None
         return _run_restore(tools, settings, backups)
     return _run_present(tools, settings, desired, backups)
 
@@ -1494,7 +1493,8 @@ def _run_present(
 
 def _run_restore(tools: PostfixTools, settings: RunSettings, backups: BackupPolicy) -> RunResult:
     backup_file = settings.backup_file
-    assert backup_file is not None
+    if backup_file is None:  # run_settings requires backup_file for state=restored
+        raise RelayConfigError("backup_file is required with state=restored")
     main_cf = os.path.join(settings.config_dir, "main.cf")
     if not os.path.isfile(main_cf):
         raise PostfixCommandError(f"config_dir {settings.config_dir} has no main.cf")

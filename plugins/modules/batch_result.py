@@ -30,7 +30,9 @@ attributes:
     support: full
     description: Returns this host's diffs of an M(relayguard.mail.exchange_batch) result.
   platform:
+    support: full
     platforms: all
+    description: Runs on the controller; reads no host.
 options:
   result:
     description: The registered result of the batch task.

@@ -129,11 +129,11 @@ def main() -> None:
                     wanted.append((host["name"], kind, endpoint(field, host[kind], port)))
     except TargetError as exc:
         module.fail_json(msg=str(exc))
-    found = reach_all([target for _, _, target in wanted], timeout)
+    found = reach_all([entry[2] for entry in wanted], timeout)
     hosts: dict[str, dict[str, Any]] = {
         h["name"]: {"smtp": None, "management": None} for h in module.params["hosts"]
     }
-    for (name, kind, _), reach in zip(wanted, found, strict=True):
+    for (name, kind, _target), reach in zip(wanted, found, strict=True):
         hosts[name][kind] = asdict(reach)
     module.exit_json(changed=False, hosts=hosts)
 
