@@ -16,7 +16,7 @@ import sys
 def main():
     args = [a for a in sys.argv[1:] if a not in ("--no-setuptools", "--no-wheel")]
     subprocess.check_call([sys.executable, "-m", "ensurepip", "--default-pip"])
-    subprocess.check_call([sys.executable, "-m", "pip", "install"] + args)
+    subprocess.check_call([sys.executable, "-m", "pip", "install", *args])
 
 
 if __name__ == "__main__":
