@@ -232,7 +232,7 @@ reloaded:
   returned: always
   type: bool
   sample: true
-values:
+relay_parameters:
   description: The relay parameters after the run (planned values in check mode).
   returned: always
   type: dict
