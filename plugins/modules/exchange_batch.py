@@ -10,6 +10,9 @@ module: exchange_batch
 short_description: Detect, plan or remediate a batch of Exchange servers over WinRM in one call
 version_added: "0.1.0"
 description:
+  - This module is internal to relayguard.mail.secure_relay; its interface may change. Use
+    M(relayguard.mail.exchange_facts), M(relayguard.mail.exchange_relay) and
+    M(relayguard.mail.exchange_patch) in your own playbooks.
   - Runs on the controller once per batch (C(run_once), C(delegate_to) C(localhost)) and does,
     for every host of O(hosts) at once (at most O(max_workers) at a time, each over its own
     WinRM session), exactly what the single-host modules do - M(relayguard.mail.exchange_facts)
