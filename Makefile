@@ -48,7 +48,7 @@ collection: setup
 ee: setup
 	@BIN=$(BIN) scripts/ee.sh
 
-test: lint
+test: lint sanity
 	$(BIN)/pytest -ra
 
 demo: setup
