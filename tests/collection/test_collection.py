@@ -45,6 +45,7 @@ ALLOWED_TOP = {
     "MANIFEST.json",
     "FILES.json",
     "README.md",
+    "CHANGELOG.rst",
     "LICENSE",
     "changelogs",
     "docs",

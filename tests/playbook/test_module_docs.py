@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -15,6 +16,11 @@ from playbook.fleet import BIN, ROOT
 
 
 def _argument_spec(name: str) -> dict[str, Any]:
+    # A module imports its module_utils as Ansible ships them (ansible_collections.relayguard.mail
+    # ...): collections/ holds the link that makes this repository that package.
+    collections = str(ROOT / "collections")
+    if collections not in sys.path:
+        sys.path.insert(0, collections)
     spec = importlib.util.spec_from_file_location(name, ROOT / "plugins" / "modules" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
