@@ -43,6 +43,14 @@ class FindingResult(StrEnum):
     NOT_APPLICABLE = "notapplicable"
 
 
+class RuleResult(StrEnum):
+    """Result of one configuration rule on one subject (a connector, a domain, a setting)."""
+
+    PASS = "pass"  # noqa: S105 - a result word, not a password
+    FAIL = "fail"
+    UNKNOWN = "unknown"  # a fact the rule needs could not be read
+
+
 class HostStatus(StrEnum):
     """Where a host ended after a relayguard run (report schema)."""
 

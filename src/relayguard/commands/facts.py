@@ -4,6 +4,10 @@ Reads each host over WinRM (HTTPS, certificate validated, NTLM by default) with 
 payloads, then judges the facts: relay exposure with reasons, and patch status. The password
 comes only from an environment variable (`--password-env VAR`) or a prompt, never from argv.
 
+`relayguard facts --capture DIR...` judges offline captures instead, with the same rules: the
+Export-Clixml files that `relayguard facts --collector` (a read-only PowerShell script an
+Exchange admin runs) writes. A file missing from a capture makes its facts unknown.
+
 Exit statuses: 0 every host closed and patched; 2 any host relays or misses its fix;
 3 any host could not be read or a deciding fact is unknown; 1 usage error.
 """
@@ -18,7 +22,14 @@ import re
 import sys
 from typing import Any
 
-from relayguard.exchange.assess import HostAssessment, assess, document, exit_status
+from relayguard.exchange.assess import (
+    HostAssessment,
+    assess,
+    assess_capture,
+    document,
+    exit_status,
+)
+from relayguard.exchange.capture import COLLECTOR
 from relayguard.exchange.transport import Secret
 from relayguard.exchange.winrm_settings import CERT_VALIDATION, TRANSPORTS, winrm_settings
 from relayguard.validate import InputError
@@ -34,8 +45,20 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("hosts", nargs="+", metavar="HOST", help="host name or IP address")
+    parser.add_argument("hosts", nargs="*", metavar="HOST", help="host name or IP address")
     parser.add_argument("--json", action="store_true", help="print the JSON document")
+    parser.add_argument(
+        "--capture",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="judge an offline capture directory instead of a host (repeatable)",
+    )
+    parser.add_argument(
+        "--collector",
+        action="store_true",
+        help="print the read-only PowerShell script that writes a capture, and exit",
+    )
     parser.add_argument("--username", metavar="USER", help="e.g. CORP\\admin or admin@corp")
     parser.add_argument(
         "--password-env",
@@ -103,12 +126,35 @@ def render_text(assessment: HostAssessment) -> str:
         for finding in assessment.exposure.findings:
             mark = "OPEN" if finding.opens_relay else "note"
             lines.append(f"    [{mark}] {finding.subject}: {finding.reason} ({finding.source})")
-        lines.extend(f"    [unknown] {u}" for u in assessment.exposure.unknowns)
+        unknown = [
+            f"{c.subject}: {c.reason}" for c in assessment.exposure.checks if c.result == "unknown"
+        ]
+        unknown += [u for u in assessment.exposure.unknowns if u not in unknown]
+        lines.extend(f"    [unknown] {u}" for u in unknown)
+        passed = [c.id for c in assessment.exposure.checks if c.result == "pass"]
+        if passed:
+            lines.append(f"    passed: {', '.join(passed)}")
     lines.extend(f"  note: {note}" for note in facts.notes)
     return "\n".join(lines)
 
 
+def _print(results: list[HostAssessment], as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(document(results), indent=2))
+    else:
+        print("\n".join(render_text(result) for result in results))
+    return exit_status(results)
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.collector:
+        sys.stdout.write(COLLECTOR.read_text(encoding="utf-8"))
+        return 0
+    if bool(args.hosts) == bool(args.capture):
+        print("relayguard facts: give HOST... or --capture DIR, not both", file=sys.stderr)
+        return EXIT_USAGE
+    if args.capture:
+        return _print([assess_capture(d) for d in args.capture], args.json)
     try:
         password = _password(args)
         options = [
@@ -127,9 +173,4 @@ def run(args: argparse.Namespace) -> int:
     except InputError as exc:
         print(f"relayguard facts: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    results = [assess(option) for option in options]
-    if args.json:
-        print(json.dumps(document(results), indent=2))
-    else:
-        print("\n".join(render_text(result) for result in results))
-    return exit_status(results)
+    return _print([assess(option) for option in options], args.json)

@@ -18,13 +18,41 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from relayguard.exchange.facts import (
-    Exchange55Relay,
-    ExchangeFacts,
-    ModernRelay,
-    ReceiveConnector,
+from relayguard.exchange.facts import Exchange55Relay, ExchangeFacts
+from relayguard.exchange.findings import ExposureFinding
+from relayguard.exchange.rules import (
+    ACCEPT_ANY_RECIPIENT,
+    ANONYMOUS_LOGON,
+    RELAY_DOMAIN_TYPES,
+    SRC_ANON_RIGHT,
+    SRC_EXTERNAL_AUTH,
+    SRC_RELAY_DOMAIN,
+    SRC_STAR_DOMAIN,
+    SRC_VALIDATION,
+    parse_remote_range,
+    run_modern_rules,
+    too_wide,
 )
-from relayguard.vocabulary import Platform, Verdict
+from relayguard.vocabulary import Platform, RuleResult, Verdict
+
+__all__ = [
+    "ACCEPT_ANY_RECIPIENT",
+    "ANONYMOUS_LOGON",
+    "RELAY_DOMAIN_TYPES",
+    "SRC_ANON_RIGHT",
+    "SRC_EXTERNAL_AUTH",
+    "SRC_RELAY_DOMAIN",
+    "SRC_STAR_DOMAIN",
+    "SRC_VALIDATION",
+    "ExposureFinding",
+    "PatchState",
+    "PatchStatus",
+    "RelayExposure",
+    "parse_net_mask",
+    "parse_remote_range",
+    "patch_status",
+    "relay_exposure",
+]
 
 # A relay grant wider than this many prefix bits counts as "everyone" (a /8 allow list lets a
 # whole network of strangers relay). Callers with a different policy pass their own.
@@ -36,24 +64,10 @@ RELAY_ALLOW = 2
 RELAY_LOCAL_IP = 4
 RELAY_AUTHENTICATED = 8
 
-ACCEPT_ANY_RECIPIENT = "ms-Exch-SMTP-Accept-Any-Recipient"
-ANONYMOUS_LOGON = "NT AUTHORITY\\ANONYMOUS LOGON"
-RELAY_DOMAIN_TYPES = ("InternalRelay", "ExternalRelay")
 
 SRC_Q193922 = "KB Q193922 (IMS routing restrictions in the registry)"
 SRC_Q169683 = "KB Q169683 / Q259531 (IMS Routing tab); RFC 2505 sections 1.5, 1.6"
 SRC_Q237927 = "KB Q237927 (MS99-027, encapsulated SMTP address relay)"
-SRC_ANON_RIGHT = (
-    "ms-Exch-SMTP-Accept-Any-Recipient granted to ANONYMOUS LOGON (Add-ADPermission; "
-    "learn.microsoft.com 'Allow anonymous relay on Exchange servers')"
-)
-SRC_EXTERNAL_AUTH = (
-    "AuthMechanism ExternalAuthoritative with PermissionGroups ExchangeServers "
-    "(learn.microsoft.com 'Allow anonymous relay on Exchange servers')"
-)
-SRC_STAR_DOMAIN = "accepted domain '*' (CSS-Exchange HealthChecker OpenRelayDomain)"
-SRC_RELAY_DOMAIN = "accepted domain types InternalRelay/ExternalRelay (learn.microsoft.com)"
-SRC_VALIDATION = "recipient filtering, RecipientValidationEnabled (learn.microsoft.com)"
 
 
 class PatchState(StrEnum):
@@ -63,36 +77,19 @@ class PatchState(StrEnum):
 
 
 @dataclass(frozen=True)
-class ExposureFinding:
-    """One setting that lets (or may let) anonymous clients relay."""
-
-    id: str  # e.g. "anonymous-accept-any-recipient"
-    subject: str  # the connector identity, registry value or accepted domain concerned
-    opens_relay: bool  # true: anonymous clients from the Internet can relay through it
-    reason: str
-    source: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "subject": self.subject,
-            "opens_relay": self.opens_relay,
-            "reason": self.reason,
-            "source": self.source,
-        }
-
-
-@dataclass(frozen=True)
 class RelayExposure:
     verdict: Verdict
-    findings: tuple[ExposureFinding, ...]
+    findings: tuple[ExposureFinding, ...]  # the failing ones
     unknowns: tuple[str, ...]  # facts that could not be established and would decide
+    # Every rule's result on every subject (pass, fail, unknown); Exchange 2013+ only so far
+    checks: tuple[ExposureFinding, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "verdict": self.verdict.value,
             "findings": [f.to_dict() for f in self.findings],
             "unknowns": list(self.unknowns),
+            "checks": [f.to_dict() for f in self.checks],
         }
 
 
@@ -116,8 +113,6 @@ class PatchStatus:
 
 # --- address ranges ------------------------------------------------------------------------
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
 
 def parse_net_mask(entry: str) -> ipaddress.IPv4Network | None:
     """An IMS list entry "net;mask" (KB Q193922), or None when malformed (the IMS skips it)."""
@@ -128,40 +123,6 @@ def parse_net_mask(entry: str) -> ipaddress.IPv4Network | None:
         return ipaddress.IPv4Network(f"{parts[0].strip()}/{parts[1].strip()}", strict=False)
     except ValueError:
         return None
-
-
-def parse_remote_range(text: str) -> list[Network] | None:
-    """A connector RemoteIPRanges item: "a.b.c.d", "a.b.c.0/24" or "first-last"."""
-    try:
-        if "-" in text:
-            first, last = (ipaddress.ip_address(p.strip()) for p in text.split("-", 1))
-            return list(ipaddress.summarize_address_range(first, last))
-        return [ipaddress.ip_network(text.strip(), strict=False)]
-    except (ValueError, TypeError):
-        return None
-
-
-def _too_wide(networks: Iterable[Network], max_prefix: int) -> bool:
-    """Wider than /max_prefix for IPv4 (the IPv6 bound is scaled to /(max_prefix*4))."""
-    networks = list(networks)
-    for network in networks:
-        limit = max_prefix if network.version == 4 else max_prefix * 4
-        if network.prefixlen < limit:
-            return True
-    # A range split into many blocks can be wide without any single block being wide.
-    total4: int = sum(n.num_addresses for n in networks if n.version == 4)
-    return total4 > 1 << (32 - max_prefix)
-
-
-def _world_ranges(connector: ReceiveConnector, max_prefix: int) -> bool | None:
-    """Whether a connector accepts clients from too wide a range (None: unreadable range)."""
-    networks: list[Network] = []
-    for item in connector.remote_ip_ranges:
-        parsed = parse_remote_range(item)
-        if parsed is None:
-            return None
-        networks.extend(parsed)
-    return _too_wide(networks, max_prefix)
 
 
 # --- Exchange 5.5 --------------------------------------------------------------------------
@@ -238,7 +199,7 @@ def _allow_list_findings(relay: Exchange55Relay, max_prefix: int) -> list[Exposu
         network = parse_net_mask(entry)
         if network is None:
             continue  # malformed lines are skipped by the IMS: they grant nothing
-        if _too_wide([network], max_prefix):
+        if too_wide([network], max_prefix):
             out.append(
                 ExposureFinding(
                     "ims-allow-list-too-wide",
@@ -268,119 +229,6 @@ def _encapsulation_finding(facts: ExchangeFacts) -> ExposureFinding | None:
     )
 
 
-# --- Exchange 2013 and later ---------------------------------------------------------------
-
-
-def _modern_findings(
-    modern: ModernRelay, max_prefix: int
-) -> tuple[list[ExposureFinding], list[str]]:
-    findings: list[ExposureFinding] = []
-    unknowns: list[str] = []
-    by_identity = {c.identity.lower(): c for c in modern.receive_connectors}
-    denied = {
-        p.identity.lower()
-        for p in modern.anonymous_permissions
-        if p.deny and _is_anonymous(p.user) and _has_relay_right(p.extended_rights)
-    }
-    flagged: set[str] = set()
-    for ace in modern.anonymous_permissions:
-        key = ace.identity.lower()
-        if ace.deny or not _is_anonymous(ace.user) or not _has_relay_right(ace.extended_rights):
-            continue
-        if key in denied or key in flagged:
-            continue  # a deny ACE of the same right wins over every allow
-        flagged.add(key)
-        connector = by_identity.get(key)
-        if connector is not None and not connector.enabled:
-            continue
-        wide = None if connector is None else _world_ranges(connector, max_prefix)
-        inherited = " (inherited)" if ace.is_inherited else ""
-        if wide is None:
-            unknowns.append(f"remote IP ranges of {ace.identity} could not be read")
-        findings.append(
-            ExposureFinding(
-                "anonymous-accept-any-recipient",
-                ace.identity,
-                bool(wide),
-                f"ANONYMOUS LOGON holds {ACCEPT_ANY_RECIPIENT}{inherited}; "
-                + (
-                    "its RemoteIPRanges reach anyone, so any client may relay"
-                    if wide
-                    else "limited to its RemoteIPRanges "
-                    + ", ".join(connector.remote_ip_ranges if connector else ())
-                    + " (a dedicated relay connector)"
-                ),
-                SRC_ANON_RIGHT,
-            )
-        )
-    for connector in modern.receive_connectors:
-        if not connector.enabled or "ExternalAuthoritative" not in connector.auth_mechanism:
-            continue
-        wide = _world_ranges(connector, max_prefix)
-        if wide is None:
-            unknowns.append(f"remote IP ranges of {connector.identity} could not be read")
-        findings.append(
-            ExposureFinding(
-                "external-authoritative",
-                connector.identity,
-                bool(wide),
-                "AuthMechanism ExternalAuthoritative treats every client as an authenticated "
-                "Exchange server (relay included); "
-                + (
-                    "the connector faces the Internet (RemoteIPRanges reach anyone)"
-                    if wide
-                    else "limited to " + ", ".join(connector.remote_ip_ranges)
-                ),
-                SRC_EXTERNAL_AUTH,
-            )
-        )
-    for domain in modern.accepted_domains:
-        name = domain.domain_name.strip()
-        if name == "*":
-            findings.append(
-                ExposureFinding(
-                    "accepted-domain-star",
-                    domain.name,
-                    True,
-                    f"accepted domain '*' ({domain.domain_type}) accepts mail for every domain: "
-                    "the organisation relays for anyone",
-                    SRC_STAR_DOMAIN,
-                )
-            )
-        elif domain.domain_type in RELAY_DOMAIN_TYPES:
-            findings.append(
-                ExposureFinding(
-                    "accepted-domain-relay",
-                    domain.name,
-                    False,
-                    f"accepted domain {name} is {domain.domain_type}: anyone may send mail "
-                    "through this server to it; keep it only if the organisation relays for it",
-                    SRC_RELAY_DOMAIN,
-                )
-            )
-    rf = modern.recipient_filter
-    if not (rf.enabled and rf.recipient_validation_enabled):
-        findings.append(
-            ExposureFinding(
-                "recipient-validation-off",
-                "RecipientFilterConfig",
-                False,
-                "unknown recipients at the accepted domains are accepted and bounced later "
-                "(backscatter), not refused at RCPT time",
-                SRC_VALIDATION,
-            )
-        )
-    return findings, unknowns
-
-
-def _is_anonymous(user: str) -> bool:
-    return user.strip().lower() == ANONYMOUS_LOGON.lower()
-
-
-def _has_relay_right(rights: Iterable[str]) -> bool:
-    return any(r.strip().lower() == ACCEPT_ANY_RECIPIENT.lower() for r in rights)
-
-
 # --- the judgements -----------------------------------------------------------------------
 
 
@@ -390,6 +238,7 @@ def relay_exposure(
     """Which connectors or settings let anonymous clients relay, and the host's verdict."""
     findings: list[ExposureFinding] = []
     unknowns: list[str] = []
+    checks: list[ExposureFinding] = []
     if facts.platform is Platform.EXCHANGE55:
         if facts.exchange55 is None:
             unknowns.append("the IMS relay configuration was not read")
@@ -401,9 +250,8 @@ def relay_exposure(
         if encapsulation is not None:
             findings.append(encapsulation)
     elif facts.modern is not None:
-        found, unknown = _modern_findings(facts.modern, max_grant_prefix)
-        findings += found
-        unknowns += unknown
+        checks, unknowns = run_modern_rules(facts.modern, max_grant_prefix)
+        findings = [f for f in checks if f.result is RuleResult.FAIL]
     else:
         unknowns.append("no relay configuration was read (Exchange not detected)")
     if any(f.opens_relay for f in findings):
@@ -412,7 +260,7 @@ def relay_exposure(
         verdict = Verdict.INCONCLUSIVE
     else:
         verdict = Verdict.CLOSED
-    return RelayExposure(verdict, tuple(findings), tuple(unknowns))
+    return RelayExposure(verdict, tuple(findings), tuple(unknowns), tuple(checks))
 
 
 def patch_status(facts: ExchangeFacts) -> PatchStatus:

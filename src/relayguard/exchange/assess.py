@@ -8,9 +8,11 @@ cause), never a traceback, and the others are still assessed.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from relayguard.exchange.analysis import (
@@ -20,7 +22,13 @@ from relayguard.exchange.analysis import (
     patch_status,
     relay_exposure,
 )
-from relayguard.exchange.facts import ExchangeFacts, FactsError, collect_facts
+from relayguard.exchange.capture import CaptureError, documents_from_capture, load_capture
+from relayguard.exchange.facts import (
+    ExchangeFacts,
+    FactsError,
+    collect_facts,
+    facts_from_documents,
+)
 from relayguard.exchange.transport import TransportError, WinRMClient, WinRMOptions
 from relayguard.vocabulary import Verdict
 
@@ -67,6 +75,18 @@ def assess(
     except (TransportError, FactsError) as exc:
         return HostAssessment(options.host, None, None, None, error=str(exc))
     return judge(facts)
+
+
+def assess_capture(directory: str | Path, *, as_of: date | None = None) -> HostAssessment:
+    """Judge an offline capture (capture.py) with the same rules as a live server; a capture
+    that cannot be read is the host's error, naming the file."""
+    label = str(directory)
+    try:
+        detect, config, notes = documents_from_capture(load_capture(directory))
+        facts = facts_from_documents(label, detect, config, as_of=as_of or date.today())
+    except (CaptureError, FactsError) as exc:
+        return HostAssessment(label, None, None, None, error=str(exc))
+    return judge(dataclasses.replace(facts, notes=(*facts.notes, *notes)))
 
 
 def document(assessments: Sequence[HostAssessment]) -> dict[str, Any]:

@@ -122,15 +122,39 @@ class RecipientFilter:
 
 
 @dataclass(frozen=True)
-class ModernRelay:
-    """Receive connectors, anonymous rights, accepted domains, recipient validation."""
+class TransportAgent:
+    """One agent of the Transport service (`Get-TransportAgent`)."""
 
-    exchange_shell: str  # "SnapIn" or "RemoteExchange": how the Exchange shell was loaded
+    identity: str  # e.g. "Recipient Filter Agent"
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class ModernRelay:
+    """Receive connectors, anonymous rights, accepted domains, recipient validation.
+
+    None is "not known": a capture made without that file, or a cmdlet that failed. A rule
+    that needs an unknown fact says so instead of guessing (docs/exchange.md).
+    """
+
+    exchange_shell: str  # "SnapIn", "RemoteExchange", or "Capture" (an offline capture)
     server: str
-    receive_connectors: tuple[ReceiveConnector, ...]
-    anonymous_permissions: tuple[AdPermission, ...]
-    accepted_domains: tuple[AcceptedDomain, ...]
-    recipient_filter: RecipientFilter
+    receive_connectors: tuple[ReceiveConnector, ...] | None
+    anonymous_permissions: tuple[AdPermission, ...] | None
+    accepted_domains: tuple[AcceptedDomain, ...] | None
+    recipient_filter: RecipientFilter | None
+    server_role: str | None = None  # Get-ExchangeServer ServerRole, e.g. "Mailbox, ClientAccess"
+    # Whether the Front End Transport service exists here (2013 Client Access and 2016+
+    # Mailbox servers; not a 2013 Mailbox-only server): docs/sources.md#learn-receive-connectors
+    frontend_transport: bool | None = None
+    transport_agents: tuple[TransportAgent, ...] | None = None
+
+    @property
+    def antispam_agent_names(self) -> frozenset[str] | None:
+        """Lower-case identities of the installed agents (None: not known)."""
+        if self.transport_agents is None:
+            return None
+        return frozenset(a.identity.strip().lower() for a in self.transport_agents)
 
 
 @dataclass(frozen=True)
@@ -292,56 +316,95 @@ def exchange55_relay_from(document: Any) -> Exchange55Relay:
 
 def modern_relay_from(document: Any) -> ModernRelay:
     where = "modern.read_config"
-    connectors = tuple(
-        ReceiveConnector(
-            identity=_str(_get(c, "Identity", where), f"{where}.Identity"),
-            name=_str(_get(c, "Name", where), f"{where}.Name"),
-            server=_opt_str(c.get("Server"), f"{where}.Server"),
-            bindings=_strings(c.get("Bindings"), f"{where}.Bindings"),
-            remote_ip_ranges=_strings(c.get("RemoteIPRanges"), f"{where}.RemoteIPRanges"),
-            permission_groups=flag_members(_opt_str(c.get("PermissionGroups"), where)),
-            auth_mechanism=flag_members(_opt_str(c.get("AuthMechanism"), where)),
-            transport_role=_opt_str(c.get("TransportRole"), f"{where}.TransportRole"),
-            enabled=_bool(_get(c, "Enabled", where), f"{where}.Enabled"),
-            fqdn=_opt_str(c.get("Fqdn"), f"{where}.Fqdn"),
-            tarpit_interval=_opt_str(c.get("TarpitInterval"), f"{where}.TarpitInterval"),
-            max_recipients_per_message=_opt_int(c.get("MaxRecipientsPerMessage"), where),
+    documents = _get(document, "ReceiveConnectors", where)
+    connectors = (
+        None
+        if documents is None
+        else tuple(
+            ReceiveConnector(
+                identity=_str(_get(c, "Identity", where), f"{where}.Identity"),
+                name=_str(_get(c, "Name", where), f"{where}.Name"),
+                server=_opt_str(c.get("Server"), f"{where}.Server"),
+                bindings=_strings(c.get("Bindings"), f"{where}.Bindings"),
+                remote_ip_ranges=_strings(c.get("RemoteIPRanges"), f"{where}.RemoteIPRanges"),
+                permission_groups=flag_members(_opt_str(c.get("PermissionGroups"), where)),
+                auth_mechanism=flag_members(_opt_str(c.get("AuthMechanism"), where)),
+                transport_role=_opt_str(c.get("TransportRole"), f"{where}.TransportRole"),
+                enabled=_bool(_get(c, "Enabled", where), f"{where}.Enabled"),
+                fqdn=_opt_str(c.get("Fqdn"), f"{where}.Fqdn"),
+                tarpit_interval=_opt_str(c.get("TarpitInterval"), f"{where}.TarpitInterval"),
+                max_recipients_per_message=_opt_int(c.get("MaxRecipientsPerMessage"), where),
+            )
+            for c in _list(documents, f"{where}.ReceiveConnectors")
         )
-        for c in _get(document, "ReceiveConnectors", where) or ()
     )
-    permissions = tuple(
-        AdPermission(
-            identity=_str(_get(p, "Identity", where), f"{where}.AnonymousPermissions.Identity"),
-            user=_str(_get(p, "User", where), f"{where}.AnonymousPermissions.User"),
-            extended_rights=_strings(p.get("ExtendedRights"), f"{where}.ExtendedRights"),
-            access_rights=_strings(p.get("AccessRights"), f"{where}.AccessRights"),
-            deny=_bool(_get(p, "Deny", where), f"{where}.Deny"),
-            is_inherited=_bool(_get(p, "IsInherited", where), f"{where}.IsInherited"),
-        )
-        for p in _get(document, "AnonymousPermissions", where) or ()
+    aces = _get(document, "AnonymousPermissions", where)
+    permissions = (
+        None
+        if aces is None
+        else tuple(_ad_permission(p, where) for p in _list(aces, f"{where}.AnonymousPermissions"))
     )
-    domains = tuple(
-        AcceptedDomain(
-            name=_str(_get(d, "Name", where), f"{where}.AcceptedDomains.Name"),
-            domain_name=_str(_get(d, "DomainName", where), f"{where}.DomainName"),
-            domain_type=_str(_get(d, "DomainType", where), f"{where}.DomainType"),
-            default=_bool(_get(d, "Default", where), f"{where}.Default"),
+    accepted = _get(document, "AcceptedDomains", where)
+    domains = (
+        None
+        if accepted is None
+        else tuple(
+            AcceptedDomain(
+                name=_str(_get(d, "Name", where), f"{where}.AcceptedDomains.Name"),
+                domain_name=_str(_get(d, "DomainName", where), f"{where}.DomainName"),
+                domain_type=_str(_get(d, "DomainType", where), f"{where}.DomainType"),
+                default=_bool(_get(d, "Default", where), f"{where}.Default"),
+            )
+            for d in _list(accepted, f"{where}.AcceptedDomains")
         )
-        for d in _get(document, "AcceptedDomains", where) or ()
     )
     rf = _get(document, "RecipientFilterConfig", where)
+    agents = document.get("TransportAgents")
+    frontend = document.get("FrontendTransport")
     return ModernRelay(
         exchange_shell=_str(_get(document, "ExchangeShell", where), f"{where}.ExchangeShell"),
         server=_str(_get(document, "Server", where), f"{where}.Server"),
         receive_connectors=connectors,
         anonymous_permissions=permissions,
         accepted_domains=domains,
-        recipient_filter=RecipientFilter(
+        recipient_filter=None
+        if rf is None
+        else RecipientFilter(
             enabled=_bool(_get(rf, "Enabled", where), f"{where}.Enabled"),
             recipient_validation_enabled=_bool(
                 _get(rf, "RecipientValidationEnabled", where), f"{where}.RecipientValidationEnabled"
             ),
         ),
+        server_role=_opt_str(document.get("ServerRole"), f"{where}.ServerRole"),
+        frontend_transport=None
+        if frontend is None
+        else _bool(frontend, f"{where}.FrontendTransport"),
+        transport_agents=None
+        if agents is None
+        else tuple(
+            TransportAgent(
+                identity=_str(_get(a, "Identity", where), f"{where}.TransportAgents.Identity"),
+                enabled=_bool(_get(a, "Enabled", where), f"{where}.TransportAgents.Enabled"),
+            )
+            for a in _list(agents, f"{where}.TransportAgents")
+        ),
+    )
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise FactsError(f"{where}: expected a list")
+    return value
+
+
+def _ad_permission(p: Any, where: str) -> AdPermission:
+    return AdPermission(
+        identity=_str(_get(p, "Identity", where), f"{where}.AnonymousPermissions.Identity"),
+        user=_str(_get(p, "User", where), f"{where}.AnonymousPermissions.User"),
+        extended_rights=_strings(p.get("ExtendedRights"), f"{where}.ExtendedRights"),
+        access_rights=_strings(p.get("AccessRights"), f"{where}.AccessRights"),
+        deny=_bool(_get(p, "Deny", where), f"{where}.Deny"),
+        is_inherited=_bool(_get(p, "IsInherited", where), f"{where}.IsInherited"),
     )
 
 
