@@ -25,7 +25,7 @@ from relayguard.exchange.facts import (
     facts_from_documents,
     flag_members,
 )
-from relayguard.vocabulary import Platform, Verdict
+from relayguard.vocabulary import Platform, RuleResult, Verdict
 
 TODAY = date(2026, 11, 27)
 WORLD = ["::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "0.0.0.0-255.255.255.255"]
@@ -334,9 +334,15 @@ def test_dedicated_relay_connector_is_judged_by_its_ranges(
         connectors=[connector("Default Frontend EX19A"), connector("Relay", ranges)],
         aces=[ace("Relay")],
     )
-    [finding] = relay_exposure(facts).findings
-    assert finding.opens_relay is opens
-    assert relay_exposure(facts).verdict is (Verdict.OPEN if opens else Verdict.CLOSED)
+    exposure = relay_exposure(facts)
+    [check] = [c for c in exposure.checks if c.id == "anonymous-accept-any-recipient"]
+    assert check.subject == "EX19A\\Relay" and check.opens_relay is opens
+    # A dedicated relay connector limited to its ranges passes; one open to the world fails.
+    assert check.result is (RuleResult.FAIL if opens else RuleResult.PASS)
+    assert [f.id for f in exposure.findings] == (
+        ["anonymous-accept-any-recipient"] if opens else []
+    )
+    assert exposure.verdict is (Verdict.OPEN if opens else Verdict.CLOSED)
 
 
 def test_a_disabled_connector_does_not_relay() -> None:
@@ -355,7 +361,10 @@ def test_external_authoritative_on_an_internet_connector_opens() -> None:
     facts = facts15(connectors=[connector("Partner", AuthMechanism=mech)])
     assert ids(facts) == {"external-authoritative"}
     limited = facts15(connectors=[connector("Partner", ["192.0.2.0/24"], AuthMechanism=mech)])
-    assert ids(limited) == set() and ids(limited, False) == {"external-authoritative"}
+    assert ids(limited) == set() and ids(limited, False) == set()
+    [check] = [c for c in relay_exposure(limited).checks if c.id == "external-authoritative"]
+    assert check.result is RuleResult.PASS and check.subject == "EX19A\\Partner"
+    assert "limited to 192.0.2.0/24" in check.reason
 
 
 @pytest.mark.parametrize(

@@ -219,3 +219,88 @@ def test_validation_names_the_field(field: str, value: Any) -> None:
     with pytest.raises(InputError) as refused:
         relay_desired(**options)
     assert str(refused.value).startswith(field)
+
+
+# --- the server's transport services and agents -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("frontend", "role"),
+    [(True, "FrontendTransport"), (None, "FrontendTransport"), (False, "HubTransport")],
+)
+def test_relay_connector_role_follows_the_transport_services(
+    frontend: bool | None, role: str
+) -> None:
+    """A 2013 Mailbox-only server has no Front End Transport service: HubTransport there."""
+    config = copy.deepcopy(MODERN) | {"FrontendTransport": frontend}
+    [create] = [c for c in plan_modern(config, DESIRED).changes if c.control == "relay-connector"]
+    assert create.after["TransportRole"] == role
+    new = plan_modern(config, DESIRED).steps[0].params["Actions"][0]
+    assert new["Cmdlet"] == "New-ReceiveConnector" and new["TransportRole"] == role
+
+
+AGENTS = [{"Identity": "Transport Rule Agent", "Enabled": True}]
+
+
+@pytest.mark.parametrize(
+    ("agents", "filter_config", "planned", "warning"),
+    [
+        (None, {"Enabled": True, "RecipientValidationEnabled": False}, True, None),
+        (
+            [*AGENTS, {"Identity": "Recipient Filter Agent", "Enabled": True}],
+            {"Enabled": True, "RecipientValidationEnabled": False},
+            True,
+            None,
+        ),
+        (AGENTS, {"Enabled": True, "RecipientValidationEnabled": False}, False, "not installed"),
+        (
+            [*AGENTS, {"Identity": "Recipient Filter Agent", "Enabled": False}],
+            {"Enabled": True, "RecipientValidationEnabled": False},
+            False,
+            "disabled",
+        ),
+        (AGENTS, None, False, "Get-RecipientFilterConfig failed"),
+    ],
+)
+def test_recipient_validation_only_where_the_recipient_filter_agent_runs(
+    agents: list[dict[str, Any]] | None,
+    filter_config: dict[str, Any] | None,
+    planned: bool,
+    warning: str | None,
+) -> None:
+    config = copy.deepcopy(MODERN) | {
+        "TransportAgents": agents,
+        "RecipientFilterConfig": filter_config,
+    }
+    plan = plan_modern(config, DESIRED)
+    controls = [c.control for c in plan.changes]
+    assert ("recipient-validation" in controls) is planned
+    if warning is not None:
+        assert any(warning in w for w in plan.warnings), plan.warnings
+    # The rest of the plan does not depend on it.
+    assert controls[:7] == [c.control for c in plan_modern(MODERN, DESIRED).changes][:7]
+
+
+def test_restore_of_an_accepted_domain_type_names_what_is_there_now() -> None:
+    """The "before" of a restored accepted domain is its current type (it was a leftover loop
+    variable: None, or UnboundLocalError with no connector in common)."""
+    current = copy.deepcopy(MODERN)
+    current["ReceiveConnectors"] = []
+    current["AcceptedDomains"] = [MODERN["AcceptedDomains"][0] | {"DomainType": "Authoritative"}]
+    backup = copy.deepcopy(MODERN)
+    backup["ReceiveConnectors"] = [{"Identity": "EX19A\\X", "Name": "X", "Enabled": True}]
+    plan = plan_restore_modern(current, backup)
+    [change] = [
+        c for c in plan.changes if c.target == "corp.example" and c.after == "InternalRelay"
+    ]
+    assert change.before == "Authoritative"
+
+
+def test_restore_leaves_an_unknown_recipient_filter_alone() -> None:
+    current = copy.deepcopy(MODERN) | {"RecipientFilterConfig": None}
+    backup = copy.deepcopy(MODERN)
+    cmdlets = [s.params["Actions"][0]["Cmdlet"] for s in plan_restore_modern(current, backup).steps]
+    assert "Set-RecipientFilterConfig" not in cmdlets
+    current["RecipientFilterConfig"] = {"Enabled": True, "RecipientValidationEnabled": True}
+    cmdlets = [s.params["Actions"][0]["Cmdlet"] for s in plan_restore_modern(current, backup).steps]
+    assert cmdlets == ["Set-RecipientFilterConfig"]

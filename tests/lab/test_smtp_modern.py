@@ -168,3 +168,18 @@ def test_state_change_is_seen_by_the_next_command(twin_server: Make) -> None:
 
     server.store.update(remove_grant)
     assert rcpt(addr(server), FOREIGN, source=UNTRUSTED)[0] == 550
+
+
+def test_without_the_recipient_filter_agent_unknown_recipients_are_accepted(
+    twin_server: Make,
+) -> None:
+    """Recipient validation needs the Recipient Filter agent (Install-AntiSpamAgents.ps1):
+    with RecipientValidationEnabled but no agent, RCPT of an unknown local mailbox is 250."""
+    state = build("compliant")
+    assert state.modern is not None
+    profiles.without_antispam(state.modern)
+    assert state.modern.RecipientFilter.RecipientValidationEnabled is True
+    server = twin_server(state)
+    assert rcpt(addr(server), "<nobody@corp.example>", source=UNTRUSTED)[0] == 250
+    code, _ = rcpt(addr(server), FOREIGN, source=UNTRUSTED)
+    assert code == 550  # still no relay

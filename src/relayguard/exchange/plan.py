@@ -426,6 +426,37 @@ def _one(cmdlet: str, summary: str, **params: Any) -> Step:
     return Step("modern.write_config", {"Actions": [{"Cmdlet": cmdlet, **params}]}, summary)
 
 
+def relay_transport_role(config: Mapping[str, Any]) -> str:
+    """FrontendTransport where the Front End Transport service exists (2013 Client Access,
+    every 2016+ Mailbox server), HubTransport on a 2013 Mailbox-only server
+    (docs/sources.md#learn-receive-connectors). Unknown: FrontendTransport, as on 2016+."""
+    return "HubTransport" if config.get("FrontendTransport") is False else "FrontendTransport"
+
+
+def recipient_filter_blocker(config: Mapping[str, Any]) -> str | None:
+    """Why recipient validation cannot be planned on this server, or None when it can
+    (docs/sources.md#learn-antispam-mailbox-servers)."""
+    if config.get("RecipientFilterConfig") is None:
+        return (
+            "recipient validation not planned: Get-RecipientFilterConfig failed on this "
+            "server (are the anti-spam agents installed?)"
+        )
+    agents = config.get("TransportAgents")
+    if agents is None:
+        return None
+    names = {str(a.get("Identity", "")).lower(): a.get("Enabled") for a in agents}
+    if names.get("recipient filter agent") is True:
+        return None
+    state = "disabled" if "recipient filter agent" in names else "not installed"
+    return (
+        f"recipient validation not planned: the Recipient Filter agent is {state} on this "
+        "server. Install-AntiSpamAgents.ps1 (then restart MSExchangeTransport) installs it, "
+        "but Microsoft advises against the Recipient Filter agent on Mailbox servers: "
+        "validate recipients where mail enters (an Edge Transport server or the inbound "
+        "filtering service), or set reject_unknown_recipients: false to accept this"
+    )
+
+
 def plan_modern(config: Mapping[str, Any], desired: RelayDesired) -> RelayPlan:
     b = _Builder(MODERN)
     connectors = list(config.get("ReceiveConnectors") or [])
@@ -447,18 +478,19 @@ def plan_modern(config: Mapping[str, Any], desired: RelayDesired) -> RelayPlan:
         bindings = list(desired.relay_connector_bindings)
         if dedicated is None:
             identity = _connector_identity(config, dedicated_name)
+            role = relay_transport_role(config)
             after = {
                 "Bindings": bindings,
                 "RemoteIPRanges": networks,
                 "PermissionGroups": "AnonymousUsers",
-                "TransportRole": "FrontendTransport",
+                "TransportRole": role,
             }
             b.add(
                 _one(
                     "New-ReceiveConnector",
                     f"create the dedicated relay connector {dedicated_name}",
                     Name=dedicated_name,
-                    TransportRole="FrontendTransport",
+                    TransportRole=role,
                     Bindings=bindings,
                     RemoteIPRanges=networks,
                     PermissionGroups="AnonymousUsers",
@@ -666,29 +698,33 @@ def plan_modern(config: Mapping[str, Any], desired: RelayDesired) -> RelayPlan:
             Change("no-relay-domain", name, domain.get("DomainType"), None, reason),
         )
 
-    # 5. Unknown recipients refused at RCPT time.
+    # 5. Unknown recipients refused at RCPT time, where the Recipient Filter agent runs.
     rfc = config.get("RecipientFilterConfig") or {}
     if desired.reject_unknown_recipients and not (
         rfc.get("Enabled") is True and rfc.get("RecipientValidationEnabled") is True
     ):
-        b.add(
-            _one(
-                "Set-RecipientFilterConfig",
-                "turn recipient validation on",
-                Enabled=True,
-                RecipientValidationEnabled=True,
-            ),
-            Change(
-                "recipient-validation",
-                "RecipientFilterConfig",
-                {
-                    "Enabled": rfc.get("Enabled"),
-                    "RecipientValidationEnabled": rfc.get("RecipientValidationEnabled"),
-                },
-                {"Enabled": True, "RecipientValidationEnabled": True},
-                "unknown recipients are refused at RCPT time (550 5.1.10)",
-            ),
-        )
+        blocker = recipient_filter_blocker(config)
+        if blocker is not None:
+            b.warnings.append(blocker)
+        else:
+            b.add(
+                _one(
+                    "Set-RecipientFilterConfig",
+                    "turn recipient validation on",
+                    Enabled=True,
+                    RecipientValidationEnabled=True,
+                ),
+                Change(
+                    "recipient-validation",
+                    "RecipientFilterConfig",
+                    {
+                        "Enabled": rfc.get("Enabled"),
+                        "RecipientValidationEnabled": rfc.get("RecipientValidationEnabled"),
+                    },
+                    {"Enabled": True, "RecipientValidationEnabled": True},
+                    "unknown recipients are refused at RCPT time (550 5.1.10)",
+                ),
+            )
     if not desired.relay_authenticated:
         b.warnings.append(
             "relay_authenticated is false: authenticated submission (ExchangeUsers on the "
@@ -766,7 +802,11 @@ def plan_restore_modern(current: Mapping[str, Any], backup: Mapping[str, Any]) -
                     DomainType=str(dom["DomainType"]),
                 ),
                 Change(
-                    "restore", str(dom["DomainName"]), old.get("DomainType"), dom["DomainType"], ""
+                    "restore",
+                    str(dom["DomainName"]),
+                    present.get("DomainType"),
+                    dom["DomainType"],
+                    "",
                 ),
             )
         if dom.get("Default") and not (present or {}).get("Default"):
@@ -780,9 +820,10 @@ def plan_restore_modern(current: Mapping[str, Any], backup: Mapping[str, Any]) -
                 _one("Remove-AcceptedDomain", "restore", Identity=str(dom["Name"])),
                 Change("restore", str(dom["DomainName"]), dom.get("DomainType"), None, ""),
             )
-    rfc_now = current.get("RecipientFilterConfig") or {}
-    rfc_then = backup.get("RecipientFilterConfig") or {}
-    if rfc_now != rfc_then:
+    rfc_now = current.get("RecipientFilterConfig")
+    rfc_then = backup.get("RecipientFilterConfig")
+    # Unknown on either side (the cmdlet failed): nothing to compare, nothing to set.
+    if rfc_now is not None and rfc_then is not None and rfc_now != rfc_then:
         b.add(
             _one("Set-RecipientFilterConfig", "restore", **dict(rfc_then)),
             Change("restore", "RecipientFilterConfig", rfc_now, rfc_then, ""),

@@ -164,7 +164,10 @@ def check_anonymous_relay(modern: ModernRelay, max_prefix: int) -> list[Exposure
             "connector)"
         )
         reason = f"ANONYMOUS LOGON holds {ACCEPT_ANY_RECIPIENT}{inherited}; {scope}"
-        out.append(ExposureFinding(rule, ace.identity, bool(wide), reason, SRC_ANON_RIGHT))
+        if wide is False:  # a dedicated relay connector: the desired ranges are the plan's
+            out.append(_passed(rule, ace.identity, reason, SRC_ANON_RIGHT))
+        else:
+            out.append(ExposureFinding(rule, ace.identity, bool(wide), reason, SRC_ANON_RIGHT))
     if not out:
         reason = f"no enabled connector grants {ACCEPT_ANY_RECIPIENT} to ANONYMOUS LOGON"
         out.append(_passed(rule, subject, reason, SRC_ANON_RIGHT))
@@ -193,7 +196,13 @@ def check_external_authoritative(modern: ModernRelay, max_prefix: int) -> list[E
             "AuthMechanism ExternalAuthoritative treats every client as an authenticated "
             f"Exchange server (relay included); {scope}"
         )
-        out.append(ExposureFinding(rule, connector.identity, bool(wide), reason, SRC_EXTERNAL_AUTH))
+        if wide is False:  # externally secured for a known network only
+            out.append(_passed(rule, connector.identity, reason, SRC_EXTERNAL_AUTH))
+        else:
+            finding = ExposureFinding(
+                rule, connector.identity, bool(wide), reason, SRC_EXTERNAL_AUTH
+            )
+            out.append(finding)
     if not out:
         reason = "no enabled connector uses AuthMechanism ExternalAuthoritative"
         out.append(_passed(rule, "receive connectors", reason, SRC_EXTERNAL_AUTH))

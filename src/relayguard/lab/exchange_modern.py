@@ -353,7 +353,13 @@ def rcpt_reply(
 
 
 def _validating(m: ExchangeModern) -> bool:
-    return m.RecipientFilter.Enabled and m.RecipientFilter.RecipientValidationEnabled
+    """Recipient validation happens only where the Recipient Filter agent is installed and
+    enabled (docs/sources.md#learn-antispam-mailbox-servers)."""
+    return (
+        m.agent_enabled("Recipient Filter Agent")
+        and m.RecipientFilter.Enabled
+        and m.RecipientFilter.RecipientValidationEnabled
+    )
 
 
 def _local_disposition(m: ExchangeModern, path: MailPath) -> Disposition:

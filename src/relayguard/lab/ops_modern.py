@@ -112,6 +112,11 @@ def config_document(m: ExchangeModern) -> dict[str, Any]:
             "Enabled": m.RecipientFilter.Enabled,
             "RecipientValidationEnabled": m.RecipientFilter.RecipientValidationEnabled,
         },
+        "ServerRole": m.ServerRole,
+        "FrontendTransport": m.frontend_transport,
+        "TransportAgents": [
+            {"Identity": a.Identity, "Enabled": a.Enabled} for a in m.TransportAgents
+        ],
     }
 
 
@@ -329,6 +334,9 @@ def new_receive_connector(m: ExchangeModern, args: dict[str, Any]) -> str:
     role = args.get("TransportRole", "FrontendTransport")
     if role not in TRANSPORT_ROLES:
         fail(f'Cannot convert value "{role}" to type "ServerRole" for parameter TransportRole.')
+    if role == "FrontendTransport" and not m.frontend_transport:
+        # A 2013 Mailbox-only server has no Front End Transport service.
+        fail(f"The Front End Transport service isn't installed on server {m.ServerName}.")
     for required in ("Bindings", "RemoteIPRanges"):
         if required not in args:
             fail(f"New-ReceiveConnector : The {required} parameter is required.")

@@ -30,6 +30,7 @@ from relayguard.lab.state import (
     RecipientFilterConfig,
     RoutingEntry,
     ServiceState,
+    TransportAgent,
     TwinState,
 )
 from relayguard.vocabulary import Platform
@@ -198,6 +199,24 @@ def default_connectors(server: str, fqdn: str) -> list[ReceiveConnector]:
     ]
 
 
+# Get-TransportAgent on a Mailbox server: the built-in agents, and the anti-spam agents that
+# Install-AntiSpamAgents.ps1 adds (docs/sources.md#learn-antispam-mailbox-servers). The lab's
+# servers are ones whose admin ran that script; `without_antispam` makes one that did not.
+BUILT_IN_AGENTS = ("Transport Rule Agent", "Malware Agent")
+ANTISPAM_AGENTS = (
+    "Content Filter Agent",
+    "Sender Id Agent",
+    "Sender Filter Agent",
+    "Recipient Filter Agent",
+    "Protocol Analysis Agent",
+)
+
+
+def without_antispam(m: ExchangeModern) -> ExchangeModern:
+    m.TransportAgents = [a for a in m.TransportAgents if a.Identity not in ANTISPAM_AGENTS]
+    return m
+
+
 def modern(spec: TwinSpec, version: str, platform: Platform) -> ExchangeModern:
     fqdn = f"{spec.server.lower()}.{ORG_DOMAIN}"
     _ = platform
@@ -212,6 +231,10 @@ def modern(spec: TwinSpec, version: str, platform: Platform) -> ExchangeModern:
         RecipientFilter=RecipientFilterConfig(Enabled=True, RecipientValidationEnabled=False),
         Service=_service("MSExchangeFrontEndTransport", "Microsoft Exchange Frontend Transport"),
         Mailboxes=_mailboxes(),
+        # 2013 servers of the lab are multi-role (Mailbox and Client Access), as Microsoft
+        # recommends; 2016+ has only the Mailbox role, which holds the front end.
+        ServerRole="Mailbox, ClientAccess" if version.startswith("15.0.") else "Mailbox",
+        TransportAgents=[TransportAgent(a) for a in (*BUILT_IN_AGENTS, *ANTISPAM_AGENTS)],
     )
 
 

@@ -218,6 +218,14 @@ class RecipientFilterConfig:
 
 
 @dataclass
+class TransportAgent:
+    """`Get-TransportAgent`: one agent of the Transport service."""
+
+    Identity: str
+    Enabled: bool = True
+
+
+@dataclass
 class InstalledUpdate:
     """A subkey of HKLM\\SOFTWARE\\Microsoft\\Updates\\Exchange 20xx (installed SUs)."""
 
@@ -242,6 +250,19 @@ class ExchangeModern:
     Updates: list[InstalledUpdate] = field(default_factory=list)
     RebootRequired: bool = False
     Mailboxes: list[str] = field(default_factory=list)
+    ServerRole: str = "Mailbox"  # Get-ExchangeServer; 2013: "Mailbox", "Mailbox, ClientAccess"
+    TransportAgents: list[TransportAgent] = field(default_factory=list)
+
+    @property
+    def frontend_transport(self) -> bool:
+        """The Front End Transport service exists on 2013 Client Access servers and on every
+        2016+ Mailbox server (docs/sources.md#learn-receive-connectors)."""
+        return self.product != "2013" or "ClientAccess" in self.ServerRole
+
+    def agent_enabled(self, identity: str) -> bool:
+        return any(
+            a.Identity.lower() == identity.lower() and a.Enabled for a in self.TransportAgents
+        )
 
     @property
     def product(self) -> str:
