@@ -88,19 +88,28 @@ facts:
     version: "15.2.1544.4"
     exchange_shell: SnapIn
 exposure:
-  description: Relay exposure - verdict (open, closed, inconclusive), findings (id, subject,
-    opens_relay, reason, source) and unknowns.
+  description: Relay exposure - verdict (open, closed, inconclusive), findings (the failing
+    rules - id, result, subject, opens_relay, reason, source), unknowns, and checks (every
+    rule's result on every subject - pass, fail or unknown; Exchange 2013 and later).
   returned: always
   type: dict
   sample:
     verdict: open
     findings:
       - id: anonymous-accept-any-recipient
+        result: fail
         subject: "EX19A\\Default Frontend EX19A"
         opens_relay: true
         reason: "ANONYMOUS LOGON holds ms-Exch-SMTP-Accept-Any-Recipient; ..."
         source: "ms-Exch-SMTP-Accept-Any-Recipient granted to ANONYMOUS LOGON ..."
     unknowns: []
+    checks:
+      - id: accepted-domain-star
+        result: pass
+        subject: accepted domains
+        opens_relay: false
+        reason: "no accepted domain is '*'"
+        source: "accepted domain '*' (CSS-Exchange HealthChecker OpenRelayDomain)"
 patch:
   description: Patch status - state (present, missing, unknown), reasons, level,
     security_update, supported.
