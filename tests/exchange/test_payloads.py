@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,19 @@ def test_every_template_is_found_and_renders_parseable_powershell() -> None:
         assert script.startswith(f"# relayguard-payload: {op} v1\n")
         assert sum(line.startswith("$RelayguardParams") for line in script.splitlines()) == 1
         assert_parses(script)
+
+
+# Cmdlets newer than PowerShell 3.0 — the oldest the 2013+ payloads meet (stock Windows Server
+# 2012) — with the version that brought them (Microsoft Learn, each cmdlet's page).
+NEWER_THAN_PS3 = {"Get-FileHash": "4.0", "ConvertFrom-String": "5.0", "Compress-Archive": "5.0"}
+
+
+def test_templates_use_nothing_newer_than_powershell_3() -> None:
+    for path in payloads.TEMPLATE_DIR.glob("*.ps1.j2"):
+        text = re.sub(r"\{#.*?#\}", "", path.read_text(encoding="utf-8"), flags=re.S).lower()
+        text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+        used = [f"{c} (PowerShell {v})" for c, v in NEWER_THAN_PS3.items() if c.lower() in text]
+        assert not used, f"{path.name}: {used}"
 
 
 def test_templates_never_see_parameter_values() -> None:

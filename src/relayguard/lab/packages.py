@@ -53,7 +53,7 @@ def parse_package(data: bytes) -> LabPackage | None:
 
 
 def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest().upper()  # Get-FileHash prints upper-case hex
+    return hashlib.sha256(data).hexdigest().upper()  # the install script prints upper-case hex
 
 
 DEFAULT_PACKAGES = (
