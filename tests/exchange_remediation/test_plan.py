@@ -19,6 +19,8 @@ from relayguard.exchange.plan import (
     plan_restore_modern,
     relay_flags,
 )
+from relayguard.exchange.plan_modern import MODERN_FIXES
+from relayguard.exchange.rules import MODERN_RULES
 from relayguard.validate import InputError
 
 DESIRED = relay_desired(
@@ -304,3 +306,43 @@ def test_restore_leaves_an_unknown_recipient_filter_alone() -> None:
     current["RecipientFilterConfig"] = {"Enabled": True, "RecipientValidationEnabled": True}
     cmdlets = [s.params["Actions"][0]["Cmdlet"] for s in plan_restore_modern(current, backup).steps]
     assert cmdlets == ["Set-RecipientFilterConfig"]
+
+
+# --- the fix table and the rule table ---------------------------------------------------------
+
+
+def test_every_rule_that_can_fail_has_a_fix_in_the_plan() -> None:
+    fixed = {rule for fix in MODERN_FIXES for rule in fix.rules}
+    assert {rule.id for rule in MODERN_RULES} <= fixed
+    assert fixed <= {rule.id for rule in MODERN_RULES}, "a fix names a rule that does not exist"
+
+
+def test_every_planned_control_belongs_to_a_row_of_the_fix_table() -> None:
+    controls = {c for fix in MODERN_FIXES for c in fix.controls}
+    planned = {c.control for c in plan_modern(MODERN, DESIRED).changes}
+    existing = copy.deepcopy(MODERN)
+    existing["ReceiveConnectors"].append(
+        {"Identity": "EX19A\\Relay EX19A", "Name": "Relay EX19A", "Enabled": False}
+    )
+    planned |= {c.control for c in plan_modern(existing, DESIRED).changes}
+    assert planned <= controls, planned - controls
+    assert {"relay-connector", "relay-connector-enabled", "recipient-validation"} <= planned
+
+
+def test_a_relay_wildcard_over_a_public_suffix_is_removed_and_never_kept() -> None:
+    config = copy.deepcopy(MODERN)
+    config["AcceptedDomains"].append(
+        {"Name": "Wild", "DomainName": "*.com", "DomainType": "InternalRelay", "Default": False}
+    )
+    [change] = [c for c in plan_modern(config, DESIRED).changes if c.target == "*.com"]
+    assert change.control == "no-relay-domain" and change.after is None
+    assert "public suffix .com" in change.reason
+    with pytest.raises(InputError, match=r"relay_domains\[0\]: '\*\.com' is not a domain name"):
+        relay_desired(
+            relay_allowed_networks=["192.0.2.0/24"],
+            relay_authenticated=True,
+            inbound_domains=["corp.example"],
+            relay_domains=["*.com"],
+            reject_unknown_recipients=True,
+            relay_connector_name="Relay EX19A",
+        )
