@@ -23,9 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from relayguard.exchange.desired import RelayDesired
+from relayguard.vocabulary import ExchangeGeneration
 
-EXCHANGE55 = "exchange55"
-MODERN = "modern"
 PARAMETERS_KEY = "HKLM:\\SYSTEM\\CurrentControlSet\\Services\\MSExchangeIMC\\Parameters"
 IMS_SERVICE = "MSExchangeIMC"
 IMS_LISTS = ("RelayAllowList", "RelayDenyList", "RelayLocalIPList")
@@ -196,7 +195,7 @@ def inbound_routing(entries: list[dict[str, str]], inbound: Sequence[str]) -> li
 def plan_exchange55(
     config: Mapping[str, Any], desired: RelayDesired, *, smtp_port: int | None = 25
 ) -> RelayPlan:
-    b = _Builder(EXCHANGE55)
+    b = _Builder(ExchangeGeneration.EXCHANGE55)
     params = config["Parameters"]
     routing = config.get("Routing") or {}
 
@@ -307,7 +306,7 @@ def plan_restore_exchange55(
     current: Mapping[str, Any], backup: Mapping[str, Any], *, smtp_port: int | None = 25
 ) -> RelayPlan:
     """Write back every backed-up value that differs, then restart the IMS."""
-    b = _Builder(EXCHANGE55)
+    b = _Builder(ExchangeGeneration.EXCHANGE55)
     now, then = current["Parameters"], backup["Parameters"]
     writes: dict[str, Any] = {}
     changes: list[Change] = []
@@ -427,7 +426,7 @@ def _one(cmdlet: str, summary: str, **params: Any) -> Step:
 
 
 def plan_modern(config: Mapping[str, Any], desired: RelayDesired) -> RelayPlan:
-    b = _Builder(MODERN)
+    b = _Builder(ExchangeGeneration.MODERN)
     connectors = list(config.get("ReceiveConnectors") or [])
     networks = list(desired.relay_allowed_networks)
     dedicated: Mapping[str, Any] | None = None
@@ -710,7 +709,7 @@ def plan_restore_modern(current: Mapping[str, Any], backup: Mapping[str, Any]) -
     """The way back to `backup`. Connectors, domains and the filter first; once they match,
     the explicit ANONYMOUS LOGON entries (setting PermissionGroups rewrites the group ones,
     so call again after applying until the plan is empty)."""
-    b = _Builder(MODERN)
+    b = _Builder(ExchangeGeneration.MODERN)
     now = {str(c["Name"]).lower(): c for c in current.get("ReceiveConnectors") or []}
     then = {str(c["Name"]).lower(): c for c in backup.get("ReceiveConnectors") or []}
     for key, conn in now.items():
@@ -829,9 +828,9 @@ def plan_restore_modern(current: Mapping[str, Any], backup: Mapping[str, Any]) -
 def plan_relay(
     platform: str, config: Mapping[str, Any], desired: RelayDesired, *, smtp_port: int | None = 25
 ) -> RelayPlan:
-    if platform == EXCHANGE55:
+    if platform == ExchangeGeneration.EXCHANGE55:
         return plan_exchange55(config, desired, smtp_port=smtp_port)
-    if platform == MODERN:
+    if platform == ExchangeGeneration.MODERN:
         return plan_modern(config, desired)
     raise PlanError(f"no relay planner for platform {platform!r}")
 
@@ -843,8 +842,8 @@ def plan_restore(
     *,
     smtp_port: int | None = 25,
 ) -> RelayPlan:
-    if platform == EXCHANGE55:
+    if platform == ExchangeGeneration.EXCHANGE55:
         return plan_restore_exchange55(current, backup, smtp_port=smtp_port)
-    if platform == MODERN:
+    if platform == ExchangeGeneration.MODERN:
         return plan_restore_modern(current, backup)
     raise PlanError(f"no restore planner for platform {platform!r}")

@@ -26,6 +26,7 @@ from relayguard.exchange.hostlock import HostLocked, host_lock
 from relayguard.exchange.plan import PlanError
 from relayguard.exchange.transport import TransportError, WinRMOptions
 from relayguard.validate import InputError
+from relayguard.vocabulary import ExchangeGeneration
 
 ClientFactory = Callable[[WinRMOptions], PayloadRunner]
 
@@ -35,7 +36,11 @@ ClientFactory = Callable[[WinRMOptions], PayloadRunner]
 # exchange_relay and exchange_batch validate with (a test holds the two equal).
 RELAY_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
     "state": {"type": "str", "choices": ["present", "restored"], "default": "present"},
-    "platform": {"type": "str", "choices": ["auto", "exchange55", "modern"], "default": "auto"},
+    "platform": {
+        "type": "str",
+        "choices": ["auto", *(g.value for g in ExchangeGeneration)],
+        "default": "auto",
+    },
     "relay_allowed_networks": {"type": "list", "elements": "str", "default": []},
     "relay_authenticated": {"type": "bool", "default": False},
     "inbound_domains": {"type": "list", "elements": "str"},

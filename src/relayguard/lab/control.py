@@ -133,7 +133,7 @@ def resume(lab: LabDir, timeout: float) -> dict[str, Any]:
     if is_root():
         from relayguard.lab.postfix import PostfixError, PostfixInstance
 
-        for host in (h for h in manifest.hosts if h.group == "postfix"):
+        for host in (h for h in manifest.hosts if h.is_postfix):
             instance = PostfixInstance.from_profile(
                 lab.postfix_root(host.name), host.address, host.profile, port=25
             )
@@ -213,7 +213,7 @@ def _start_postfix(lab: LabDir, plans: list[fleet.HostPlan]) -> None:
 
 
 def _start_daemon(lab: LabDir, manifest: Manifest, timeout: float) -> None:
-    twins = [h for h in manifest.hosts if h.group != "postfix"]
+    twins = [h for h in manifest.hosts if not h.is_postfix]
     if not twins:
         return
     with lab.log_file.open("ab") as log:
@@ -261,7 +261,7 @@ def down(lab: LabDir) -> dict[str, Any]:
     if pid is not None and layout.daemon_alive(pid):
         _stop_pid(pid)
     _stop_stray_daemons(lab)
-    postfix_hosts = [h for h in manifest.hosts if h.group == "postfix"]
+    postfix_hosts = [h for h in manifest.hosts if h.is_postfix]
     if postfix_hosts:
         from relayguard.lab.postfix import PostfixError, discard_instance
 
@@ -314,7 +314,7 @@ def _stop_stray_daemons(lab: LabDir) -> None:
 def _wait_closed(manifest: Manifest) -> None:
     deadline = time.monotonic() + STOP_TIMEOUT
     for host in manifest.hosts:
-        ports = [25] if host.group == "postfix" else [manifest.smtp_port, manifest.winrm_port]
+        ports = [25] if host.is_postfix else [manifest.smtp_port, manifest.winrm_port]
         for port in ports:
             while _answers(host.address, port, timeout=0.5):
                 if time.monotonic() > deadline:
@@ -339,7 +339,7 @@ def summary(lab: LabDir, *, already_up: bool) -> dict[str, Any]:
             "expected": host.expected,
             "address": host.address,
         }
-        if host.group == "postfix":
+        if host.is_postfix:
             from relayguard.lab.postfix_config import InstanceLayout
 
             item["smtp"] = f"{host.address}:25"
@@ -376,7 +376,7 @@ def status(lab: LabDir) -> dict[str, Any]:
     alive = pid is not None and layout.daemon_alive(pid)
     hosts = []
     for host in manifest.hosts:
-        smtp_port = 25 if host.group == "postfix" else manifest.smtp_port
+        smtp_port = 25 if host.is_postfix else manifest.smtp_port
         item: dict[str, Any] = {
             "name": host.name,
             "platform": host.platform,
@@ -384,7 +384,7 @@ def status(lab: LabDir) -> dict[str, Any]:
             "smtp": f"{host.address}:{smtp_port}",
             "smtp_answers": _answers(host.address, smtp_port, timeout=1.0),
         }
-        if host.group != "postfix":
+        if not host.is_postfix:
             item["winrm_answers"] = _answers(host.address, manifest.winrm_port, timeout=1.0)
             store = StateStore(lab.state_file(host.name))
             with contextlib.suppress(OSError, ValueError):
