@@ -31,7 +31,7 @@ from exchange_remediation.labrun import (
 from relayguard.exchange.connection import CONNECTION_ARGUMENT_SPEC
 from relayguard.exchange.patch_task import run_patch_task
 from relayguard.exchange.relay_task import TaskFailure
-from relayguard.lab.packages import LabPackage, sha256
+from relayguard.lab.exchange.packages import LabPackage, sha256
 from relayguard.probe import ProbeOptions, probe_document, probe_targets
 from relayguard.vocabulary import Outcome, Verdict
 

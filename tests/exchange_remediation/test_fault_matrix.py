@@ -35,7 +35,7 @@ from relayguard.exchange.current import read_relay_config
 from relayguard.exchange.patch_task import run_patch_task
 from relayguard.exchange.relay_task import TaskFailure, run_relay_task
 from relayguard.exchange.transport import FailureCause, WinRMClient, fits_command_line
-from relayguard.lab.state import Fault, TwinState
+from relayguard.lab.exchange.state import Fault, TwinState
 from relayguard.lab.wsman.injection import FaultKind, InjectedFault
 
 SPEC = "exchange55/sp2-noreroute:1,exchange2019/anon-relay:1"

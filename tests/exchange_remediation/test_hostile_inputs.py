@@ -14,8 +14,8 @@ from exchange_remediation.labrun import Lab, running_lab
 from relayguard.exchange.connection import CONNECTION_ARGUMENT_SPEC
 from relayguard.exchange.patch_task import run_patch_task
 from relayguard.exchange.relay_task import TaskFailure, run_relay_task
-from relayguard.lab.ops import OPS
-from relayguard.lab.state import Fault, TwinState
+from relayguard.lab.exchange.ops import OPS
+from relayguard.lab.exchange.state import Fault, TwinState
 
 GUARD = 1000
 SPEC = "exchange55/sp2-noreroute:1,exchange2019/anon-relay:1"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from relayguard.lab.postfix import PostfixError, run_command
+from relayguard.lab.postfix.instance import PostfixError, run_command
 
 
 def test_stderr_is_a_terminal_and_captured_with_the_exit_status() -> None:

@@ -22,14 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from relayguard.lab import fleet, layout, profiles
 from relayguard.lab.ca import CAError, LabCA
-from relayguard.lab.fleet import FIRST_ADDRESS
-from relayguard.lab.inventory import write_inventory
-from relayguard.lab.layout import HostEntry, LabDir, Manifest
-from relayguard.lab.packages import write_packages
-from relayguard.lab.state import LabKnobs, TwinState
-from relayguard.lab.store import StateStore
+from relayguard.lab.exchange import profiles
+from relayguard.lab.exchange.packages import write_packages
+from relayguard.lab.exchange.state import LabKnobs, TwinState
+from relayguard.lab.exchange.store import StateStore
+from relayguard.lab.fleet import layout, planning
+from relayguard.lab.fleet.inventory import write_inventory
+from relayguard.lab.fleet.layout import HostEntry, LabDir, Manifest
+from relayguard.lab.fleet.planning import FIRST_ADDRESS
 from relayguard.vocabulary import Platform
 
 WINRM_PORT = 5986
@@ -37,6 +38,7 @@ SMTP_PORT_ROOT = 25
 SMTP_PORT_USER = 2525
 USERNAME = "relayguard"
 STOP_TIMEOUT = 30.0
+DAEMON_MODULE = "relayguard.lab.fleet.daemon"  # python -m DAEMON_MODULE: the twins' process
 
 
 class LabError(Exception):
@@ -69,11 +71,11 @@ def up(lab: LabDir, options: UpOptions) -> dict[str, Any]:
         return resume(lab, options.timeout)
     try:
         plans = (
-            fleet.plan_spec(options.hosts, options.first_address)
+            planning.plan_spec(options.hosts, options.first_address)
             if options.hosts
-            else fleet.plan_named(options.fleet, options.first_address)
+            else planning.plan_named(options.fleet, options.first_address)
         )
-    except fleet.FleetError as exc:
+    except planning.FleetError as exc:
         raise LabError(str(exc)) from None
     left_out = []
     if not is_root():
@@ -131,7 +133,7 @@ def resume(lab: LabDir, timeout: float) -> dict[str, Any]:
         raise LabError(f"{lab.root} held a half-written lab; it was cleaned, run `lab up` again")
     _stop_stray_daemons(lab)
     if is_root():
-        from relayguard.lab.postfix import PostfixError, PostfixInstance
+        from relayguard.lab.postfix.instance import PostfixError, PostfixInstance
 
         for host in (h for h in manifest.hosts if h.is_postfix):
             instance = PostfixInstance.from_profile(
@@ -149,7 +151,7 @@ def resume(lab: LabDir, timeout: float) -> dict[str, Any]:
     return doc
 
 
-def _entry(plan: fleet.HostPlan) -> HostEntry:
+def _entry(plan: planning.HostPlan) -> HostEntry:
     return HostEntry(
         name=plan.name,
         platform=plan.platform.value,
@@ -161,7 +163,7 @@ def _entry(plan: fleet.HostPlan) -> HostEntry:
     )
 
 
-def _write_twin(lab: LabDir, plan: fleet.HostPlan, options: UpOptions, smtp_pw: str) -> None:
+def _write_twin(lab: LabDir, plan: planning.HostPlan, options: UpOptions, smtp_pw: str) -> None:
     knobs = LabKnobs(tarpit_seconds=options.tarpit_seconds, restart_seconds=options.restart_seconds)
     spec = profiles.TwinSpec(
         name=plan.name,
@@ -175,7 +177,7 @@ def _write_twin(lab: LabDir, plan: fleet.HostPlan, options: UpOptions, smtp_pw: 
     lab.mail_log(plan.name).parent.mkdir(parents=True, exist_ok=True)
 
 
-def _check_free(plans: list[fleet.HostPlan], smtp_port: int) -> None:
+def _check_free(plans: list[planning.HostPlan], smtp_port: int) -> None:
     """Refuse to start over something else that already listens on a lab address."""
     for plan in plans:
         ports = [25] if plan.platform == Platform.POSTFIX else [smtp_port, WINRM_PORT]
@@ -195,10 +197,10 @@ def _answers(address: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-def _start_postfix(lab: LabDir, plans: list[fleet.HostPlan]) -> None:
+def _start_postfix(lab: LabDir, plans: list[planning.HostPlan]) -> None:
     if not plans:
         return
-    from relayguard.lab.postfix import PostfixError, PostfixInstance
+    from relayguard.lab.postfix.instance import PostfixError, PostfixInstance
 
     (lab.root / "postfix").mkdir(mode=0o755, exist_ok=True)
     for plan in plans:
@@ -218,7 +220,7 @@ def _start_daemon(lab: LabDir, manifest: Manifest, timeout: float) -> None:
         return
     with lab.log_file.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "relayguard.lab.daemon", "--dir", str(lab.root.absolute())],
+            [sys.executable, "-m", DAEMON_MODULE, "--dir", str(lab.root.absolute())],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -263,7 +265,7 @@ def down(lab: LabDir) -> dict[str, Any]:
     _stop_stray_daemons(lab)
     postfix_hosts = [h for h in manifest.hosts if h.is_postfix]
     if postfix_hosts:
-        from relayguard.lab.postfix import PostfixError, discard_instance
+        from relayguard.lab.postfix.instance import PostfixError, discard_instance
 
         for host in postfix_hosts:
             try:
@@ -307,7 +309,7 @@ def _stop_stray_daemons(lab: LabDir) -> None:
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"relayguard.lab.daemon" in cmdline and wanted in cmdline:
+        if DAEMON_MODULE.encode() in cmdline and wanted in cmdline:
             _stop_pid(int(entry.name))
 
 
@@ -340,7 +342,7 @@ def summary(lab: LabDir, *, already_up: bool) -> dict[str, Any]:
             "address": host.address,
         }
         if host.is_postfix:
-            from relayguard.lab.postfix_config import InstanceLayout
+            from relayguard.lab.postfix.config import InstanceLayout
 
             item["smtp"] = f"{host.address}:25"
             item["config_dir"] = str(InstanceLayout(lab.postfix_root(host.name)).config_dir)
@@ -360,8 +362,8 @@ def summary(lab: LabDir, *, already_up: bool) -> dict[str, Any]:
         "fleet": manifest.fleet,
         "already_up": already_up,
         "left_out": manifest.left_out,
-        "trusted_client": fleet.TRUSTED_CLIENT,
-        "untrusted_client": fleet.UNTRUSTED_CLIENT,
+        "trusted_client": planning.TRUSTED_CLIENT,
+        "untrusted_client": planning.UNTRUSTED_CLIENT,
         "packages": manifest.packages,
         "hosts": hosts,
     }

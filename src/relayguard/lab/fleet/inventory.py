@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
-from relayguard.lab.layout import HostEntry, LabDir, Manifest, write_private_json
-from relayguard.lab.postfix_config import InstanceLayout
+from relayguard.lab.fleet.layout import HostEntry, LabDir, Manifest, write_private_json
+from relayguard.lab.postfix.config import InstanceLayout
 from relayguard.vocabulary import GROUP_FAMILY, Family
 
 GROUP_ORDER = tuple(GROUP_FAMILY)

@@ -170,4 +170,4 @@ def daemon_alive(pid: int) -> bool:
         return False
     if "State:\tZ" in status:
         return False
-    return b"relayguard.lab.daemon" in cmdline
+    return b"relayguard.lab.fleet.daemon" in cmdline

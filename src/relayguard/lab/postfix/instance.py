@@ -1,7 +1,7 @@
 """Real, isolated Postfix instances on this machine: create, start, stop, remove (lab equipment).
 
 An instance is a directory with its own main.cf/master.cf, queue, data and log (layout in
-`relayguard.lab.postfix_config`), registered in the default instance's
+`relayguard.lab.postfix.config`), registered in the default instance's
 `alternate_config_directories` and run with ``postfix -c DIR start``
 (docs/sources.md#postfix-multi-instance). Its smtpd listens on one address and port given in
 master.cf, e.g. 127.0.4.1:25, so many
@@ -40,7 +40,7 @@ from functools import cache
 from pathlib import Path
 from types import TracebackType
 
-from relayguard.lab.postfix_config import (
+from relayguard.lab.postfix.config import (
     InstanceLayout,
     Listener,
     base_parameters,
@@ -54,7 +54,7 @@ from relayguard.lab.postfix_config import (
     with_alternate,
     without_alternate,
 )
-from relayguard.lab.postfix_profiles import PostfixProfile, profile
+from relayguard.lab.postfix.profiles import PostfixProfile, profile
 
 DEFAULT_CONFIG_DIR = Path("/etc/postfix")
 # Serialises read-modify-write of the default main.cf between processes (flock).

@@ -13,7 +13,7 @@ import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from relayguard.lab import profiles
+from relayguard.lab.exchange import profiles
 from relayguard.vocabulary import Platform, Verdict, inventory_group
 
 FIRST_ADDRESS = "127.0.30.1"

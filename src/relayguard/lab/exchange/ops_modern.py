@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from relayguard.lab import exchange_modern as em
-from relayguard.lab.oplib import TwinContext, fail, require_modern
-from relayguard.lab.state import (
+from relayguard.lab.exchange import smtp_modern as em
+from relayguard.lab.exchange.oplib import TwinContext, fail, require_modern
+from relayguard.lab.exchange.state import (
     AcceptedDomain,
     AdPermission,
     ExchangeModern,
