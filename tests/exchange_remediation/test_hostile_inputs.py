@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from support.collection_specs import CONNECTION_SPEC, defaults
 
 from exchange_remediation.labrun import Lab, running_lab
-from relayguard.exchange.connection import CONNECTION_ARGUMENT_SPEC
 from relayguard.exchange.patch_task import run_patch_task
 from relayguard.exchange.relay_task import TaskFailure, run_relay_task
 from relayguard.lab.exchange.ops import OPS
@@ -40,7 +40,7 @@ def untouched(lab: Lab) -> bool:
 
 
 def connection(lab: Lab, host: dict[str, Any]) -> dict[str, Any]:
-    params = {k: v.get("default") for k, v in CONNECTION_ARGUMENT_SPEC.items()}
+    params = defaults(CONNECTION_SPEC)
     params.update(
         winrm_host=host["address"],
         winrm_username=host["username"],

@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 import yaml
+from support.collection_specs import RELAY_SPEC
 
-from relayguard.exchange.relay_task import RELAY_ARGUMENT_SPEC
+from relayguard.exchange.relay_task import generation
+from relayguard.validate import InputError
 from relayguard.vocabulary import (
     GROUP_FAMILY,
     GROUP_PLATFORM,
@@ -89,7 +91,21 @@ def test_the_exchange_generations() -> None:
 
 
 def test_the_module_platform_option_keeps_the_words_users_pass() -> None:
-    """exchange_relay `platform: auto|exchange55|modern` (and the static module_utils copy,
-    held equal to this spec by tests/exchange_remediation/test_module_docs.py)."""
-    assert RELAY_ARGUMENT_SPEC["platform"]["choices"] == ["auto", "exchange55", "modern"]
+    """exchange_relay's `platform: auto|exchange55|modern` (plugins/module_utils cannot import
+    the vocabulary: this holds its choices to the vocabulary's words)."""
+    assert RELAY_SPEC["platform"]["choices"] == ["auto", *ExchangeGeneration]
     assert [g.value for g in ExchangeGeneration] == ["exchange55", "modern"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("auto", None), ("exchange55", ExchangeGeneration.EXCHANGE55), ("modern", "modern")],
+)
+def test_the_platform_option_read_by_the_library(value: str, expected: str | None) -> None:
+    assert generation(value) == expected
+
+
+@pytest.mark.parametrize("value", ["exchange2019", "MODERN", "", 55, None])
+def test_a_platform_option_outside_the_vocabulary_is_refused(value: object) -> None:
+    with pytest.raises(InputError, match=r"^platform: "):
+        generation(value)
