@@ -130,6 +130,21 @@ GROUP_PLATFORM: Mapping[str, Platform] = MappingProxyType(
 )
 
 
+# The receive-connector properties the Exchange 2013+ payloads write (docs/payloads.md, the
+# New-ReceiveConnector / Set-ReceiveConnector rows): the planner backs up and restores exactly
+# these, and the lab's twin accepts exactly these. Words of the payload protocol both sides speak.
+RECEIVE_CONNECTOR_PROPERTIES = (
+    "Bindings",
+    "RemoteIPRanges",
+    "PermissionGroups",
+    "AuthMechanism",
+    "Enabled",
+    "Fqdn",
+    "TarpitInterval",
+    "MaxRecipientsPerMessage",
+)
+
+
 class UnknownPlatform(ValueError):
     """A platform without a family: nothing relayguard can remediate."""
 

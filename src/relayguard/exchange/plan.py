@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from relayguard.exchange.desired import RelayDesired
-from relayguard.vocabulary import ExchangeGeneration
+from relayguard.vocabulary import RECEIVE_CONNECTOR_PROPERTIES, ExchangeGeneration
 
 PARAMETERS_KEY = "HKLM:\\SYSTEM\\CurrentControlSet\\Services\\MSExchangeIMC\\Parameters"
 IMS_SERVICE = "MSExchangeIMC"
@@ -39,16 +39,6 @@ ANONYMOUS = "NT AUTHORITY\\ANONYMOUS LOGON"
 ACCEPT_ANY_RECIPIENT = "ms-Exch-SMTP-Accept-Any-Recipient"
 EXTERNAL_AUTHORITATIVE = "ExternalAuthoritative"
 RELAY_DOMAIN_TYPES = ("InternalRelay", "ExternalRelay")
-CONNECTOR_PROPERTIES = (
-    "Bindings",
-    "RemoteIPRanges",
-    "PermissionGroups",
-    "AuthMechanism",
-    "Enabled",
-    "Fqdn",
-    "TarpitInterval",
-    "MaxRecipientsPerMessage",
-)
 
 
 class PlanError(ValueError):
@@ -697,7 +687,7 @@ def plan_modern(config: Mapping[str, Any], desired: RelayDesired) -> RelayPlan:
 
 
 def _connector_props(conn: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: conn.get(name) for name in CONNECTOR_PROPERTIES}
+    return {name: conn.get(name) for name in RECEIVE_CONNECTOR_PROPERTIES}
 
 
 def _ace_key(ace: Mapping[str, Any]) -> tuple[str, str, bool]:

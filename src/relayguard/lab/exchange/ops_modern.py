@@ -22,6 +22,7 @@ from relayguard.lab.exchange.state import (
     ReceiveConnector,
     TwinState,
 )
+from relayguard.vocabulary import RECEIVE_CONNECTOR_PROPERTIES
 
 KNOWN_RIGHTS = (
     em.SUBMIT,
@@ -280,16 +281,7 @@ def _bindings_overlap(a: ReceiveConnector, b: ReceiveConnector) -> bool:
     return False
 
 
-_CONNECTOR_PROPS = {
-    "Bindings",
-    "RemoteIPRanges",
-    "PermissionGroups",
-    "AuthMechanism",
-    "Enabled",
-    "Fqdn",
-    "TarpitInterval",
-    "MaxRecipientsPerMessage",
-}
+_CONNECTOR_PROPS = set(RECEIVE_CONNECTOR_PROPERTIES)
 
 
 def _apply_connector_props(conn: ReceiveConnector, args: dict[str, Any]) -> None:
