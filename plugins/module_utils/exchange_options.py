@@ -2,8 +2,9 @@
 
 Besides the WinRM connection (`winrm_options`). exchange_batch nests both: each host's `relay`
 dict is exchange_relay's options plus the connection, its `patch` dict exchange_patch's.
-Standard library only, Python 3.7+; relayguard validates with its own copy
-(`relayguard.exchange.relay_task`, `relayguard.exchange.patch_task`), held equal by a test.
+Standard library only, Python 3.7+. Declared only here: relayguard's task functions
+(`relayguard.exchange.relay_task`, `patch_task`) read the values and check them themselves;
+`platform`'s words are relayguard.vocabulary's ExchangeGeneration (tests/suite/test_vocabulary.py).
 """
 
 from __future__ import annotations

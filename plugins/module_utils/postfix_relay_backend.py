@@ -25,9 +25,7 @@ import hashlib
 import ipaddress
 import json
 import os
-import pty
 import re
-import select
 import shutil
 import subprocess
 import tempfile
@@ -35,8 +33,19 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # mypy checks plugins/module_utils as top-level modules
     from collections.abc import Callable, Iterator, Mapping, Sequence
+
+    from command_runner import CommandError, CommandResult, run_on_pty
+else:
+    try:  # as Ansible ships it: the collection's module_utils beside this file
+        from ansible_collections.relayguard.mail.plugins.module_utils.command_runner import (
+            CommandError,
+            CommandResult,
+            run_on_pty,
+        )
+    except ImportError:  # loaded by path outside Ansible (tests, the target-Python check)
+        from command_runner import CommandError, CommandResult, run_on_pty
 
 # --- errors ------------------------------------------------------------------------------
 
@@ -388,17 +397,6 @@ RELAY_SENSITIVE = (*MANAGED_PARAMETERS, "smtpd_recipient_restrictions")
 
 
 @dataclass(frozen=True)
-class CommandResult:
-    argv: tuple[str, ...]
-    returncode: int
-    output: str
-
-    def summary(self) -> str:
-        text = " ".join(line.strip() for line in self.output.splitlines() if line.strip())
-        return text[-600:] if text else f"exit status {self.returncode}, no message"
-
-
-@dataclass(frozen=True)
 class PostfixTools:
     """Paths of the Postfix programs used (absolute). `locate()` finds them on PATH and in
     the sbin directories, which a non-login PATH may lack."""
@@ -421,53 +419,12 @@ class PostfixTools:
 
 
 def run_command(argv: Sequence[str], timeout: float = COMMAND_TIMEOUT) -> CommandResult:
-    """Run a command with stdout and stderr on a pseudo-terminal, bounded in time.
-
-    Postfix commands print warnings and fatal errors on stderr only when it is a terminal
-    (otherwise to syslog alone); the pty makes "what happened" reportable on any host.
-    """
-    master_fd, slave_fd = pty.openpty()
+    """Run a Postfix command with its stdout and stderr on a pseudo-terminal, bounded in time
+    (command_runner.py: Postfix reports its errors to stderr only when that is a terminal)."""
     try:
-        # not AnsibleModule.run_command: Postfix reports only to a terminal (above)
-        proc = subprocess.Popen(  # pylint: disable=ansible-bad-function
-            list(argv), stdin=subprocess.DEVNULL, stdout=slave_fd, stderr=slave_fd
-        )
-    except OSError as exc:
-        os.close(master_fd)
-        os.close(slave_fd)
-        raise PostfixCommandError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
-    os.close(slave_fd)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                proc.kill()
-                proc.wait()
-                raise PostfixCommandError(f"{' '.join(argv)} did not finish within {timeout:g}s")
-            ready = select.select([master_fd], [], [], min(remaining, 0.2))[0]
-            if ready:
-                try:
-                    data = os.read(master_fd, 4096)
-                except OSError:  # EIO: every writer closed the terminal
-                    data = b""
-                if data:
-                    if sum(len(c) for c in chunks) < 1_000_000:
-                        chunks.append(data)
-                    continue
-                break
-            if proc.poll() is not None:  # a daemon may keep the terminal open
-                break
-        proc.wait(timeout=max(deadline - time.monotonic(), 1.0))
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise PostfixCommandError(f"{' '.join(argv)} did not finish within {timeout:g}s") from None
-    finally:
-        os.close(master_fd)
-    output = b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n").strip()
-    return CommandResult(tuple(argv), proc.returncode, output)
+        return run_on_pty(argv, timeout)
+    except CommandError as exc:
+        raise PostfixCommandError(str(exc)) from None
 
 
 def _run_capture(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:

@@ -7,8 +7,9 @@ its hosts' `relay` dicts), named after Ansible's own WinRM connection variables
 
 Standard library only, Python 3.7+: Ansible ships this file with the modules, and the specs
 must exist without the relayguard package (ansible-doc, validate-modules, a controller that
-lacks it). relayguard validates with its own copy (`relayguard.exchange.connection`); a test
-holds the two equal.
+lacks it). They are declared only here: relayguard (`relayguard.exchange.connection`) reads
+the values they produce and checks them itself; a test holds the choices to the ones it
+accepts.
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 Each subcommand lives in `relayguard.commands.<name>` and exposes `register(subparsers)`,
 which adds its parser and sets `func` (returning the exit status). Exit statuses are
-documented in docs/exit-status.md.
+documented in docs/exit-status.md. Test equipment plugs in its own subcommands through the
+`relayguard.commands` entry-point group (pyproject.toml: `relayguard lab` is the lab's), so
+the product never imports it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 
 from relayguard import __version__
 
@@ -20,8 +23,8 @@ COMMANDS: tuple[str, ...] = (
     "relayguard.commands.report",
     "relayguard.commands.build",
     "relayguard.commands.facts",
-    "relayguard.commands.lab",
 )
+PLUGIN_GROUP = "relayguard.commands"
 
 EXIT_USAGE = 1
 
@@ -40,16 +43,23 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = _Parser(prog="relayguard", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"relayguard {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for name in COMMANDS:
-        if only is None or name.rsplit(".", 1)[-1] == only:
-            importlib.import_module(name).register(sub)
+    for command, module in _commands().items():
+        if only is None or command == only:
+            importlib.import_module(module).register(sub)
     return parser
+
+
+def _commands() -> dict[str, str]:
+    """Subcommand -> its module: the product's, then those plugged in by entry point."""
+    commands = {name.rsplit(".", 1)[-1]: name for name in COMMANDS}
+    for point in entry_points(group=PLUGIN_GROUP):
+        commands.setdefault(point.name, point.value)
+    return commands
 
 
 def _subcommand(argv: Sequence[str]) -> str | None:
     first = next((a for a in argv if not a.startswith("-")), None)
-    known = {name.rsplit(".", 1)[-1] for name in COMMANDS}
-    return first if first in known else None
+    return first if first in _commands() else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,12 +1,19 @@
-"""The fixed vocabulary every room of relayguard speaks: outcomes, verdicts, statuses.
+"""The fixed vocabulary every room of relayguard speaks: outcomes, verdicts, statuses, platforms.
 
 One small set of words, used by the probe, the planner, the lab and every report renderer
-(compare OpenSCAP's pass/fail/error/notapplicable/fixed).
+(compare OpenSCAP's pass/fail/error/notapplicable/fixed). The platform words are one table:
+`Platform` (what a host runs), `Family` (which remediation backend closes it), the Exchange
+generation (where Exchange keeps its relay settings) and the inventory groups that name them.
+The roles cannot import Python: roles/relay/defaults/main.yml holds the same group tables
+(`relay_group_platforms`, `relay_group_families`, `relay_platform_families`), held equal to
+these by tests/suite/test_vocabulary.py.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from types import MappingProxyType
 
 PROBE_SCHEMA = "relayguard.probe/1"
 REPORT_SCHEMA = "relayguard.report/1"
@@ -72,3 +79,111 @@ class Platform(StrEnum):
     EXCHANGESE = "exchangese"
     POSTFIX = "postfix"
     UNKNOWN = "unknown"
+
+
+class Family(StrEnum):
+    """Which remediation backend closes a platform's relay: one row per backend.
+
+    A new backend (exim, sendmail) is one row here, its platforms in `PLATFORM_FAMILY` and its
+    inventory group in `GROUP_FAMILY`.
+    """
+
+    EXCHANGE = "exchange"  # WinRM, PowerShell payloads (relayguard.exchange)
+    POSTFIX = "postfix"  # SSH, postconf (plugins/module_utils/postfix_relay_backend.py)
+
+
+class ExchangeGeneration(StrEnum):
+    """Where an Exchange server keeps its relay settings; the values are the `platform`
+    option of exchange_relay (`auto` aside), which users already pass.
+
+    5.5: the IMS's registry parameters and Routing tab (KB Q193922); 2013 and later: receive
+    connector permissions and accepted domains (docs/sources.md#learn-anonymous-relay).
+    """
+
+    EXCHANGE55 = "exchange55"
+    MODERN = "modern"
+
+
+class RunMode(StrEnum):
+    """What a relayguard run was asked to do (report schema, run.mode)."""
+
+    ENFORCE = "enforce"
+    AUDIT = "audit"
+    PROBE = "probe"
+
+
+PLATFORM_FAMILY: Mapping[Platform, Family] = MappingProxyType(
+    {
+        Platform.EXCHANGE55: Family.EXCHANGE,
+        Platform.EXCHANGE2013: Family.EXCHANGE,
+        Platform.EXCHANGE2016: Family.EXCHANGE,
+        Platform.EXCHANGE2019: Family.EXCHANGE,
+        Platform.EXCHANGESE: Family.EXCHANGE,
+        Platform.POSTFIX: Family.POSTFIX,
+    }
+)
+
+# The inventory groups a host may be put in (inventory/example, the lab's inventory), in the
+# order inventories list them, with the family each names.
+GROUP_FAMILY: Mapping[str, Family] = MappingProxyType(
+    {
+        "exchange55": Family.EXCHANGE,
+        "exchange_modern": Family.EXCHANGE,
+        "postfix": Family.POSTFIX,
+    }
+)
+# The platform a group fixes; exchange_modern leaves the exact version to detection.
+GROUP_PLATFORM: Mapping[str, Platform] = MappingProxyType(
+    {"exchange55": Platform.EXCHANGE55, "postfix": Platform.POSTFIX}
+)
+
+
+# The receive-connector properties the Exchange 2013+ payloads write (docs/payloads.md, the
+# New-ReceiveConnector / Set-ReceiveConnector rows): the planner backs up and restores exactly
+# these, and the lab's twin accepts exactly these. Words of the payload protocol both sides speak.
+RECEIVE_CONNECTOR_PROPERTIES = (
+    "Bindings",
+    "RemoteIPRanges",
+    "PermissionGroups",
+    "AuthMechanism",
+    "Enabled",
+    "Fqdn",
+    "TarpitInterval",
+    "MaxRecipientsPerMessage",
+)
+
+
+class UnknownPlatform(ValueError):
+    """A platform without a family: nothing relayguard can remediate."""
+
+
+def family_of(platform: Platform | str) -> Family:
+    """The remediation family of `platform`; `UnknownPlatform` for `unknown` or a stray word."""
+    try:
+        return PLATFORM_FAMILY[Platform(platform)]
+    except (KeyError, ValueError):
+        raise UnknownPlatform(f"no remediation family for platform {platform!r}") from None
+
+
+def is_legacy_exchange(platform: Platform | str) -> bool:
+    """Exchange 5.5 (relay settings in the IMS registry), as opposed to 2013 and later."""
+    return platform in (Platform.EXCHANGE55, ExchangeGeneration.EXCHANGE55)
+
+
+def exchange_generation(platform: Platform | str) -> ExchangeGeneration:
+    """The generation of an Exchange platform (`UnknownPlatform` when it is no Exchange)."""
+    if family_of(platform) is not Family.EXCHANGE:
+        raise UnknownPlatform(f"{platform!r} is not an Exchange platform")
+    if is_legacy_exchange(platform):
+        return ExchangeGeneration.EXCHANGE55
+    return ExchangeGeneration.MODERN
+
+
+def inventory_group(platform: Platform | str) -> str:
+    """The inventory group of a host of `platform`: exchange55, exchange_modern or postfix."""
+    family = family_of(platform)
+    for group, fixed in GROUP_PLATFORM.items():
+        if fixed == platform:
+            return group
+    (group,) = (g for g, f in GROUP_FAMILY.items() if f is family and g not in GROUP_PLATFORM)
+    return group

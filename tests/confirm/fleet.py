@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from relayguard.commands import probe as probe_command
-from relayguard.lab.smtp_twin import TwinListener, run_listeners
-from relayguard.lab.state import TwinState
-from relayguard.lab.store import StateStore
+from relayguard.lab.exchange.smtp_twin import TwinListener, run_listeners
+from relayguard.lab.exchange.state import TwinState
+from relayguard.lab.exchange.store import StateStore
 
 TWIN_PORT = 10025
 SINK = "127.0.48.250"

@@ -1,8 +1,8 @@
 """Delivery confirmation against lab twins: relayed, bounced, unconfirmed; DATA only on --confirm.
 
-The twins really pass mail on (`relayguard.lab.delivery`): the anonymous-relay Exchange 2019
-twin delivers to the IP literal, the Exchange 5.5 "Do not reroute" twin sends an NDR to the
-envelope sender, and an anonymous-relay twin whose deliveries go to a closed port accepts
+The twins really pass mail on (`relayguard.lab.exchange.delivery`): the anonymous-relay
+Exchange 2019 twin delivers to the IP literal, the Exchange 5.5 "Do not reroute" twin sends an
+NDR to the envelope sender, and an anonymous-relay twin whose deliveries go to a closed port accepts
 and never delivers. Each twin logs one entry per message it accepted with DATA.
 """
 
@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from support.realserver import require_root
 
-from relayguard.lab import control, profiles
-from relayguard.lab.layout import LabDir
-from relayguard.lab.state import LabKnobs
+from relayguard.lab.exchange import profiles
+from relayguard.lab.exchange.state import LabKnobs
+from relayguard.lab.fleet import control
+from relayguard.lab.fleet.layout import LabDir
 from relayguard.vocabulary import Platform
 
 from .fleet import CLOSED_PORT, SINK, SINK_PORT, SOURCE, Twin, next_address, run_probe

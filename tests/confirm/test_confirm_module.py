@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from relayguard.lab import profiles
-from relayguard.lab.state import LabKnobs
+from relayguard.lab.exchange import profiles
+from relayguard.lab.exchange.state import LabKnobs
 from relayguard.vocabulary import Platform
 
 from .fleet import SINK, SINK_PORT, SOURCE, Twin, next_address

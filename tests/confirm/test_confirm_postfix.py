@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from support.realserver import require_root, require_tool
 
-from relayguard.lab.postfix import PostfixInstance
+from relayguard.lab.postfix.instance import PostfixInstance
 
 from .fleet import run_probe
 

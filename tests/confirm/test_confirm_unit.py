@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from relayguard.lab import delivery
+from relayguard.lab.exchange import delivery
 from relayguard.probe import ProbeOptions, confirm, judge
 from relayguard.probe.results import HostResult
 from relayguard.probe.sink import arrival_kind, read_message

@@ -30,8 +30,8 @@ from relayguard.exchange.transport import (
     TransportError,
     fits_command_line,
 )
-from relayguard.lab.state import Fault
-from relayguard.lab.store import StateStore
+from relayguard.lab.exchange.state import Fault
+from relayguard.lab.exchange.store import StateStore
 from relayguard.vocabulary import Platform, Verdict
 
 from .lab_fleet import client_for, running_lab, winrm_address

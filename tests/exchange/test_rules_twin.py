@@ -12,8 +12,8 @@ import pytest
 from relayguard.exchange.analysis import relay_exposure
 from relayguard.exchange.facts import facts_from_documents
 from relayguard.exchange.rules import MODERN_RULES
-from relayguard.lab import ops_modern, profiles
-from relayguard.lab.state import AcceptedDomain, ExchangeModern, TwinState
+from relayguard.lab.exchange import ops_modern, profiles
+from relayguard.lab.exchange.state import AcceptedDomain, ExchangeModern, TwinState
 from relayguard.vocabulary import Platform, RuleResult, Verdict
 
 TODAY = date(2026, 12, 4)

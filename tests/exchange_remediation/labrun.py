@@ -23,8 +23,8 @@ from postfix_remediation.ansible_run import ansible_environment
 
 from relayguard.cli import main
 from relayguard.exchange.transport import Secret, WinRMClient, WinRMOptions
-from relayguard.lab.state import TwinState, to_jsonable
-from relayguard.lab.store import StateStore
+from relayguard.lab.exchange.state import TwinState, to_jsonable
+from relayguard.lab.exchange.store import StateStore
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"

@@ -11,17 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.collection_specs import CONNECTION_SPEC, PATCH_SPEC, RELAY_SPEC, defaults
 
 from exchange_remediation.labrun import ALLOWED_NETWORKS, INBOUND, Lab, relay_config, running_lab
 from relayguard.exchange import batch, connection
-from relayguard.exchange.patch_task import PATCH_ARGUMENT_SPEC
-from relayguard.exchange.relay_task import RELAY_ARGUMENT_SPEC
 from relayguard.validate import InputError
 
 SPEC = "exchange55/sp2-noreroute:1,exchange2019/anon-relay:1,exchange2016/star-domain:1"
 DEFAULTS = {
-    name: option.get("default")
-    for name, option in {**RELAY_ARGUMENT_SPEC, **connection.CONNECTION_ARGUMENT_SPEC}.items()
+    name: option.get("default") for name, option in {**RELAY_SPEC, **CONNECTION_SPEC}.items()
 }
 
 
@@ -51,7 +49,7 @@ def request(lab: Lab, host: dict[str, Any], backups: Path, **override: Any) -> b
     patch = None
     if host["platform"] == "exchange55":
         package = lab.package("IMS-Q237927-SP2-x86.exe")
-        patch = {name: option.get("default") for name, option in PATCH_ARGUMENT_SPEC.items()} | {
+        patch = defaults(PATCH_SPEC) | {
             "package_src": package["file"],
             "sha256": package["sha256"],
             "target_version": "5.5.2650.1",

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.collection_specs import CONNECTION_SPEC, defaults
 from support.nmap import NmapConclusion, run_smtp_open_relay
 from support.realserver import require_root, require_tool
 
@@ -28,10 +29,9 @@ from exchange_remediation.labrun import (
     run_playbook,
     running_lab,
 )
-from relayguard.exchange.connection import CONNECTION_ARGUMENT_SPEC
 from relayguard.exchange.patch_task import run_patch_task
 from relayguard.exchange.relay_task import TaskFailure
-from relayguard.lab.packages import LabPackage, sha256
+from relayguard.lab.exchange.packages import LabPackage, sha256
 from relayguard.probe import ProbeOptions, probe_document, probe_targets
 from relayguard.vocabulary import Outcome, Verdict
 
@@ -255,7 +255,7 @@ def test_exchange_patch_refuses_a_package_that_does_not_match(lab: Lab) -> None:
     assert before is not None
 
     def attempt(**override: Any) -> str:
-        params: dict[str, Any] = {k: v.get("default") for k, v in CONNECTION_ARGUMENT_SPEC.items()}
+        params: dict[str, Any] = defaults(CONNECTION_SPEC)
         params.update(
             winrm_host=host["address"],
             winrm_username=host["username"],

@@ -25,17 +25,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.collection_specs import CONNECTION_SPEC, defaults
 
 from exchange_remediation.labrun import ALLOWED_NETWORKS, INBOUND, relay_config
 from exchange_remediation.wirelab import WireLab, wire_lab
 from relayguard.exchange import payloads
 from relayguard.exchange.apply import read_backup
-from relayguard.exchange.connection import CONNECTION_ARGUMENT_SPEC
 from relayguard.exchange.current import read_relay_config
 from relayguard.exchange.patch_task import run_patch_task
 from relayguard.exchange.relay_task import TaskFailure, run_relay_task
 from relayguard.exchange.transport import FailureCause, WinRMClient, fits_command_line
-from relayguard.lab.state import Fault, TwinState
+from relayguard.lab.exchange.state import Fault, TwinState
 from relayguard.lab.wsman.injection import FaultKind, InjectedFault
 
 SPEC = "exchange55/sp2-noreroute:1,exchange2019/anon-relay:1"
@@ -142,7 +142,7 @@ def reset(lab: WireLab, name: str, originals: dict[str, TwinState]) -> None:
 
 
 def connection_params(host: dict[str, Any]) -> dict[str, Any]:
-    params: dict[str, Any] = {k: v.get("default") for k, v in CONNECTION_ARGUMENT_SPEC.items()}
+    params: dict[str, Any] = defaults(CONNECTION_SPEC)
     params.update(
         winrm_host=host["address"],
         winrm_username=host["username"],

@@ -17,7 +17,7 @@ from relayguard.exchange import payloads
 from relayguard.exchange.apply import ApplyError, SmtpWait, apply_relay
 from relayguard.exchange.desired import relay_desired
 from relayguard.exchange.transport import WinRMClient
-from relayguard.lab.state import Fault, TwinState
+from relayguard.lab.exchange.state import Fault, TwinState
 
 WRITE_OPS = {"exchange55.write_config", "modern.write_config", "exchange.restart_service"}
 # profile -> number of write steps its plan has (asserted below)

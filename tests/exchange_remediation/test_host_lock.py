@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
+from support.collection_specs import CONNECTION_SPEC, defaults
 
-from relayguard.exchange.connection import CONNECTION_ARGUMENT_SPEC
 from relayguard.exchange.hostlock import HostLocked, host_lock
 from relayguard.exchange.patch_task import run_patch_task
 from relayguard.exchange.relay_task import TaskFailure, run_relay_task
@@ -26,7 +26,7 @@ def private_lock_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def params(tmp_path: Path) -> dict[str, Any]:
-    p = {k: v.get("default") for k, v in CONNECTION_ARGUMENT_SPEC.items()}
+    p = defaults(CONNECTION_SPEC)
     p.update(
         winrm_host="ex1.corp.example",
         winrm_username="ops",

@@ -9,13 +9,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from support.collection_specs import CONNECTION_SPEC, defaults
 
 from exchange_remediation.labrun import Lab, running_lab
-from relayguard.exchange.connection import CONNECTION_ARGUMENT_SPEC
 from relayguard.exchange.patch_task import run_patch_task
 from relayguard.exchange.relay_task import TaskFailure, run_relay_task
-from relayguard.lab.ops import OPS
-from relayguard.lab.state import Fault, TwinState
+from relayguard.lab.exchange.ops import OPS
+from relayguard.lab.exchange.state import Fault, TwinState
 
 GUARD = 1000
 SPEC = "exchange55/sp2-noreroute:1,exchange2019/anon-relay:1"
@@ -40,7 +40,7 @@ def untouched(lab: Lab) -> bool:
 
 
 def connection(lab: Lab, host: dict[str, Any]) -> dict[str, Any]:
-    params = {k: v.get("default") for k, v in CONNECTION_ARGUMENT_SPEC.items()}
+    params = defaults(CONNECTION_SPEC)
     params.update(
         winrm_host=host["address"],
         winrm_username=host["username"],

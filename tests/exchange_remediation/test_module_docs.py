@@ -1,8 +1,8 @@
 """The four Exchange modules describe themselves without the relayguard package.
 
-Each module's argument spec is static (plugins/module_utils/winrm_options.py and
-exchange_options.py, standard library only) and is exactly the library's copy
-(relayguard.exchange.connection, relay_task, patch_task) - one WinRM vocabulary, no drift;
+Each module's argument spec is static, composed of the collection's specs
+(plugins/module_utils/winrm_options.py and exchange_options.py, standard library only, declared
+once: the library has no copy) - one WinRM vocabulary whose choices are the library's;
 `ansible-doc --json` documents exactly that spec (types, defaults, choices, elements,
 aliases, suboptions); every secret is no_log; and without relayguard a module fails with
 Ansible's missing_required_lib message, not a traceback.
@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.collection_specs import CONNECTION_SPEC, PATCH_SPEC, RELAY_SPEC, WINRM_SPEC
 
-from relayguard.exchange import connection
-from relayguard.exchange.patch_task import PATCH_ARGUMENT_SPEC
-from relayguard.exchange.relay_task import RELAY_ARGUMENT_SPEC
+from relayguard.exchange import connection, winrm_settings
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -115,13 +114,13 @@ def module_spec(module: str) -> dict[str, Any]:
     return spec
 
 
-def library_spec(module: str) -> dict[str, Any]:
-    """What the library validates the same module's parameters with."""
-    relay = {**RELAY_ARGUMENT_SPEC, **connection.CONNECTION_ARGUMENT_SPEC}
+def composed_spec(module: str) -> dict[str, Any]:
+    """The module's spec as composed from the collection's specs (declared once there)."""
+    relay = {**RELAY_SPEC, **CONNECTION_SPEC}
     return {
-        "exchange_facts": connection.WINRM_ARGUMENT_SPEC,
+        "exchange_facts": WINRM_SPEC,
         "exchange_relay": relay,
-        "exchange_patch": {**PATCH_ARGUMENT_SPEC, **connection.CONNECTION_ARGUMENT_SPEC},
+        "exchange_patch": {**PATCH_SPEC, **CONNECTION_SPEC},
         "exchange_batch": {
             "action": {"type": "str", "choices": ["assess", "plan", "apply"], "required": True},
             "hosts": {
@@ -131,7 +130,7 @@ def library_spec(module: str) -> dict[str, Any]:
                 "options": {
                     "name": {"type": "str", "required": True},
                     "relay": {"type": "dict", "required": True, "options": relay},
-                    "patch": {"type": "dict", "options": PATCH_ARGUMENT_SPEC},
+                    "patch": {"type": "dict", "options": PATCH_SPEC},
                 },
             },
             "max_workers": {"type": "int", "default": 16},
@@ -200,8 +199,8 @@ def secrets(spec: dict[str, Any], path: str = "") -> dict[str, bool]:
 
 
 @pytest.mark.parametrize("module", MODULES)
-def test_static_spec_is_the_library_spec(module: str) -> None:
-    assert module_spec(module) == library_spec(module)
+def test_module_spec_is_composed_of_the_collection_specs(module: str) -> None:
+    assert module_spec(module) == composed_spec(module)
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -221,7 +220,7 @@ def test_every_password_is_no_log(module: str) -> None:
 
 
 def test_one_winrm_vocabulary_with_the_old_names_as_aliases() -> None:
-    spec = connection.WINRM_ARGUMENT_SPEC
+    spec = WINRM_SPEC
     aliases = {alias: name for name, option in spec.items() for alias in option.get("aliases", [])}
     assert aliases == OLD_NAMES
     assert spec["winrm_scheme"]["choices"] == ["https", "http"]
@@ -238,6 +237,12 @@ def test_one_winrm_vocabulary_with_the_old_names_as_aliases() -> None:
         "aliases": ["winrm_validate_certs"],
     }
     assert spec["ca_path"]["type"] == "path"
+
+
+def test_the_choices_are_the_values_the_library_accepts() -> None:
+    """The library checks the values itself (it also runs without Ansible)."""
+    assert WINRM_SPEC["winrm_scheme"]["choices"] == list(connection.SCHEMES)
+    assert WINRM_SPEC["winrm_transport"]["choices"] == list(winrm_settings.TRANSPORTS)
 
 
 @pytest.mark.parametrize("module", MODULES)

@@ -21,10 +21,10 @@ from unittest import mock
 
 from exchange_remediation.labrun import Lab, lab_command, lab_up
 from relayguard.exchange.transport import WinRMClient
-from relayguard.lab import control, layout
-from relayguard.lab.daemon import build_endpoint
-from relayguard.lab.smtp_twin import TwinListener, run_listeners
-from relayguard.lab.store import StateStore
+from relayguard.lab.exchange.smtp_twin import TwinListener, run_listeners
+from relayguard.lab.exchange.store import StateStore
+from relayguard.lab.fleet import control, layout
+from relayguard.lab.fleet.daemon import build_endpoint
 from relayguard.lab.wsman.server import WinRMEndpoint
 
 

@@ -27,6 +27,7 @@ from support.scripted_smtp import Script, ScriptedServer, relay_policy, serve
 
 from relayguard.cli import main
 from relayguard.exchange.winrm_settings import winrm_settings
+from relayguard.lab import module_utils
 from relayguard.probe import confirm
 from relayguard.probe.options import checked_options
 from relayguard.probe.targets import TargetError, parse_target
@@ -394,6 +395,7 @@ def test_exchange_facts_options(field: str, kwarg: str, value: Any) -> None:
 
 
 def _postfix_backend() -> ModuleType:
+    module_utils.load("command_runner")  # what the backend imports outside Ansible
     path = ROOT / "plugins" / "module_utils" / "postfix_relay_backend.py"
     spec = importlib.util.spec_from_file_location("hostile_postfix_backend", path)
     assert spec is not None and spec.loader is not None

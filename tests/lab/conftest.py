@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from relayguard.lab.smtp_twin import TwinListener, run_listeners
-from relayguard.lab.state import TwinState
-from relayguard.lab.store import StateStore
+from relayguard.lab.exchange.smtp_twin import TwinListener, run_listeners
+from relayguard.lab.exchange.state import TwinState
+from relayguard.lab.exchange.store import StateStore
 
 PORT = 10025
 UNTRUSTED = "127.0.60.200"

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from relayguard.lab.oplib import TwinContext
-from relayguard.lab.ops import registry
-from relayguard.lab.store import StateStore
+from relayguard.lab.exchange.oplib import TwinContext
+from relayguard.lab.exchange.ops import registry
+from relayguard.lab.exchange.store import StateStore
 from relayguard.lab.wsman.dispatch import CommandContext, CommandResult, PayloadDispatcher
 from relayguard.lab.wsman.scratch import ScratchStore
 

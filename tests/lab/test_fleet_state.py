@@ -8,15 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from relayguard.lab import fleet, profiles
-from relayguard.lab.mailpath import decode_imcea, parse_path
-from relayguard.lab.state import StateError, TwinState, dumps, loads
-from relayguard.lab.store import StateStore
+from relayguard.lab.exchange import profiles
+from relayguard.lab.exchange.mailpath import decode_imcea, parse_path
+from relayguard.lab.exchange.state import StateError, TwinState, dumps, loads
+from relayguard.lab.exchange.store import StateStore
+from relayguard.lab.fleet import planning
 from relayguard.vocabulary import Platform
 
 
 def test_default_fleet_is_the_issue_mix() -> None:
-    plans = fleet.plan_named("default")
+    plans = planning.plan_named("default")
     assert [(p.platform.value, p.profile, p.expected.value) for p in plans] == [
         ("exchange55", "sp2-noreroute", "open"),
         ("exchange55", "sp2-reroute-open", "open"),
@@ -31,7 +32,7 @@ def test_default_fleet_is_the_issue_mix() -> None:
 
 
 def test_hosts_spec_scales_and_skips_network_and_broadcast_addresses() -> None:
-    plans = fleet.plan_spec("exchange2019:300,postfix:2,exchange55/sp4-closed:3")
+    plans = planning.plan_spec("exchange2019:300,postfix:2,exchange55/sp4-closed:3")
     assert len(plans) == 305
     assert len({p.address for p in plans}) == 305
     assert not any(p.address.endswith((".0", ".255")) for p in plans)
@@ -46,8 +47,8 @@ def test_hosts_spec_scales_and_skips_network_and_broadcast_addresses() -> None:
     "spec", ["", "exchange2000:1", "exchange2019:0", "exchange2019:x", "postfix/nope:1"]
 )
 def test_bad_hosts_specs_are_refused(spec: str) -> None:
-    with pytest.raises(fleet.FleetError):
-        fleet.plan_spec(spec)
+    with pytest.raises(planning.FleetError):
+        planning.plan_spec(spec)
 
 
 def test_state_round_trips_and_rejects_bad_documents() -> None:

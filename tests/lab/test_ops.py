@@ -6,10 +6,10 @@ import base64
 from collections.abc import Callable
 from pathlib import Path
 
-from relayguard.lab import profiles
-from relayguard.lab.packages import DEFAULT_PACKAGES, sha256
-from relayguard.lab.smtp_twin import listening_wanted
-from relayguard.lab.state import Fault, TwinState
+from relayguard.lab.exchange import profiles
+from relayguard.lab.exchange.packages import DEFAULT_PACKAGES, sha256
+from relayguard.lab.exchange.smtp_twin import listening_wanted
+from relayguard.lab.exchange.state import Fault, TwinState
 from relayguard.vocabulary import Platform
 
 from .conftest import TRUSTED, UNTRUSTED, TwinServer, next_address
@@ -264,7 +264,7 @@ def test_security_update_sets_reboot_and_refuses_wrong_product(
 ) -> None:
     server = twin_server(twin("anon-relay", Platform.EXCHANGE2019))
     packages = tmp_path / "packages"
-    from relayguard.lab.packages import write_packages
+    from relayguard.lab.exchange.packages import write_packages
 
     write_packages(packages)
     host = Host(server.store, tmp_path, packages)

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from relayguard.lab import profiles
-from relayguard.lab.state import TwinState
+from relayguard.lab.exchange import profiles
+from relayguard.lab.exchange.state import TwinState
 
 from .conftest import TRUSTED, UNTRUSTED, TwinServer, next_address
 from .smtpclient import banner, rcpt

@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from relayguard.lab import exchange_modern, profiles
-from relayguard.lab.dialogue import SessionFacts
-from relayguard.lab.exchange_modern import ANONYMOUS
-from relayguard.lab.mailpath import parse_path
-from relayguard.lab.state import AdPermission, ReceiveConnector, TwinState
+from relayguard.lab.exchange import profiles, smtp_modern
+from relayguard.lab.exchange.dialogue import SessionFacts
+from relayguard.lab.exchange.mailpath import parse_path
+from relayguard.lab.exchange.smtp_modern import ANONYMOUS
+from relayguard.lab.exchange.state import AdPermission, ReceiveConnector, TwinState
 from relayguard.vocabulary import Platform
 
 from .conftest import TRUSTED, UNTRUSTED, TwinServer, next_address
@@ -63,7 +63,7 @@ def test_compliant_refuses_untrusted_and_relays_for_the_relay_connector(
 def test_domain_types(twin_server: Make) -> None:
     state = build("compliant")
     assert state.modern is not None
-    from relayguard.lab.state import AcceptedDomain
+    from relayguard.lab.exchange.state import AcceptedDomain
 
     state.modern.AcceptedDomains += [
         AcceptedDomain(Name="partner", DomainName="partner.example", DomainType="InternalRelay"),
@@ -139,12 +139,10 @@ def test_tarpit_delays_error_replies_only(twin_server: Make) -> None:
     assert state.modern is not None
     m = state.modern
     session = SessionFacts(client_ip=UNTRUSTED, server_ip=state.address)
-    conn = exchange_modern.select_connector(m, session)
+    conn = smtp_modern.select_connector(m, session)
     assert conn is not None
-    ok = exchange_modern.rcpt_reply(
-        m, conn, session, parse_path("TO:<alice@corp.example>", "TO:")[0]
-    )
-    refused = exchange_modern.rcpt_reply(m, conn, session, parse_path(f"TO:{FOREIGN}", "TO:")[0])
+    ok = smtp_modern.rcpt_reply(m, conn, session, parse_path("TO:<alice@corp.example>", "TO:")[0])
+    refused = smtp_modern.rcpt_reply(m, conn, session, parse_path(f"TO:{FOREIGN}", "TO:")[0])
     assert (ok.code, ok.tarpit) == (250, False)
     assert (refused.code, refused.tarpit) == (550, True)
     server = twin_server(state)

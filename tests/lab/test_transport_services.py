@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from relayguard.lab import ops_modern, profiles
-from relayguard.lab.state import ExchangeModern
+from relayguard.lab.exchange import ops_modern, profiles
+from relayguard.lab.exchange.state import ExchangeModern
 from relayguard.lab.wsman.dispatch import OpError
 from relayguard.vocabulary import Platform
 

@@ -129,7 +129,7 @@ class Fleet:
 
     def break_legit_flow_after_change(self, name: str) -> None:
         """Lab knob: once the relay configuration changes, even allowed clients are refused."""
-        from relayguard.lab.store import StateStore
+        from relayguard.lab.exchange.store import StateStore
 
         def knob(state: Any) -> None:
             state.lab.break_legit_flow_after_change = True

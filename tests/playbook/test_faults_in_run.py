@@ -1,7 +1,7 @@
 """Faults injected during a whole `ansible-playbook secure-relay.yml` run on the lab.
 
 Five Exchange twins in one batch, enforce mode; before the run, each of four hosts gets a
-different lab fault (`relayguard.lab.state.Fault`, armed in the twin's state, taken by the
+different lab fault (`relayguard.lab.exchange.state.Fault`, armed in the twin's state, taken by the
 first call of its op): the first connector write refused, a connector write that reached the
 host and then failed, the 5.5 IMS restart after the registry write, the 5.5 IMS hotfix
 install. The fifth host is left alone. Then: the unfaulted host is remediated; each faulted
@@ -20,8 +20,8 @@ from typing import Any
 
 from playbook.fleet import Fleet, lab_fleet
 from relayguard.exchange.apply import read_backup
-from relayguard.lab.state import Fault, TwinState
-from relayguard.lab.store import StateStore
+from relayguard.lab.exchange.state import Fault, TwinState
+from relayguard.lab.exchange.store import StateStore
 
 FLEET = "exchange2019/anon-relay:2,exchange2016/star-domain:1,exchange55/sp2-noreroute:2"
 # One batch, and one host's failure does not stop the others.

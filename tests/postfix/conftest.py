@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from support.realserver import require_root, require_tool
 
-from relayguard.lab.postfix import PostfixInstance, discard_instance, registered_alternates
+from relayguard.lab.postfix.instance import PostfixInstance, discard_instance, registered_alternates
 
 PROFILE_ADDRESSES = {
     "open_relay": "127.0.4.1",

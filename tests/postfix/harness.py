@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from relayguard.lab.postfix import PostfixInstance
+from relayguard.lab.postfix.instance import PostfixInstance
 
 _PROBE_TIMEOUT_S = 540.0
 

@@ -15,7 +15,7 @@ import pytest
 from support.nmap import NmapConclusion, nmap_pairs, run_smtp_open_relay, srvname_from_banner
 from support.realserver import require_tool
 
-from relayguard.lab.postfix import PostfixInstance
+from relayguard.lab.postfix.instance import PostfixInstance
 from relayguard.vocabulary import Outcome, Verdict
 
 from .conftest import NMAP_SOURCE, PROBE_SOURCE

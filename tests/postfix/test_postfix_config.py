@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from relayguard.lab.postfix_config import (
+from relayguard.lab.postfix.config import (
     InstanceLayout,
     Listener,
     PostfixConfigError,
@@ -18,7 +18,7 @@ from relayguard.lab.postfix_config import (
     with_alternate,
     without_alternate,
 )
-from relayguard.lab.postfix_profiles import PROFILES, profile
+from relayguard.lab.postfix.profiles import PROFILES, profile
 from relayguard.vocabulary import Verdict
 
 ROOT = Path("/srv/lab/closed-1")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from support.realserver import require_root, require_tool
 
-from relayguard.lab.postfix import (
+from relayguard.lab.postfix.instance import (
     PostfixError,
     PostfixInstance,
     register_alternate,

@@ -1,6 +1,6 @@
 """`relayguard probe` against real Postfix instances: the right verdict on every server kind.
 
-Each profile (relayguard.lab.postfix_profiles) is a real Postfix 3.x started by the fixtures;
+Each profile (relayguard.lab.postfix.profiles) is a real Postfix 3.x started by the fixtures;
 the probe runs through its console script exactly as a user would, from an untrusted
 loopback source (127.0.4.200) unless a test says otherwise. Exit statuses per docs/exit-status.md:
 0 all closed, 2 any open.
@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from relayguard.lab.postfix import PostfixInstance
+from relayguard.lab.postfix.instance import PostfixInstance
 from relayguard.vocabulary import Outcome, Verdict
 
 from .conftest import PROBE_SOURCE, TRUSTED_SOURCE

@@ -17,7 +17,7 @@ import pytest
 from support.realserver import require_root, require_tool
 
 from postfix_remediation import netlab
-from relayguard.lab.postfix import PostfixInstance, listening_endpoints, run_command, tool
+from relayguard.lab.postfix.instance import PostfixInstance, listening_endpoints, run_command, tool
 
 APP_CLIENT = "127.0.70.100"
 OUTSIDER = "127.0.70.200"

@@ -16,7 +16,7 @@ import pytest
 from postfix_remediation.backend import backend
 from postfix_remediation.conftest import APP_CLIENT, INBOUND_DOMAIN, OUTSIDER, PostfixFactory
 from postfix_remediation.relaycheck import rcpt_code, verdict
-from relayguard.lab.postfix import PostfixInstance
+from relayguard.lab.postfix.instance import PostfixInstance
 
 pytestmark = [pytest.mark.realserver, pytest.mark.root]
 

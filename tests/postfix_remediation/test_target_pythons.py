@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FILES = [
     ROOT / "plugins" / "modules" / "postfix_relay.py",
     ROOT / "plugins" / "module_utils" / "postfix_relay_backend.py",
+    ROOT / "plugins" / "module_utils" / "command_runner.py",
 ]
 VERSIONS = ["3.7", "3.8", "3.9", "3.10", "3.11", "3.12", "3.13"]
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import copy
 import json
+from enum import StrEnum
 from typing import Any
 
 import pytest
 
+from relayguard import vocabulary
 from relayguard.report import ReportInvalid, build_report, validate_probe, validate_report
 from relayguard.report.schema import load_schema
-from relayguard.vocabulary import FindingResult, HostStatus, Outcome, Platform, Verdict
+from relayguard.vocabulary import FindingResult, HostStatus, Outcome, Platform, RunMode, Verdict
 from report.samples import fleet_hosts, fleet_metadata, probe_host, relay_tests
 
 
@@ -66,6 +68,28 @@ def test_schema_enums_are_the_vocabulary():
     assert finding == [f.value for f in FindingResult]
     assert report["$defs"]["status"]["enum"] == [s.value for s in HostStatus]
     assert report["$defs"]["platform"]["enum"] == [p.value for p in Platform]
+    assert report["$defs"]["run"]["properties"]["mode"]["enum"] == [m.value for m in RunMode]
+
+
+def _string_enums(node: object) -> list[list[str]]:
+    if isinstance(node, dict):
+        found = [node["enum"]] if all(isinstance(v, str) for v in node.get("enum", [0])) else []
+        return found + [e for value in node.values() for e in _string_enums(value)]
+    if isinstance(node, list):
+        return [e for value in node for e in _string_enums(value)]
+    return []
+
+
+def test_every_word_list_of_the_report_schema_is_a_vocabulary_enum():
+    """A new enumeration in report-1.json needs its words in relayguard.vocabulary first."""
+    words = [
+        [member.value for member in enum]
+        for enum in vars(vocabulary).values()
+        if isinstance(enum, type) and issubclass(enum, StrEnum) and enum is not StrEnum
+    ]
+    enums = _string_enums(load_schema("report-1.json"))
+    assert enums
+    assert [e for e in enums if e not in words] == []
 
 
 @pytest.mark.parametrize(

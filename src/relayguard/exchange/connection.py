@@ -1,11 +1,12 @@
 """Connection options of the controller-side Exchange modules, validated into `WinRMOptions`.
 
 One WinRM vocabulary for exchange_facts, exchange_relay, exchange_patch and exchange_batch
-(named after Ansible's `ansible_winrm_*` variables): `WINRM_ARGUMENT_SPEC` (how to reach the
-host) and `SMTP_WAIT_ARGUMENT_SPEC` (waiting for SMTP after a restart) are the library's copy
-of the collection's static specs (plugins/module_utils/winrm_options.py; a test holds them
-equal, the library imports nothing from the collection). `winrm_options` checks each value
-(no network traffic); `client_for` turns the result into a `WinRMClient`.
+(named after Ansible's `ansible_winrm_*` variables), declared once as the collection's static
+argument specs (plugins/module_utils/winrm_options.py: the options, their defaults and
+aliases). The library reads the values those specs produce: `winrm_options` checks each one
+(no network traffic; the choices are `SCHEMES` and `winrm_settings.TRANSPORTS`, held equal to
+the spec's by tests/exchange_remediation/test_module_docs.py); `client_for` turns the result
+into a `WinRMClient`.
 """
 
 from __future__ import annotations
@@ -22,35 +23,6 @@ from relayguard.exchange.transport import AuthMethod, Secret, WinRMClient, WinRM
 from relayguard.validate import InputError
 
 SCHEMES = ("https", "http")
-WINRM_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
-    "winrm_host": {"type": "str", "required": True, "aliases": ["host"]},
-    "winrm_port": {"type": "int", "aliases": ["port"]},
-    "winrm_scheme": {"type": "str", "choices": list(SCHEMES), "default": "https"},
-    "winrm_transport": {
-        "type": "str",
-        "choices": list(winrm_settings.TRANSPORTS),
-        "default": "ntlm",
-        "aliases": ["winrm_auth", "transport"],
-    },
-    "winrm_username": {"type": "str", "aliases": ["username"]},
-    "winrm_password": {"type": "str", "no_log": True, "aliases": ["password"]},
-    "validate_certs": {"type": "bool", "default": True, "aliases": ["winrm_validate_certs"]},
-    "ca_path": {"type": "path", "aliases": ["winrm_ca_trust_path", "ca_trust_path"]},
-    "winrm_connect_timeout": {"type": "float", "default": 10, "aliases": ["connect_timeout"]},
-    "winrm_operation_timeout": {"type": "int", "default": 20, "aliases": ["operation_timeout"]},
-    "winrm_read_timeout": {"type": "int"},
-    "winrm_command_timeout": {"type": "float", "default": 600, "aliases": ["command_timeout"]},
-}
-SMTP_WAIT_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
-    "smtp_wait": {"type": "bool", "default": True},
-    "smtp_port": {"type": "int", "default": 25},
-    "smtp_timeout": {"type": "float", "default": 300},
-}
-# exchange_relay's and exchange_patch's connection: reach the host, then wait for SMTP.
-CONNECTION_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
-    **WINRM_ARGUMENT_SPEC,
-    **SMTP_WAIT_ARGUMENT_SPEC,
-}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from relayguard.exchange import payloads
-from relayguard.exchange.plan import EXCHANGE55, MODERN
+from relayguard.vocabulary import ExchangeGeneration
 
 
 class PayloadRunner(Protocol):
@@ -28,7 +28,7 @@ class ReadError(ValueError):
 
 @dataclass(frozen=True)
 class RelayConfig:
-    platform: str  # plan.EXCHANGE55 or plan.MODERN
+    platform: ExchangeGeneration
     server: str
     document: Mapping[str, Any]
 
@@ -45,36 +45,41 @@ def read_detect(client: PayloadRunner) -> Mapping[str, Any]:
     return document
 
 
-def platform_of(detect: Mapping[str, Any]) -> str:
+def platform_of(detect: Mapping[str, Any]) -> ExchangeGeneration:
     if detect.get("Exchange55"):
-        return EXCHANGE55
+        return ExchangeGeneration.EXCHANGE55
     if detect.get("Exchange15"):
-        return MODERN
+        return ExchangeGeneration.MODERN
     raise ReadError("no Exchange found on the host (neither Exchange 5.5 nor 2013 or later)")
 
 
-def read_config(client: PayloadRunner, platform: str) -> Mapping[str, Any]:
-    op = "exchange55.read_config" if platform == EXCHANGE55 else "modern.read_config"
+def read_config(client: PayloadRunner, platform: ExchangeGeneration) -> Mapping[str, Any]:
+    op = f"{platform.value}.read_config"
     document = client.run_payload(read_payload(op))
     if not isinstance(document, dict):
         raise ReadError(f"{op} did not print a JSON object")
-    key = "Parameters" if platform == EXCHANGE55 else "ReceiveConnectors"
+    key = "Parameters" if platform is ExchangeGeneration.EXCHANGE55 else "ReceiveConnectors"
     if key not in document:
         raise ReadError(f"{op} printed no {key}")
     return document
 
 
 def read_relay_config(
-    client: PayloadRunner, platform: str | None = None, *, with_server: bool = True
+    client: PayloadRunner,
+    platform: ExchangeGeneration | str | None = None,
+    *,
+    with_server: bool = True,
 ) -> RelayConfig:
     """The platform (detected unless given) and its relay configuration document; the
     server's name too unless `with_server` is false (it may cost a detect on 5.5)."""
     detect: Mapping[str, Any] = {}
     if platform is None:
         detect = read_detect(client)
-        platform = platform_of(detect)
-    document = read_config(client, platform)
+        generation = platform_of(detect)
+    else:
+        generation = ExchangeGeneration(platform)
+    document = read_config(client, generation)
     if with_server and not document.get("Server") and not detect:
         detect = read_detect(client)  # the 5.5 document does not name the server
     server = str(document.get("Server") or detect.get("ComputerName") or "")
-    return RelayConfig(platform, server, document)
+    return RelayConfig(generation, server, document)

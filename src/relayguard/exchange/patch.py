@@ -33,6 +33,7 @@ from relayguard.exchange.transport import (
     max_chunk_bytes,
 )
 from relayguard.validate import InputError
+from relayguard.vocabulary import ExchangeGeneration
 
 Version = tuple[int, int, int, int]
 
@@ -46,7 +47,10 @@ SUCCESS_CODES = (MSI_SUCCESS, MSI_REBOOT_REQUIRED)
 # Quiet switches of .exe packages when the operator gives none. Unverified for the 1999-era
 # IMS hotfix packages (hotfix.exe style: -q quiet, -z no reboot); Exchange SU .exe packages
 # accept /passive (Microsoft's SU release notes). Override with installer_arguments.
-DEFAULT_EXE_ARGUMENTS = {"exchange55": ("-q", "-z"), "modern": ("/passive", "/norestart")}
+DEFAULT_EXE_ARGUMENTS = {
+    ExchangeGeneration.EXCHANGE55: ("-q", "-z"),
+    ExchangeGeneration.MODERN: ("/passive", "/norestart"),
+}
 _SAFE_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$")
 
 
@@ -138,7 +142,7 @@ def patch_request(
 
 @dataclass(frozen=True)
 class PatchDecision:
-    platform: str
+    platform: ExchangeGeneration
     binary: str
     installed: Version
     needed: bool
@@ -174,7 +178,7 @@ def patch_decision(detect: Mapping[str, Any], request: PatchRequest) -> PatchDec
         if not imc:
             raise PatchError("Exchange 5.5 without msexcimc.exe: the IMS is not installed")
         installed = _parts(imc)
-        platform, binary = "exchange55", "msexcimc.exe"
+        platform, binary = ExchangeGeneration.EXCHANGE55, "msexcimc.exe"
         if request.target_version[:2] != (5, 5):
             raise PatchError(
                 f"the package yields {version_text(request.target_version)}, not an Exchange "
@@ -187,7 +191,7 @@ def patch_decision(detect: Mapping[str, Any], request: PatchRequest) -> PatchDec
         if not exsetup:
             raise PatchError("ExSetup.exe not found: cannot read the installed build")
         installed = _parts(exsetup)
-        platform, binary = "modern", "ExSetup.exe"
+        platform, binary = ExchangeGeneration.MODERN, "ExSetup.exe"
         if request.target_version[:3] != installed[:3]:
             raise PatchError(
                 f"the package yields {version_text(request.target_version)} but the server "
@@ -311,7 +315,7 @@ def install_patch(
     assert remote is not None
     result.package_path = remote
     params: dict[str, Any] = {"Path": remote, "Sha256": request.sha256}
-    if decision.platform == "exchange55":
+    if decision.platform is ExchangeGeneration.EXCHANGE55:
         params["Service"] = "MSExchangeIMC"
     if remote.lower().endswith(".exe"):
         params["Arguments"] = list(

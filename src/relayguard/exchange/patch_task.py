@@ -18,20 +18,6 @@ from relayguard.exchange.relay_task import ClientFactory, TaskFailure
 from relayguard.exchange.transport import DEFAULT_REMOTE_TEMP_DIR, TransportError
 from relayguard.validate import InputError
 
-# The module's options besides the connection's (connection.CONNECTION_ARGUMENT_SPEC): the
-# library's copy of plugins/module_utils/exchange_options.py PATCH_OPTIONS_SPEC, which
-# exchange_patch and exchange_batch validate with (a test holds the two equal).
-PATCH_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
-    "package_path": {"type": "str"},
-    "package_src": {"type": "str"},
-    "sha256": {"type": "str", "required": True},
-    "target_version": {"type": "str", "required": True},
-    "minimum_version": {"type": "str"},
-    "installer_arguments": {"type": "list", "elements": "str"},
-    "reboot": {"type": "bool", "default": False},
-    "remote_temp_dir": {"type": "str", "default": "C:\\Windows\\Temp"},
-}
-
 
 def run_patch_task(
     params: Mapping[str, Any],

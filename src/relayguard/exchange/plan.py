@@ -23,8 +23,6 @@ from typing import Any
 
 from relayguard.exchange.desired import RelayDesired
 from relayguard.exchange.plan_common import (
-    EXCHANGE55,
-    MODERN,
     Builder,
     Change,
     PlanError,
@@ -33,10 +31,9 @@ from relayguard.exchange.plan_common import (
     flag_members,
 )
 from relayguard.exchange.plan_modern import plan_modern, plan_restore_modern
+from relayguard.vocabulary import ExchangeGeneration
 
 __all__ = [
-    "EXCHANGE55",
-    "MODERN",
     "Change",
     "PlanError",
     "RelayPlan",
@@ -127,7 +124,7 @@ def inbound_routing(entries: list[dict[str, str]], inbound: Sequence[str]) -> li
 def plan_exchange55(
     config: Mapping[str, Any], desired: RelayDesired, *, smtp_port: int | None = 25
 ) -> RelayPlan:
-    b = Builder(EXCHANGE55)
+    b = Builder(ExchangeGeneration.EXCHANGE55)
     params = config["Parameters"]
     routing = config.get("Routing") or {}
 
@@ -238,7 +235,7 @@ def plan_restore_exchange55(
     current: Mapping[str, Any], backup: Mapping[str, Any], *, smtp_port: int | None = 25
 ) -> RelayPlan:
     """Write back every backed-up value that differs, then restart the IMS."""
-    b = Builder(EXCHANGE55)
+    b = Builder(ExchangeGeneration.EXCHANGE55)
     now, then = current["Parameters"], backup["Parameters"]
     writes: dict[str, Any] = {}
     changes: list[Change] = []
@@ -295,9 +292,9 @@ def plan_restore_exchange55(
 def plan_relay(
     platform: str, config: Mapping[str, Any], desired: RelayDesired, *, smtp_port: int | None = 25
 ) -> RelayPlan:
-    if platform == EXCHANGE55:
+    if platform == ExchangeGeneration.EXCHANGE55:
         return plan_exchange55(config, desired, smtp_port=smtp_port)
-    if platform == MODERN:
+    if platform == ExchangeGeneration.MODERN:
         return plan_modern(config, desired)
     raise PlanError(f"no relay planner for platform {platform!r}")
 
@@ -309,8 +306,8 @@ def plan_restore(
     *,
     smtp_port: int | None = 25,
 ) -> RelayPlan:
-    if platform == EXCHANGE55:
+    if platform == ExchangeGeneration.EXCHANGE55:
         return plan_restore_exchange55(current, backup, smtp_port=smtp_port)
-    if platform == MODERN:
+    if platform == ExchangeGeneration.MODERN:
         return plan_restore_modern(current, backup)
     raise PlanError(f"no restore planner for platform {platform!r}")

@@ -12,22 +12,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-EXCHANGE55 = "exchange55"
-MODERN = "modern"
+from relayguard.vocabulary import RECEIVE_CONNECTOR_PROPERTIES, ExchangeGeneration
+
 ANONYMOUS = "NT AUTHORITY\\ANONYMOUS LOGON"
 ACCEPT_ANY_RECIPIENT = "ms-Exch-SMTP-Accept-Any-Recipient"
 EXTERNAL_AUTHORITATIVE = "ExternalAuthoritative"
 RELAY_DOMAIN_TYPES = ("InternalRelay", "ExternalRelay")
-CONNECTOR_PROPERTIES = (
-    "Bindings",
-    "RemoteIPRanges",
-    "PermissionGroups",
-    "AuthMechanism",
-    "Enabled",
-    "Fqdn",
-    "TarpitInterval",
-    "MaxRecipientsPerMessage",
-)
+CONNECTOR_PROPERTIES = RECEIVE_CONNECTOR_PROPERTIES
 
 
 class PlanError(ValueError):
@@ -95,7 +86,7 @@ class RelayPlan:
 
 @dataclass
 class Builder:
-    platform: str
+    platform: ExchangeGeneration
     changes: list[Change] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)

@@ -25,7 +25,6 @@ from relayguard.exchange.plan_common import (
     ANONYMOUS,
     CONNECTOR_PROPERTIES,
     EXTERNAL_AUTHORITATIVE,
-    MODERN,
     RELAY_DOMAIN_TYPES,
     Builder,
     Change,
@@ -41,6 +40,7 @@ from relayguard.exchange.plan_common import (
     set_connector,
 )
 from relayguard.exchange.rules import public_wildcard
+from relayguard.vocabulary import ExchangeGeneration
 
 
 @dataclass(frozen=True)
@@ -439,7 +439,7 @@ MODERN_FIXES: tuple[ModernFix, ...] = (
 
 
 def plan_modern(config: Mapping[str, Any], desired: RelayDesired) -> RelayPlan:
-    b = Builder(MODERN)
+    b = Builder(ExchangeGeneration.MODERN)
     ctx = _context(config, desired)
     for fix in MODERN_FIXES:
         fix.plan(ctx, b)
@@ -584,7 +584,7 @@ def plan_restore_modern(current: Mapping[str, Any], backup: Mapping[str, Any]) -
     """The way back to `backup`. Connectors, domains and the filter first; once they match,
     the explicit ANONYMOUS LOGON entries (setting PermissionGroups rewrites the group ones,
     so call again after applying until the plan is empty)."""
-    b = Builder(MODERN)
+    b = Builder(ExchangeGeneration.MODERN)
     _restore_connectors(current, backup, b)
     _restore_domains(current, backup, b)
     _restore_filter(current, backup, b)

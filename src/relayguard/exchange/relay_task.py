@@ -26,34 +26,28 @@ from relayguard.exchange.hostlock import HostLocked, host_lock
 from relayguard.exchange.plan import PlanError
 from relayguard.exchange.transport import TransportError, WinRMOptions
 from relayguard.validate import InputError
+from relayguard.vocabulary import ExchangeGeneration
 
 ClientFactory = Callable[[WinRMOptions], PayloadRunner]
-
-
-# The module's options besides the connection's (connection.CONNECTION_ARGUMENT_SPEC): the
-# library's copy of plugins/module_utils/exchange_options.py RELAY_OPTIONS_SPEC, which
-# exchange_relay and exchange_batch validate with (a test holds the two equal).
-RELAY_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
-    "state": {"type": "str", "choices": ["present", "restored"], "default": "present"},
-    "platform": {"type": "str", "choices": ["auto", "exchange55", "modern"], "default": "auto"},
-    "relay_allowed_networks": {"type": "list", "elements": "str", "default": []},
-    "relay_authenticated": {"type": "bool", "default": False},
-    "inbound_domains": {"type": "list", "elements": "str"},
-    "reject_unknown_recipients": {"type": "bool", "default": True},
-    "relay_connector_name": {"type": "str"},
-    "relay_connector_bindings": {"type": "list", "elements": "str", "default": ["0.0.0.0:25"]},
-    "relay_domains": {"type": "list", "elements": "str", "default": []},
-    "backup_file": {"type": "str"},
-    "reports_dir": {"type": "str", "default": "reports"},
-    "run_id": {"type": "str"},
-    "host_name": {"type": "str"},
-}
 
 
 class TaskFailure(Exception):
     def __init__(self, message: str, **details: Any) -> None:
         super().__init__(message)
         self.details = {"changed": False, **details}
+
+
+def generation(value: object) -> ExchangeGeneration | None:
+    """The `platform` option: `auto` (detect) or an Exchange generation."""
+    if value == "auto":
+        return None
+    if not isinstance(value, str):
+        raise InputError("platform", value, "is not a string")
+    try:
+        return ExchangeGeneration(value)
+    except ValueError:
+        words = ", ".join(["auto", *ExchangeGeneration])
+        raise InputError("platform", value, f"is not one of {words}") from None
 
 
 def run_relay_task(
@@ -65,7 +59,7 @@ def run_relay_task(
     try:
         options = connection.winrm_options(params)
         smtp = connection.smtp_wait(params, options.host)
-        platform = None if params.get("platform", "auto") == "auto" else params["platform"]
+        platform = generation(params.get("platform", "auto"))
         if params.get("state", "present") == "restored":
             backup = Path(controller_path("backup_file", params.get("backup_file")))
             with host_lock(options.host):

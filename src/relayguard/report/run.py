@@ -14,9 +14,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from relayguard import __version__
+from relayguard.vocabulary import RunMode
 
 RUN_ID_PATTERN = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-z]{4,16}$")
-MODES = ("enforce", "audit", "probe")
+MODES = tuple(m.value for m in RunMode)
 
 
 def utc_timestamp(moment: datetime | None = None) -> str:

@@ -22,11 +22,11 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
 
-from relayguard.lab import delivery, exchange55, exchange_modern
-from relayguard.lab.dialogue import Reply, SessionFacts
-from relayguard.lab.mailpath import MailPath, PathSyntaxError, parse_path
-from relayguard.lab.state import ReceiveConnector, TwinState
-from relayguard.lab.store import StateStore
+from relayguard.lab.exchange import delivery, smtp55, smtp_modern
+from relayguard.lab.exchange.dialogue import Reply, SessionFacts
+from relayguard.lab.exchange.mailpath import MailPath, PathSyntaxError, parse_path
+from relayguard.lab.exchange.state import ReceiveConnector, TwinState
+from relayguard.lab.exchange.store import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class TwinHandler:
     def tarpit_seconds(self, state: TwinState, conn: ReceiveConnector | None) -> float:
         if state.lab.tarpit_seconds is not None:
             return state.lab.tarpit_seconds
-        return exchange_modern.tarpit_seconds(conn) if conn is not None else 0.0
+        return smtp_modern.tarpit_seconds(conn) if conn is not None else 0.0
 
     def _log(self, entry: dict[str, Any]) -> None:
         if self.mail_log is not None:
@@ -120,8 +120,8 @@ class TwinHandler:
         message_id = self.record(state, envelope, server.facts.client_ip)
         self.pass_on(state, server, envelope)
         if state.modern is not None:
-            return exchange_modern.data_reply(state.modern, message_id).line()
-        return exchange55.data_reply().line()
+            return smtp_modern.data_reply(state.modern, message_id).line()
+        return smtp55.data_reply().line()
 
     def authenticate(
         self, server: Any, session: Session, envelope: Any, mechanism: str, data: Any
@@ -131,7 +131,7 @@ class TwinHandler:
             return AuthResult(success=False, handled=False)
         user = data.login.decode("utf-8", "replace")
         password = data.password.decode("utf-8", "replace")
-        ok = exchange55.check_password(state.exchange55, user, password)
+        ok = smtp55.check_password(state.exchange55, user, password)
         return AuthResult(success=ok, handled=False, auth_data=user if ok else None)
 
 
@@ -177,17 +177,15 @@ class TwinSMTP(SMTP):
         self.facts = SessionFacts(client_ip=str(peer[0]), server_ip=str(sock[0]))
         state = self.twin.state()
         if state.exchange55 is not None:
-            text = exchange55.greeting(state.exchange55)
+            text = smtp55.greeting(state.exchange55)
         else:
             assert state.modern is not None
-            self.connector = exchange_modern.select_connector(
-                state.modern, self.facts, LOGICAL_PORT
-            )
+            self.connector = smtp_modern.select_connector(state.modern, self.facts, LOGICAL_PORT)
             if self.connector is None:
-                await self.push(exchange_modern.no_connector_reply().line())
+                await self.push(smtp_modern.no_connector_reply().line())
                 self._close()
                 return
-            text = exchange_modern.greeting(state.modern, self.connector)
+            text = smtp_modern.greeting(state.modern, self.connector)
         self.hostname, _, self.__ident__ = text.partition(" ")
         await super()._handle_client()
 
@@ -210,11 +208,11 @@ class TwinSMTP(SMTP):
         self._sess().host_name = hostname
         state = self.twin.state()
         if state.exchange55 is not None:
-            lines = exchange55.ehlo_lines(state.exchange55, self.facts)
+            lines = smtp55.ehlo_lines(state.exchange55, self.facts)
         else:
             assert state.modern is not None
             assert self.connector is not None
-            lines = exchange_modern.ehlo_lines(state.modern, self.connector, self.facts)
+            lines = smtp_modern.ehlo_lines(state.modern, self.connector, self.facts)
         # One write, as a real server sends it: clients that read a multi-line reply with a
         # single read (nmap's smtp-open-relay, docs/sources.md#nmap-weaknesses) must not be
         # desynchronised.
@@ -230,11 +228,11 @@ class TwinSMTP(SMTP):
         self._sess().host_name = hostname
         state = self.twin.state()
         if state.exchange55 is not None:
-            await self.push(exchange55.helo_line(state.exchange55, self.facts))
+            await self.push(smtp55.helo_line(state.exchange55, self.facts))
         else:
             assert state.modern is not None
             assert self.connector is not None
-            await self.push(exchange_modern.helo_line(state.modern, self.connector, self.facts))
+            await self.push(smtp_modern.helo_line(state.modern, self.connector, self.facts))
 
     @syntax("ETRN node")
     async def smtp_ETRN(self, arg: str | None) -> None:
@@ -268,10 +266,10 @@ class TwinSMTP(SMTP):
             return
         state = self.twin.state()
         if state.exchange55 is not None:
-            reply = exchange55.mail_reply(state.exchange55, path)
+            reply = smtp55.mail_reply(state.exchange55, path)
         else:
             assert self.connector is not None
-            reply = exchange_modern.mail_reply(self.connector, self._facts(), path)
+            reply = smtp_modern.mail_reply(self.connector, self._facts(), path)
         if reply.ok:
             envelope.mail_given = True
             envelope.mail_from = path.text or "<>"
@@ -291,13 +289,13 @@ class TwinSMTP(SMTP):
         state = self.twin.state()
         broken = self.twin.legit_flow_broken(state)
         if state.exchange55 is not None:
-            reply = exchange55.rcpt_reply(
+            reply = smtp55.rcpt_reply(
                 state.exchange55, self._facts(), path, legit_flow_broken=broken
             )
         else:
             assert state.modern is not None
             assert self.connector is not None
-            reply = exchange_modern.rcpt_reply(
+            reply = smtp_modern.rcpt_reply(
                 state.modern, self.connector, self._facts(), path, legit_flow_broken=broken
             )
         if reply.ok:

@@ -22,14 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from relayguard.lab import fleet, layout, profiles
 from relayguard.lab.ca import CAError, LabCA
-from relayguard.lab.fleet import FIRST_ADDRESS
-from relayguard.lab.inventory import write_inventory
-from relayguard.lab.layout import HostEntry, LabDir, Manifest
-from relayguard.lab.packages import write_packages
-from relayguard.lab.state import LabKnobs, TwinState
-from relayguard.lab.store import StateStore
+from relayguard.lab.exchange import profiles
+from relayguard.lab.exchange.packages import write_packages
+from relayguard.lab.exchange.state import LabKnobs, TwinState
+from relayguard.lab.exchange.store import StateStore
+from relayguard.lab.fleet import layout, planning
+from relayguard.lab.fleet.inventory import write_inventory
+from relayguard.lab.fleet.layout import HostEntry, LabDir, Manifest
+from relayguard.lab.fleet.planning import FIRST_ADDRESS
 from relayguard.vocabulary import Platform
 
 WINRM_PORT = 5986
@@ -37,6 +38,7 @@ SMTP_PORT_ROOT = 25
 SMTP_PORT_USER = 2525
 USERNAME = "relayguard"
 STOP_TIMEOUT = 30.0
+DAEMON_MODULE = "relayguard.lab.fleet.daemon"  # python -m DAEMON_MODULE: the twins' process
 
 
 class LabError(Exception):
@@ -69,11 +71,11 @@ def up(lab: LabDir, options: UpOptions) -> dict[str, Any]:
         return resume(lab, options.timeout)
     try:
         plans = (
-            fleet.plan_spec(options.hosts, options.first_address)
+            planning.plan_spec(options.hosts, options.first_address)
             if options.hosts
-            else fleet.plan_named(options.fleet, options.first_address)
+            else planning.plan_named(options.fleet, options.first_address)
         )
-    except fleet.FleetError as exc:
+    except planning.FleetError as exc:
         raise LabError(str(exc)) from None
     left_out = []
     if not is_root():
@@ -131,9 +133,9 @@ def resume(lab: LabDir, timeout: float) -> dict[str, Any]:
         raise LabError(f"{lab.root} held a half-written lab; it was cleaned, run `lab up` again")
     _stop_stray_daemons(lab)
     if is_root():
-        from relayguard.lab.postfix import PostfixError, PostfixInstance
+        from relayguard.lab.postfix.instance import PostfixError, PostfixInstance
 
-        for host in (h for h in manifest.hosts if h.group == "postfix"):
+        for host in (h for h in manifest.hosts if h.is_postfix):
             instance = PostfixInstance.from_profile(
                 lab.postfix_root(host.name), host.address, host.profile, port=25
             )
@@ -149,7 +151,7 @@ def resume(lab: LabDir, timeout: float) -> dict[str, Any]:
     return doc
 
 
-def _entry(plan: fleet.HostPlan) -> HostEntry:
+def _entry(plan: planning.HostPlan) -> HostEntry:
     return HostEntry(
         name=plan.name,
         platform=plan.platform.value,
@@ -161,7 +163,7 @@ def _entry(plan: fleet.HostPlan) -> HostEntry:
     )
 
 
-def _write_twin(lab: LabDir, plan: fleet.HostPlan, options: UpOptions, smtp_pw: str) -> None:
+def _write_twin(lab: LabDir, plan: planning.HostPlan, options: UpOptions, smtp_pw: str) -> None:
     knobs = LabKnobs(tarpit_seconds=options.tarpit_seconds, restart_seconds=options.restart_seconds)
     spec = profiles.TwinSpec(
         name=plan.name,
@@ -175,7 +177,7 @@ def _write_twin(lab: LabDir, plan: fleet.HostPlan, options: UpOptions, smtp_pw: 
     lab.mail_log(plan.name).parent.mkdir(parents=True, exist_ok=True)
 
 
-def _check_free(plans: list[fleet.HostPlan], smtp_port: int) -> None:
+def _check_free(plans: list[planning.HostPlan], smtp_port: int) -> None:
     """Refuse to start over something else that already listens on a lab address."""
     for plan in plans:
         ports = [25] if plan.platform == Platform.POSTFIX else [smtp_port, WINRM_PORT]
@@ -195,10 +197,10 @@ def _answers(address: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-def _start_postfix(lab: LabDir, plans: list[fleet.HostPlan]) -> None:
+def _start_postfix(lab: LabDir, plans: list[planning.HostPlan]) -> None:
     if not plans:
         return
-    from relayguard.lab.postfix import PostfixError, PostfixInstance
+    from relayguard.lab.postfix.instance import PostfixError, PostfixInstance
 
     (lab.root / "postfix").mkdir(mode=0o755, exist_ok=True)
     for plan in plans:
@@ -213,12 +215,12 @@ def _start_postfix(lab: LabDir, plans: list[fleet.HostPlan]) -> None:
 
 
 def _start_daemon(lab: LabDir, manifest: Manifest, timeout: float) -> None:
-    twins = [h for h in manifest.hosts if h.group != "postfix"]
+    twins = [h for h in manifest.hosts if not h.is_postfix]
     if not twins:
         return
     with lab.log_file.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "relayguard.lab.daemon", "--dir", str(lab.root.absolute())],
+            [sys.executable, "-m", DAEMON_MODULE, "--dir", str(lab.root.absolute())],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -261,9 +263,9 @@ def down(lab: LabDir) -> dict[str, Any]:
     if pid is not None and layout.daemon_alive(pid):
         _stop_pid(pid)
     _stop_stray_daemons(lab)
-    postfix_hosts = [h for h in manifest.hosts if h.group == "postfix"]
+    postfix_hosts = [h for h in manifest.hosts if h.is_postfix]
     if postfix_hosts:
-        from relayguard.lab.postfix import PostfixError, discard_instance
+        from relayguard.lab.postfix.instance import PostfixError, discard_instance
 
         for host in postfix_hosts:
             try:
@@ -307,14 +309,14 @@ def _stop_stray_daemons(lab: LabDir) -> None:
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"relayguard.lab.daemon" in cmdline and wanted in cmdline:
+        if DAEMON_MODULE.encode() in cmdline and wanted in cmdline:
             _stop_pid(int(entry.name))
 
 
 def _wait_closed(manifest: Manifest) -> None:
     deadline = time.monotonic() + STOP_TIMEOUT
     for host in manifest.hosts:
-        ports = [25] if host.group == "postfix" else [manifest.smtp_port, manifest.winrm_port]
+        ports = [25] if host.is_postfix else [manifest.smtp_port, manifest.winrm_port]
         for port in ports:
             while _answers(host.address, port, timeout=0.5):
                 if time.monotonic() > deadline:
@@ -339,8 +341,8 @@ def summary(lab: LabDir, *, already_up: bool) -> dict[str, Any]:
             "expected": host.expected,
             "address": host.address,
         }
-        if host.group == "postfix":
-            from relayguard.lab.postfix_config import InstanceLayout
+        if host.is_postfix:
+            from relayguard.lab.postfix.config import InstanceLayout
 
             item["smtp"] = f"{host.address}:25"
             item["config_dir"] = str(InstanceLayout(lab.postfix_root(host.name)).config_dir)
@@ -360,8 +362,8 @@ def summary(lab: LabDir, *, already_up: bool) -> dict[str, Any]:
         "fleet": manifest.fleet,
         "already_up": already_up,
         "left_out": manifest.left_out,
-        "trusted_client": fleet.TRUSTED_CLIENT,
-        "untrusted_client": fleet.UNTRUSTED_CLIENT,
+        "trusted_client": planning.TRUSTED_CLIENT,
+        "untrusted_client": planning.UNTRUSTED_CLIENT,
         "packages": manifest.packages,
         "hosts": hosts,
     }
@@ -376,7 +378,7 @@ def status(lab: LabDir) -> dict[str, Any]:
     alive = pid is not None and layout.daemon_alive(pid)
     hosts = []
     for host in manifest.hosts:
-        smtp_port = 25 if host.group == "postfix" else manifest.smtp_port
+        smtp_port = 25 if host.is_postfix else manifest.smtp_port
         item: dict[str, Any] = {
             "name": host.name,
             "platform": host.platform,
@@ -384,7 +386,7 @@ def status(lab: LabDir) -> dict[str, Any]:
             "smtp": f"{host.address}:{smtp_port}",
             "smtp_answers": _answers(host.address, smtp_port, timeout=1.0),
         }
-        if host.group != "postfix":
+        if not host.is_postfix:
             item["winrm_answers"] = _answers(host.address, manifest.winrm_port, timeout=1.0)
             store = StateStore(lab.state_file(host.name))
             with contextlib.suppress(OSError, ValueError):

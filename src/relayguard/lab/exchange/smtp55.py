@@ -23,9 +23,9 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 
-from relayguard.lab.dialogue import Disposition, Reply, SessionFacts
-from relayguard.lab.mailpath import MailPath, decode_imcea
-from relayguard.lab.state import Exchange55, ImsParameters, ImsRunning
+from relayguard.lab.exchange.dialogue import Disposition, Reply, SessionFacts
+from relayguard.lab.exchange.mailpath import MailPath, decode_imcea
+from relayguard.lab.exchange.state import Exchange55, ImsParameters, ImsRunning
 
 # Thresholds as data (docs/sources.md#ms99-027-secondary-threshold).
 IMCEA_FIX = (5, 5, 2650, 1)  # MS99-027, KB Q237927

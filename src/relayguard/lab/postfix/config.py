@@ -1,7 +1,7 @@
 """What an isolated lab Postfix instance's files say: main.cf, master.cf, alternates (pure).
 
 Everything here is a pure function over records, so the rendering is tested without Postfix.
-`relayguard.lab.postfix` writes the result to disk and runs Postfix on it.
+`relayguard.lab.postfix.instance` writes the result to disk and runs Postfix on it.
 
 Layout of one instance under its root directory (docs/sources.md#postfix-multi-instance)::
 

@@ -1,6 +1,6 @@
 """The twin state document: what an emulated Exchange server *is*, as typed records.
 
-One document per twin, persisted as JSON (see `relayguard.lab.store`). The SMTP listener
+One document per twin, persisted as JSON (see `relayguard.lab.exchange.store`). The SMTP listener
 derives every reply from it and the WinRM op handlers read and write it, so a change made
 over WinRM is what the next SMTP session sees. Field names follow the real storage they
 stand for (registry value names, cmdlet property names) so the op handlers can print what a

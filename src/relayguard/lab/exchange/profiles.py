@@ -12,13 +12,13 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from relayguard.lab.exchange_modern import (
+from relayguard.lab.exchange.smtp_modern import (
     ACCEPT_ANY_RECIPIENT,
     ANONYMOUS,
     canonicalize,
     group_permissions,
 )
-from relayguard.lab.state import (
+from relayguard.lab.exchange.state import (
     AcceptedDomain,
     AdPermission,
     Exchange55,

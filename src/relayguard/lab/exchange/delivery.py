@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass
 from email.utils import formatdate
 
-from relayguard.lab.dialogue import Disposition
+from relayguard.lab.exchange.dialogue import Disposition
 
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 MAX_CONTENT = 1024 * 1024  # larger messages are not passed on

@@ -12,10 +12,11 @@ from typing import Any
 
 import yaml
 
-from relayguard.lab.layout import HostEntry, LabDir, Manifest, write_private_json
-from relayguard.lab.postfix_config import InstanceLayout
+from relayguard.lab.fleet.layout import HostEntry, LabDir, Manifest, write_private_json
+from relayguard.lab.postfix.config import InstanceLayout
+from relayguard.vocabulary import GROUP_FAMILY, Family
 
-GROUP_ORDER = ("exchange55", "exchange_modern", "postfix")
+GROUP_ORDER = tuple(GROUP_FAMILY)
 
 
 def inventory_document(lab: LabDir, manifest: Manifest) -> dict[str, Any]:
@@ -25,7 +26,7 @@ def inventory_document(lab: LabDir, manifest: Manifest) -> dict[str, Any]:
         if not hosts:
             continue
         entry: dict[str, Any] = {"hosts": hosts}
-        if group != "postfix":
+        if GROUP_FAMILY[group] is Family.EXCHANGE:
             entry["vars"] = {
                 "ansible_connection": "winrm",
                 "ansible_port": manifest.winrm_port,
@@ -48,7 +49,7 @@ def _host_vars(lab: LabDir, manifest: Manifest, host: HostEntry) -> dict[str, An
         "relayguard_expected_verdict": host.expected,
         "relayguard_smtp": f"{host.address}:{manifest.smtp_port}",
     }
-    if host.group == "postfix":
+    if host.is_postfix:
         out["relayguard_postfix_config_dir"] = str(
             InstanceLayout(lab.postfix_root(host.name).absolute()).config_dir
         )

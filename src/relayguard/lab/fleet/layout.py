@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from relayguard.vocabulary import Family, family_of
+
 MANIFEST_SCHEMA = "relayguard.lab/1"
 
 
@@ -88,6 +90,14 @@ class HostEntry:
     server: str
     address: str
     expected: str
+
+    @property
+    def family(self) -> Family:
+        return family_of(self.platform)
+
+    @property
+    def is_postfix(self) -> bool:
+        return self.family is Family.POSTFIX
 
 
 @dataclass(frozen=True)
@@ -160,4 +170,4 @@ def daemon_alive(pid: int) -> bool:
         return False
     if "State:\tZ" in status:
         return False
-    return b"relayguard.lab.daemon" in cmdline
+    return b"relayguard.lab.fleet.daemon" in cmdline

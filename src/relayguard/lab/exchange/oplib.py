@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from relayguard.lab.state import Exchange55, ExchangeModern, ServiceState, TwinState
-from relayguard.lab.store import StateStore
+from relayguard.lab.exchange.state import Exchange55, ExchangeModern, ServiceState, TwinState
+from relayguard.lab.exchange.store import StateStore
 from relayguard.lab.wsman.dispatch import OpError
 from relayguard.lab.wsman.scratch import ScratchStore
 

@@ -1,6 +1,6 @@
 """The lab daemon: one background process serving every Exchange twin of a lab directory.
 
-`python -m relayguard.lab.daemon --dir .lab` reads the lab manifest (`lab.json`) and secrets
+`python -m relayguard.lab.fleet.daemon --dir .lab` reads the lab manifest (`lab.json`) and secrets
 (`secrets.json`), then serves, per twin, the SMTP listener (asyncio, `smtp_twin`) and the
 WinRM endpoint (threads, `wsman.server`) over the twin's state document. The state lives on
 disk, so stopping and starting the daemon keeps every twin as it was. It writes its pid file
@@ -18,17 +18,17 @@ import signal
 import sys
 from pathlib import Path
 
-from relayguard.lab import layout
 from relayguard.lab.ca import ServerCertificate
-from relayguard.lab.oplib import TwinContext
-from relayguard.lab.ops import registry
-from relayguard.lab.smtp_twin import TwinListener, run_listeners
-from relayguard.lab.store import StateStore
+from relayguard.lab.exchange.oplib import TwinContext
+from relayguard.lab.exchange.ops import registry
+from relayguard.lab.exchange.smtp_twin import TwinListener, run_listeners
+from relayguard.lab.exchange.store import StateStore
+from relayguard.lab.fleet import layout
 from relayguard.lab.wsman.auth import WinRMAccount
 from relayguard.lab.wsman.dispatch import PayloadDispatcher
 from relayguard.lab.wsman.server import EndpointConfig, EndpointError, WinRMEndpoint
 
-log = logging.getLogger("relayguard.lab.daemon")
+log = logging.getLogger("relayguard.lab.fleet.daemon")
 
 
 def build_endpoint(
@@ -61,7 +61,7 @@ def build_endpoint(
 async def serve(lab: layout.LabDir) -> int:
     manifest = layout.read_manifest(lab)
     secrets = layout.read_secrets(lab)
-    twins = [h for h in manifest.hosts if h.group != "postfix"]
+    twins = [h for h in manifest.hosts if not h.is_postfix]
     listeners = [
         TwinListener(
             StateStore(lab.state_file(h.name)), h.address, manifest.smtp_port, lab.mail_log(h.name)
@@ -97,7 +97,7 @@ async def serve(lab: layout.LabDir) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="relayguard.lab.daemon")
+    parser = argparse.ArgumentParser(prog="relayguard.lab.fleet.daemon")
     parser.add_argument("--dir", required=True, type=Path)
     args = parser.parse_args(argv)
     logging.basicConfig(

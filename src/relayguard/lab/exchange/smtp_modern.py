@@ -24,9 +24,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
-from relayguard.lab.dialogue import Disposition, Reply, SessionFacts
-from relayguard.lab.mailpath import MailPath
-from relayguard.lab.state import AcceptedDomain, AdPermission, ExchangeModern, ReceiveConnector
+from relayguard.lab.exchange.dialogue import Disposition, Reply, SessionFacts
+from relayguard.lab.exchange.mailpath import MailPath
+from relayguard.lab.exchange.state import (
+    AcceptedDomain,
+    AdPermission,
+    ExchangeModern,
+    ReceiveConnector,
+)
 
 ANONYMOUS = "NT AUTHORITY\\ANONYMOUS LOGON"
 AUTHENTICATED = "NT AUTHORITY\\Authenticated Users"

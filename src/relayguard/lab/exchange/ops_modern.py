@@ -13,15 +13,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from relayguard.lab import exchange_modern as em
-from relayguard.lab.oplib import TwinContext, fail, require_modern
-from relayguard.lab.state import (
+from relayguard.lab.exchange import smtp_modern as em
+from relayguard.lab.exchange.oplib import TwinContext, fail, require_modern
+from relayguard.lab.exchange.state import (
     AcceptedDomain,
     AdPermission,
     ExchangeModern,
     ReceiveConnector,
     TwinState,
 )
+from relayguard.vocabulary import RECEIVE_CONNECTOR_PROPERTIES
 
 KNOWN_RIGHTS = (
     em.SUBMIT,
@@ -285,16 +286,7 @@ def _bindings_overlap(a: ReceiveConnector, b: ReceiveConnector) -> bool:
     return False
 
 
-_CONNECTOR_PROPS = {
-    "Bindings",
-    "RemoteIPRanges",
-    "PermissionGroups",
-    "AuthMechanism",
-    "Enabled",
-    "Fqdn",
-    "TarpitInterval",
-    "MaxRecipientsPerMessage",
-}
+_CONNECTOR_PROPS = set(RECEIVE_CONNECTOR_PROPERTIES)
 
 
 def _apply_connector_props(conn: ReceiveConnector, args: dict[str, Any]) -> None:

@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from relayguard.lab import ops_exchange55, ops_modern
-from relayguard.lab.oplib import (
+from relayguard.lab.exchange import ops55, ops_modern
+from relayguard.lab.exchange.oplib import (
     TwinContext,
     fail,
     require_exchange55,
@@ -25,8 +25,14 @@ from relayguard.lab.oplib import (
     service_document,
     service_of,
 )
-from relayguard.lab.packages import LabPackage, parse_package, sha256
-from relayguard.lab.state import Exchange55, ExchangeModern, Fault, InstalledUpdate, TwinState
+from relayguard.lab.exchange.packages import LabPackage, parse_package, sha256
+from relayguard.lab.exchange.state import (
+    Exchange55,
+    ExchangeModern,
+    Fault,
+    InstalledUpdate,
+    TwinState,
+)
 from relayguard.lab.wsman.dispatch import OpError, OpOutput, OpRegistry, OpResult
 from relayguard.lab.wsman.scratch import ScratchError
 
@@ -317,8 +323,8 @@ OPS: dict[str, Handler] = {
     "exchange.restart_service": restart_service,
     "exchange.restart_computer": restart_computer,
     "exchange.install_patch": install_patch,
-    "exchange55.read_config": ops_exchange55.read_config,
-    "exchange55.write_config": ops_exchange55.write_config,
+    "exchange55.read_config": ops55.read_config,
+    "exchange55.write_config": ops55.write_config,
     "modern.read_config": ops_modern.read_config,
     "modern.write_config": ops_modern.write_config,
 }

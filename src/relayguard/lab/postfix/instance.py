@@ -1,7 +1,7 @@
 """Real, isolated Postfix instances on this machine: create, start, stop, remove (lab equipment).
 
 An instance is a directory with its own main.cf/master.cf, queue, data and log (layout in
-`relayguard.lab.postfix_config`), registered in the default instance's
+`relayguard.lab.postfix.config`), registered in the default instance's
 `alternate_config_directories` and run with ``postfix -c DIR start``
 (docs/sources.md#postfix-multi-instance). Its smtpd listens on one address and port given in
 master.cf, e.g. 127.0.4.1:25, so many
@@ -22,10 +22,8 @@ import contextlib
 import fcntl
 import ipaddress
 import os
-import pty
 import pwd
 import re
-import select
 import shutil
 import signal
 import socket
@@ -35,12 +33,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from relayguard.lab.postfix_config import (
+from relayguard.lab import module_utils
+from relayguard.lab.postfix.config import (
     InstanceLayout,
     Listener,
     base_parameters,
@@ -54,7 +53,14 @@ from relayguard.lab.postfix_config import (
     with_alternate,
     without_alternate,
 )
-from relayguard.lab.postfix_profiles import PostfixProfile, profile
+from relayguard.lab.postfix.profiles import PostfixProfile, profile
+
+if TYPE_CHECKING:  # plugins/module_utils/command_runner.py, checked by mypy under this name
+    import command_runner
+    from command_runner import CommandResult
+else:
+    command_runner = module_utils.load("command_runner")
+    CommandResult = command_runner.CommandResult
 
 DEFAULT_CONFIG_DIR = Path("/etc/postfix")
 # Serialises read-modify-write of the default main.cf between processes (flock).
@@ -95,15 +101,6 @@ class PostfixError(RuntimeError):
         super().__init__(text)
 
 
-@dataclass(frozen=True)
-class CommandResult:
-    """What a Postfix command printed (stdout and stderr together) and its exit status."""
-
-    argv: tuple[str, ...]
-    returncode: int
-    output: str
-
-
 def tool(name: str) -> str:
     """Absolute path of a Postfix program (also looks in /usr/sbin, which root's PATH may lack)."""
     found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
@@ -112,65 +109,13 @@ def tool(name: str) -> str:
     return found
 
 
-def _drain(fd: int) -> Iterator[bytes]:
-    """Whatever is already readable on `fd`, without waiting."""
-    while select.select([fd], [], [], 0)[0]:
-        try:
-            data = os.read(fd, 4096)
-        except OSError:
-            return
-        if not data:
-            return
-        yield data
-
-
 def run_command(argv: Sequence[str], timeout: float = _COMMAND_TIMEOUT) -> CommandResult:
-    """Run a Postfix command with its stderr on a pseudo-terminal.
-
-    Postfix commands print their warnings and fatal errors on stderr only when it is a
-    terminal (otherwise only to syslog); a pty makes them visible without a syslog daemon.
-    """
-    master_fd, slave_fd = pty.openpty()
+    """Run a Postfix command with its stdout and stderr on a pseudo-terminal, bounded in time:
+    the postfix_relay module's own runner (plugins/module_utils/command_runner.py)."""
     try:
-        proc = subprocess.Popen(
-            list(argv), stdin=subprocess.DEVNULL, stdout=slave_fd, stderr=slave_fd
-        )
-    finally:
-        os.close(slave_fd)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                proc.kill()
-                proc.wait()
-                raise PostfixError(f"{' '.join(argv)} did not finish within {timeout:g}s")
-            ready, _, _ = select.select([master_fd], [], [], min(remaining, 0.2))
-            if ready:
-                try:
-                    data = os.read(master_fd, 4096)
-                except OSError:  # EIO: the last writer closed the terminal
-                    data = b""
-                if data:
-                    chunks.append(data)
-                    continue
-                proc.wait(timeout=max(remaining, 0.1))  # end of file: every writer closed
-                break
-            # No output pending. The daemon `postfix start` spawns may keep the terminal
-            # open, so the command's own exit ends the read, not end-of-file; what it wrote
-            # just before exiting is still buffered, so drain that first.
-            if proc.poll() is not None:
-                chunks.extend(_drain(master_fd))
-                break
-    except subprocess.TimeoutExpired as exc:
-        proc.kill()
-        proc.wait()
-        raise PostfixError(f"{' '.join(argv)} did not finish within {timeout:g}s") from exc
-    finally:
-        os.close(master_fd)
-    output = b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")
-    return CommandResult(tuple(argv), proc.returncode, output.strip())
+        return command_runner.run_on_pty(argv, timeout)
+    except command_runner.CommandError as exc:
+        raise PostfixError(str(exc)) from None
 
 
 def _postconf(config_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:

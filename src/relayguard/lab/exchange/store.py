@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
-from relayguard.lab.state import TwinState, dumps, loads
+from relayguard.lab.exchange.state import TwinState, dumps, loads
 
 T = TypeVar("T")
 

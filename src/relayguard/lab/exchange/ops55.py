@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from relayguard.lab.oplib import TwinContext, fail, require_exchange55
-from relayguard.lab.state import Exchange55, RoutingEntry, TwinState, to_jsonable
+from relayguard.lab.exchange.oplib import TwinContext, fail, require_exchange55
+from relayguard.lab.exchange.state import Exchange55, RoutingEntry, TwinState, to_jsonable
 
 PARAMETERS_KEY = "HKLM:\\SYSTEM\\CurrentControlSet\\Services\\MSExchangeIMC\\Parameters"
 # The IMS object in the Exchange directory (docs/sources.md#exchange55-routing-storage)

@@ -13,8 +13,8 @@ import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from relayguard.lab import profiles
-from relayguard.vocabulary import Platform, Verdict
+from relayguard.lab.exchange import profiles
+from relayguard.vocabulary import Platform, Verdict, inventory_group
 
 FIRST_ADDRESS = "127.0.30.1"
 LAST_ADDRESS = "127.0.58.254"
@@ -74,11 +74,7 @@ class HostPlan:
     @property
     def group(self) -> str:
         """The inventory group: exchange55, exchange_modern or postfix."""
-        if self.platform == Platform.EXCHANGE55:
-            return "exchange55"
-        if self.platform == Platform.POSTFIX:
-            return "postfix"
-        return "exchange_modern"
+        return inventory_group(self.platform)
 
 
 # The default fleet of issue 3: (name, platform, profile, server)

@@ -10,16 +10,17 @@ it started and frees the addresses; `lab status` says what runs. Exit statuses: 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from relayguard import validate
-from relayguard.lab import control, fleet
-from relayguard.lab.layout import LabDir
+from relayguard.lab.fleet import control, planning
+from relayguard.lab.fleet.layout import LabDir
 
 DEFAULT_DIR = ".lab"
+SHOWN = 64  # characters of an oversized --first-address the error shows
 
 
 def _absolute(text: str) -> Path:
@@ -33,11 +34,11 @@ def register(subparsers: Any) -> None:
 
     up = actions.add_parser("up", help="start the fleet in the background")
     which = up.add_mutually_exclusive_group()
-    which.add_argument("--fleet", default="default", choices=sorted(fleet.FLEETS))
+    which.add_argument("--fleet", default="default", choices=sorted(planning.FLEETS))
     which.add_argument("--hosts", metavar="SPEC", help="e.g. exchange2019:300,postfix:2")
     up.add_argument(
         "--first-address",
-        default=fleet.FIRST_ADDRESS,
+        default=planning.FIRST_ADDRESS,
         metavar="IP",
         help="first loopback address of the fleet (127.0.30.1-127.0.58.254)",
     )
@@ -69,12 +70,17 @@ def register(subparsers: Any) -> None:
 
 def first_address(value: str) -> str:
     """--first-address: an IPv4 address inside the lab's loopback range."""
-    address = validate.ip_address("--first-address", value)
-    if not fleet.in_lab_range(address):
-        raise validate.InputError(
-            "--first-address",
-            value,
-            f"is outside the lab range {fleet.FIRST_ADDRESS}-{fleet.LAST_ADDRESS}",
+    shown = repr(value)
+    if len(shown) > SHOWN + 16:
+        shown = f"{shown[:SHOWN]}…({len(value):,} characters)"
+    try:
+        address = ipaddress.ip_address(value).compressed
+    except ValueError:
+        raise control.LabError(f"--first-address: {shown} is not an IP address") from None
+    if not planning.in_lab_range(address):
+        raise control.LabError(
+            f"--first-address: {shown} is outside the lab range "
+            f"{planning.FIRST_ADDRESS}-{planning.LAST_ADDRESS}"
         )
     return address
 

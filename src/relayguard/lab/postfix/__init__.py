@@ -1,0 +1,2 @@
+"""Real, isolated Postfix instances: their files (config), named kinds of server (profiles),
+and their life cycle (instance)."""
