@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 from relayguard.probe import HostResult, ProbeOptions, confirm, probe_document, probe_targets
 from relayguard.probe.options import DEFAULT_EXTERNAL_DOMAIN, checked_options
-from relayguard.probe.targets import TargetError, parse_target
+from relayguard.probe.targets import TargetError, expand_targets
 from relayguard.validate import InputError
 from relayguard.vocabulary import Verdict
 
@@ -41,6 +41,12 @@ def register(sub: Any) -> None:
     parser.add_argument("targets", nargs="+", metavar="TARGET", help="host, IP or host:port")
     parser.add_argument("--json", action="store_true", help="print the relayguard.probe/1 JSON")
     parser.add_argument("--port", type=int, default=25, help="default SMTP port (25)")
+    parser.add_argument(
+        "--ports",
+        metavar="P,P,...",
+        help="probe each target given without a port on every one of these ports, one result "
+        "per port (e.g. 25,587,465; 465 is implicit TLS); overrides --port",
+    )
     parser.add_argument("--source-address", metavar="IP", help="bind connections to this IP")
     parser.add_argument(
         "--external-domain",
@@ -118,6 +124,7 @@ def register(sub: Any) -> None:
 def _options(args: argparse.Namespace) -> ProbeOptions:
     return checked_options(
         port=args.port,
+        ports=args.ports,
         source_address=args.source_address,
         external_domain=args.external_domain,
         local_domain=args.local_domain,
@@ -178,7 +185,7 @@ def _progress(stream: TextIO, count: int) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         options = _options(args)
-        targets = [parse_target(t, options.port) for t in args.targets]
+        targets = expand_targets(args.targets, options.default_ports)
         if args.via:  # the SSH stack (paramiko) is loaded only when a vantage is asked for
             from relayguard.vantage.many import parse_vantages
 

@@ -11,7 +11,7 @@ from relayguard.probe.options import ProbeOptions
 from relayguard.probe.results import HostResult
 from relayguard.probe.runner import HostProbe
 from relayguard.probe.session import Opener, direct_opener
-from relayguard.probe.targets import Target, parse_target
+from relayguard.probe.targets import Target, expand_targets
 from relayguard.vocabulary import Verdict
 
 OpenerFactory = Callable[[ProbeOptions], Opener]
@@ -72,9 +72,10 @@ def probe_targets(
     options: ProbeOptions | None = None,
     opener_factory: OpenerFactory = _default_opener,
 ) -> list[HostResult]:
-    """Probe every target (host, ip or host:port); results in the order given."""
+    """Probe every target (host, ip or host:port; a host without a port on each of the
+    options' ports); results in the order given."""
     options = options or ProbeOptions()
-    parsed = [t if isinstance(t, Target) else parse_target(t, options.port) for t in targets]
+    parsed = expand_targets(targets, options.default_ports)
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
         return runner.run(probe_targets_async(parsed, options, opener_factory))
 

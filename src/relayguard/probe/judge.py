@@ -7,6 +7,7 @@ RFC 2505.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -18,6 +19,15 @@ from relayguard.vocabulary import FindingResult, Outcome, Verdict
 JUDGED = frozenset({Outcome.REFUSED, Outcome.DEFERRED, Outcome.AUTH_REQUIRED, Outcome.ACCEPTED})
 
 
+_TLS_WORD = re.compile(r"\b(?:START)?TLS\b", re.IGNORECASE)
+
+
+def tls_required(reply: Reply) -> bool:
+    """530 (or 5.7.0) naming STARTTLS/TLS: "530 5.7.0 Must issue a STARTTLS command first"
+    (RFC 3207 §4) asks for encryption first; it says nothing yet about relaying."""
+    return needs_auth(reply) and bool(_TLS_WORD.search(reply.text))
+
+
 def needs_auth(reply: Reply) -> bool:
     """530, or an enhanced 5.7.0, means 'authenticate first' (RFC 4954 §6; nmap stops on 530)."""
     return reply.code == 530 or (reply.permanent and reply.enhanced == "5.7.0")
@@ -26,6 +36,8 @@ def needs_auth(reply: Reply) -> bool:
 def classify_reply(reply: Reply) -> Outcome:
     if reply.positive:
         return Outcome.RELAYED
+    if tls_required(reply):
+        return Outcome.ERROR  # not an answer to the relay question (the runner upgrades first)
     if needs_auth(reply):
         return Outcome.AUTH_REQUIRED
     if reply.transient:

@@ -18,10 +18,12 @@ class TlsInfo:
     validated: bool | None = None
     subject: str | None = None
     error: str | None = None
+    implicit: bool = False  # TLS from the first byte (port 465), not STARTTLS
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "offered": self.offered,
+            "implicit": self.implicit,
             "established": self.established,
             "validated": self.validated,
             "subject": self.subject,

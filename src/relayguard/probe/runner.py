@@ -100,6 +100,9 @@ class _HostState:
     context: AddressContext | None = None
     tls: TlsInfo = field(default_factory=TlsInfo)
     tls_mode: str = "verify"  # verify -> insecure (cert did not validate) -> off
+    # the server answered "530 Must issue a STARTTLS command first": upgrade even when the
+    # options say not to (RFC 3207 §4), since no relay test is answered in plaintext
+    tls_required: bool = False
 
 
 def _tls_context(mode: str) -> ssl.SSLContext:
@@ -184,6 +187,8 @@ class HostProbe:
         reader, writer = await self.opener(self.address, self.port)
         conn = SmtpConnection(reader, writer, self.options.command_timeout, self.transcript)
         try:
+            if self.options.implicit_tls(self.port):
+                await self._implicit_tls(conn)
             await self._greet(conn)
         except BaseException:
             await conn.close(polite=False)
@@ -198,6 +203,7 @@ class HostProbe:
             raise HostRefused(f"server refused the session: {banner.first_line}")
         esmtp = await self._hello(conn)
         conn.pipelining = _advertises(esmtp, "PIPELINING") and self.options.pipelining
+        conn.starttls_offered = _advertises(esmtp, "STARTTLS")
         async with self._greet_lock:
             if self.state.context is None:
                 self.state.banner = banner.text
@@ -217,11 +223,38 @@ class HostProbe:
                 }
                 self.queue.extend(self._batches([ControlProbe(d) for d in sorted(domains)]))
         if (
-            self.options.starttls
+            (self.options.starttls or self.state.tls_required)
             and self.state.tls_mode != "off"
-            and _advertises(esmtp, "STARTTLS")
+            and conn.starttls_offered
+            and not conn.tls
         ):
             await self._starttls(conn)
+
+    async def _implicit_tls(self, conn: SmtpConnection) -> None:
+        """TLS before the banner (port 465, RFC 8314 §3.3). The certificate is recorded, not
+        verified: the probe asks whether the port relays, not whether to trust it."""
+        try:
+            await conn.starttls(_tls_context("insecure"), None)
+        except (ssl.SSLError, ConnectionError, OSError, ReplyTimeout) as exc:
+            self.state.tls = TlsInfo(offered=True, implicit=True, error=f"TLS failed: {exc}")
+            raise HostRefused(f"implicit TLS on port {self.port} failed: {exc}") from exc
+        self.state.tls = TlsInfo(
+            offered=True,
+            established=True,
+            implicit=True,
+            subject=_subject(conn.peer_certificate()),
+        )
+
+    def _upgrade_first(self, conn: SmtpConnection, mail: Reply) -> bool:
+        """True when MAIL met "530 Must issue a STARTTLS command first" on a plaintext
+        connection that can still be upgraded: the job goes, unanswered, to a new connection
+        that starts TLS first. Otherwise the 530 is recorded (an error, not a refusal)."""
+        if not judge.tls_required(mail) or conn.tls or self.state.tls_required:
+            return False
+        if not conn.starttls_offered or self.state.tls_mode == "off":
+            return False
+        self.state.tls_required = True
+        return True
 
     async def _hello(self, conn: SmtpConnection) -> list[str] | None:
         """EHLO, falling back to HELO when EHLO is refused; returns EHLO lines or None."""
@@ -385,6 +418,8 @@ class HostProbe:
             mail = await conn.command(f"MAIL FROM:{mail_from}")
         if mail.code == 421:
             raise ServiceClosing(mail)
+        if self._upgrade_first(conn, mail):
+            raise FreshConnectionNeeded("the server requires STARTTLS first (RFC 3207 §4)")
         attempts = pending.attempts + 1
         for index, recipient in enumerate(recipients):
             if conn.pipelining:

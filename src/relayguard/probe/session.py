@@ -98,6 +98,8 @@ class SmtpConnection:
         self._ready: deque[Reply] = deque()
         self.in_transaction = False
         self.pipelining = False  # the server advertised PIPELINING and we may use it
+        self.starttls_offered = False  # the last EHLO reply listed STARTTLS
+        self.tls = False  # the connection is encrypted (STARTTLS or implicit TLS)
         self.closed = False
 
     async def read_reply(self) -> Reply:
@@ -160,8 +162,9 @@ class SmtpConnection:
         return await self.read_reply()
 
     async def starttls(self, context: ssl.SSLContext, server_hostname: str | None) -> None:
-        """Upgrade after a 220 to STARTTLS; plaintext buffered before the upgrade is discarded
-        (the STARTTLS command-injection flaw, CVE-2011-0411, comes from keeping it)."""
+        """Upgrade after a 220 to STARTTLS, or before the banner on an implicit-TLS port;
+        plaintext buffered before the upgrade is discarded (the STARTTLS command-injection
+        flaw, CVE-2011-0411, comes from keeping it)."""
         self._ready.clear()
         self._parser = ReplyParser()
         try:
@@ -170,6 +173,7 @@ class SmtpConnection:
         except TimeoutError as exc:
             self.closed = True
             raise ReplyTimeout("TLS handshake timed out") from exc
+        self.tls = True
         self._transcript.add("*", "TLS established")
 
     def peer_certificate(self) -> bytes | None:
