@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
-def run_playbook(tmp_path: Path, targets: list[str], *extra: str) -> tuple[int, dict[str, object]]:
+def run_playbook(
+    tmp_path: Path, targets: list[str], *extra: str, ports: list[int] | None = None
+) -> tuple[int, dict[str, object]]:
     out = tmp_path / "result.json"
     playbook = tmp_path / "probe.yml"
     playbook.write_text(
@@ -29,6 +31,7 @@ def run_playbook(tmp_path: Path, targets: list[str], *extra: str) -> tuple[int, 
         targets: {json.dumps(targets)}
         timeout: 3
         local_domain: test.example
+        {f"ports: {json.dumps(ports)}" if ports else ""}
       register: probe
     - name: Save the result
       ansible.builtin.copy:
@@ -74,6 +77,18 @@ def test_module_probes_and_never_changes(tmp_path: Path, check: bool) -> None:
     assert result["open"] == [open_srv.target]
     probe = result["probe"]
     assert isinstance(probe, dict) and probe["schema"] == "relayguard.probe/1"
+
+
+def test_module_probes_a_host_on_each_of_its_ports(tmp_path: Path) -> None:
+    # one host, two listeners: the open one and the closed one each get their own verdict
+    with (
+        serve(Script(relay_policy(True)), host="127.0.2.33") as open_srv,
+        serve(Script(relay_policy(False)), host="127.0.2.33") as closed_srv,
+    ):
+        rc, result = run_playbook(tmp_path, ["127.0.2.33"], ports=[open_srv.port, closed_srv.port])
+    assert rc == 0, result.get("_stdout")
+    assert result["verdicts"] == {open_srv.target: "open", closed_srv.target: "closed"}
+    assert result["open"] == [open_srv.target]
 
 
 def test_module_refuses_bad_input_naming_the_field(tmp_path: Path) -> None:
