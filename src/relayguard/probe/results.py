@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from relayguard.probe.judge import Finding, TestRecord
+from relayguard.probe.mx import DomainMail
 from relayguard.probe.options import ProbeOptions
 from relayguard.vocabulary import PROBE_SCHEMA, Verdict
 
@@ -52,6 +53,9 @@ class HostResult:
     # Delivery confirmation (issue 11, probe.confirm): relayed | bounced | unconfirmed.
     confirmation: str | None = None
     confirmation_evidence: dict[str, Any] | None = None
+    # Probed as a mail exchanger of `domain` (--domain): the MX name; None for a plain target.
+    domain: str | None = None
+    mx: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -98,13 +102,28 @@ class HostResult:
             "duration_s": round(self.duration_s, 3),
             "confirmation": self.confirmation,
             "confirmation_evidence": self.confirmation_evidence,
+            "domain": self.domain,
+            "mx": self.mx,
         }
 
 
-def probe_document(results: Sequence[HostResult], options: ProbeOptions) -> dict[str, Any]:
-    """The one JSON document every renderer starts from (schema `relayguard.probe/1`)."""
-    return {
+def probe_document(
+    results: Sequence[HostResult],
+    options: ProbeOptions,
+    domains: Sequence[DomainMail] = (),
+) -> dict[str, Any]:
+    """The one JSON document every renderer starts from (schema `relayguard.probe/1`).
+
+    With `--domain`, `domains` lists each domain's exchangers and the targets probed for it
+    (its hosts carry `domain` and `mx`); `hosts` stays the flat list every reader knows."""
+    document: dict[str, Any] = {
         "schema": PROBE_SCHEMA,
         "options": options.to_dict(),
         "hosts": [r.to_dict() for r in results],
     }
+    if domains:
+        document["domains"] = [
+            {**d.to_dict(), "targets": [r.target for r in results if r.domain == d.domain]}
+            for d in domains
+        ]
+    return document

@@ -183,7 +183,8 @@ class HostProbe:
     # -- connections -------------------------------------------------------------------
     async def _connect(self) -> SmtpConnection:
         self.connections += 1
-        self.transcript.add("*", f"connection {self.connections} to {self.address}:{self.port}")
+        where = f"[{self.address}]" if ":" in self.address else self.address
+        self.transcript.add("*", f"connection {self.connections} to {where}:{self.port}")
         reader, writer = await self.opener(self.address, self.port)
         conn = SmtpConnection(reader, writer, self.options.command_timeout, self.transcript)
         try:
