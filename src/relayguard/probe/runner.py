@@ -39,6 +39,7 @@ from relayguard.probe.session import (
     ConnectionLost,
     NotSmtp,
     Opener,
+    ReplyOversized,
     ReplyTimeout,
     SessionError,
     SmtpConnection,
@@ -103,6 +104,8 @@ class _HostState:
     # the server answered "530 Must issue a STARTTLS command first": upgrade even when the
     # options say not to (RFC 3207 §4), since no relay test is answered in plaintext
     tls_required: bool = False
+    # the EHLO reply could not be read (over the drain bound): new connections greet with HELO
+    helo_only: bool = False
 
 
 def _tls_context(mode: str) -> ssl.SSLContext:
@@ -198,6 +201,8 @@ class HostProbe:
 
     async def _greet(self, conn: SmtpConnection) -> None:
         banner = await conn.read_reply()
+        if not self.state.banner:
+            self.state.banner = banner.text  # kept whatever happens next
         if banner.code == 421:
             raise HostRefused(f"service not available at connect: {banner.first_line}")
         if banner.code != 220:
@@ -207,7 +212,6 @@ class HostProbe:
         conn.starttls_offered = _advertises(esmtp, "STARTTLS")
         async with self._greet_lock:
             if self.state.context is None:
-                self.state.banner = banner.text
                 self.state.srvname = srvname_from(banner.first_line, esmtp[0] if esmtp else None)
                 self.state.esmtp = bool(esmtp)
                 local = self.options.local_domain or self.state.srvname
@@ -258,17 +262,32 @@ class HostProbe:
         return True
 
     async def _hello(self, conn: SmtpConnection) -> list[str] | None:
-        """EHLO, falling back to HELO when EHLO is refused; returns EHLO lines or None."""
-        reply = await conn.command(f"EHLO {self.options.helo}")
+        """EHLO, falling back to HELO when EHLO is refused; returns EHLO lines or None.
+
+        An EHLO reply too large to read even by draining it (reply.MAX_DRAIN_BYTES) leaves the
+        connection out of step: the next connection greets with HELO (RFC 5321 §4.1.1.1)."""
+        if self.state.helo_only:
+            await self._helo(conn, None)
+            return None
+        try:
+            reply = await conn.command(f"EHLO {self.options.helo}")
+        except ReplyOversized as exc:
+            self.state.helo_only = True
+            raise FreshConnectionNeeded(f"EHLO reply unreadable ({exc}): retry with HELO") from exc
         if reply.code == 421:
             raise ServiceClosing(reply)
         if reply.positive:
             return [reply.first_line, *reply.lines[1:]]
+        await self._helo(conn, reply)
+        return None
+
+    async def _helo(self, conn: SmtpConnection, ehlo: Reply | None) -> None:
         helo = await conn.command(f"HELO {self.options.helo}")
         if helo.code == 421:
             raise ServiceClosing(helo)
         if not helo.positive:
-            raise HostRefused(f"EHLO and HELO refused: {reply.first_line} / {helo.first_line}")
+            refused = f"{ehlo.first_line} / " if ehlo else ""
+            raise HostRefused(f"EHLO and HELO refused: {refused}{helo.first_line}")
         return None
 
     async def _starttls(self, conn: SmtpConnection) -> None:

@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from relayguard.probe.reply import ProtocolError, Reply, ReplyParser
+from relayguard.probe.reply import ProtocolError, Reply, ReplyParser, ReplyTooLong
 
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 # How a connection is opened: directly (optionally from a source address) or through a vantage.
@@ -42,6 +42,10 @@ class ReplyTimeout(SessionError):
 
 class NotSmtp(SessionError):
     """The peer does not speak SMTP."""
+
+
+class ReplyOversized(NotSmtp):
+    """A reply too long to read even by draining it (reply.MAX_DRAIN_BYTES, MAX_LINE_BYTES)."""
 
 
 @dataclass
@@ -104,9 +108,7 @@ class SmtpConnection:
 
     async def read_reply(self) -> Reply:
         if self._ready:  # arrived together with an earlier reply (pipelining, 554 + 421)
-            reply = self._ready.popleft()
-            self._transcript.add("S", reply.render())
-            return reply
+            return self._record(self._ready.popleft())
         try:
             async with asyncio.timeout(self._timeout):
                 self._parser.feed(b"")  # raises an error met after the last reply handed out
@@ -118,13 +120,19 @@ class SmtpConnection:
                     self._ready.extend(self._parser.feed(data))
         except TimeoutError as exc:
             raise ReplyTimeout(f"no complete reply within {self._timeout:g}s") from exc
+        except ReplyTooLong as exc:
+            raise ReplyOversized(str(exc)) from exc
         except ProtocolError as exc:
             raise NotSmtp(str(exc)) from exc
         except (ConnectionError, OSError) as exc:
             self.closed = True
             raise ConnectionLost(f"connection lost: {exc.strerror or exc}") from exc
-        reply = self._ready.popleft()
+        return self._record(self._ready.popleft())
+
+    def _record(self, reply: Reply) -> Reply:
         self._transcript.add("S", reply.render())
+        if reply.dropped:
+            self._transcript.add("*", f"{reply.dropped} more lines of this reply read, not kept")
         return reply
 
     def queued(self) -> Reply | None:
@@ -135,9 +143,7 @@ class SmtpConnection:
 
     def take_queued(self) -> Reply:
         """Remove the queued reply (recording it in the transcript) and return it."""
-        reply = self._ready.popleft()
-        self._transcript.add("S", reply.render())
-        return reply
+        return self._record(self._ready.popleft())
 
     async def send(self, *lines: str) -> None:
         """Send one or more command lines in a single write (RFC 2920 pipelining when many)."""
