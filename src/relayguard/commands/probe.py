@@ -230,6 +230,8 @@ def render_table(
                 )
             for f in r.rfc2505:
                 lines.append(f"  RFC 2505 {f.section:8} {f.result.value:13} {f.id}: {f.detail}")
+            for f in r.sender:
+                lines.append(f"  sender            {f.result.value:13} {f.id}: {f.detail}")
     return "\n".join(lines)
 
 

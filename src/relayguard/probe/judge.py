@@ -235,3 +235,43 @@ def findings(
             Finding(record.check.id, record.check.section, record.check.title, result, detail)
         )
     return out
+
+
+# The RFC 2505 check whose envelope (MAIL FROM and RCPT TO a local mailbox, both in the
+# server's own domain) the own-domain sender finding reads, with the opposite expectation.
+OWN_DOMAIN_CHECK = "local-sender-accepted"
+
+
+def own_domain_sender(record: CheckRecord | None, local_domain_given: bool) -> Finding | None:
+    """Whether an untrusted client may send as the server's own domain to a local mailbox.
+
+    Not a relay verdict: a sender-authentication finding (docs/sources.md#own-domain-sender).
+    Pass when the envelope is refused (at MAIL or RCPT), fail when it is accepted. RFC 2505
+    §2 (6) recommends the opposite (accept such senders), which is why it stays a finding."""
+    if record is None:
+        return None
+    title = "Mail claiming the server's own domain is refused from an untrusted client"
+    section = "sender authentication"
+    claimed = record.sent[0].removeprefix("MAIL FROM:") if record.sent else "own domain"
+
+    def finding(result: FindingResult, detail: str) -> Finding:
+        return Finding("own-domain-sender-refused", section, title, result, detail)
+
+    if record.mail is None:
+        return finding(FindingResult.ERROR, record.error or "not run")
+    if not record.mail.positive:
+        return finding(FindingResult.PASS, f"MAIL refused: {record.mail.first_line}")
+    if record.reply is None:
+        return finding(FindingResult.ERROR, record.error or "RCPT not answered")
+    if record.reply.positive:
+        return finding(
+            FindingResult.FAIL,
+            f"anyone may send as {claimed} to a local mailbox: {record.reply.first_line}",
+        )
+    if not local_domain_given:
+        return finding(
+            FindingResult.NOT_APPLICABLE,
+            f"refused ({record.reply.first_line}); the local domain was guessed from the "
+            "banner: give --local-domain to judge this",
+        )
+    return finding(FindingResult.PASS, f"refused: {record.reply.first_line}")

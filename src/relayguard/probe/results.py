@@ -47,6 +47,9 @@ class HostResult:
     tls: TlsInfo = field(default_factory=TlsInfo)
     tests: tuple[TestRecord, ...] = ()
     rfc2505: tuple[Finding, ...] = ()
+    # Sender-authentication findings (own-domain sender from an untrusted client): beside the
+    # verdict, never folded into it.
+    sender: tuple[Finding, ...] = ()
     transcript: tuple[tuple[str, str], ...] = ()
     connections: int = 0
     duration_s: float = 0.0
@@ -87,16 +90,8 @@ class HostResult:
                 }
                 for t in self.tests
             ],
-            "rfc2505": [
-                {
-                    "id": f.id,
-                    "section": f.section,
-                    "title": f.title,
-                    "result": f.result.value,
-                    "detail": f.detail,
-                }
-                for f in self.rfc2505
-            ],
+            "rfc2505": [_finding(f) for f in self.rfc2505],
+            "sender": [_finding(f) for f in self.sender],
             "transcript": [list(entry) for entry in self.transcript],
             "connections": self.connections,
             "duration_s": round(self.duration_s, 3),
@@ -105,6 +100,16 @@ class HostResult:
             "domain": self.domain,
             "mx": self.mx,
         }
+
+
+def _finding(f: Finding) -> dict[str, Any]:
+    return {
+        "id": f.id,
+        "section": f.section,
+        "title": f.title,
+        "result": f.result.value,
+        "detail": f.detail,
+    }
 
 
 def probe_document(

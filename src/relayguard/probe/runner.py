@@ -660,6 +660,9 @@ class HostProbe:
         checks = [self.check_records[c.id] for c in self.checks if c.id in self.check_records]
         verdict, reason = judge.verdict(tests, self.host_failure)
         found = judge.findings(tests, checks, self.options.local_domain is not None)
+        spoofing = judge.own_domain_sender(
+            self.check_records.get(judge.OWN_DOMAIN_CHECK), self.options.local_domain is not None
+        )
         if verdict is Verdict.INCONCLUSIVE and self.host_failure is None and not tests:
             reason = "no relay test in the catalog"
         return HostResult(
@@ -676,6 +679,7 @@ class HostProbe:
             tls=self.state.tls,
             tests=tuple(tests),
             rfc2505=tuple(found),
+            sender=(spoofing,) if spoofing else (),
             transcript=tuple(self.transcript.entries),
             connections=self.connections,
             duration_s=duration,

@@ -1,6 +1,7 @@
 """Controls room: the checks a report states about each host, in OpenSCAP's vocabulary.
 
-One host yields: `relay-closed`, `patch-level`, one `rfc2505-<id>` per RFC 2505 finding,
+One host yields: `relay-closed`, `patch-level`, one `rfc2505-<id>` per RFC 2505 finding, one
+`sender-<id>` per sender-authentication finding (own-domain sender, issue 19),
 `delivery-confirmation` when the probe confirmed delivery (issue 11), and `remediation` in
 enforce mode. Each is pass / fail / error / notapplicable with a one-line message and the
 evidence behind it. JUnit makes them test cases; Markdown and HTML list the failing ones.
@@ -111,6 +112,14 @@ def finding_controls(host: Mapping[str, Any]) -> list[ControlResult]:
             one_line(f.get("detail") or f["title"]),
         )
         for f in (probe or {}).get("rfc2505", [])
+    ] + [
+        ControlResult(
+            f"sender-{f['id']}",
+            one_line(f"{f['section']}: {f['title']}"),
+            FindingResult(f["result"]),
+            one_line(f.get("detail") or f["title"]),
+        )
+        for f in (probe or {}).get("sender", [])
     ]
 
 
