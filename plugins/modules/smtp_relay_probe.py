@@ -204,6 +204,7 @@ try:
     from relayguard.probe import HostResult, confirm, probe_document
     from relayguard.probe.options import checked_options
     from relayguard.probe.targets import TargetError, expand_targets
+    from relayguard.stdio import blocking_stdio
     from relayguard.validate import InputError
     from relayguard.vantage.many import parse_vantages, probe_from
     from relayguard.vantage.ssh import SshSettings
@@ -284,6 +285,8 @@ def main() -> None:
         except confirm.ConfirmError as exc:
             module.fail_json(msg=str(exc))
     document = probe_document(results, options)
+    # the result is written in one piece: on a non-blocking pipe a large one would be cut short
+    blocking_stdio()
     module.exit_json(
         changed=False,
         probe=document,

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,78 @@ def test_module_refuses_a_password_in_the_vantage_url(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert "via[0]" in proc.stdout
     assert "hunter2secret" not in proc.stdout + proc.stderr
+
+
+# The module run as Ansible runs it, but its stdout a pipe that is non-blocking (as an event
+# loop or a child sharing the pipe may leave it) and small (4 KiB), read by a thread that
+# starts draining only once the pipe is full. Without the module's blocking_stdio() its write
+# fails part-way (BlockingIOError) the moment the pipe fills, and the JSON is cut short.
+_NON_BLOCKING_PIPE = """
+import fcntl, json, os, runpy, sys, termios, threading, time, array
+args, module = sys.argv[1], sys.argv[2]
+r, w = os.pipe()
+fcntl.fcntl(w, 1031, 4096)  # F_SETPIPE_SZ
+size = fcntl.fcntl(w, 1032)  # F_GETPIPE_SZ
+os.dup2(w, 1)
+os.set_blocking(1, False)
+chunks = []
+def drain():
+    count = array.array("i", [0])
+    while True:  # wait until the pipe is full (or the writer closed it), then read it all
+        fcntl.ioctl(r, termios.FIONREAD, count)
+        if count[0] >= size or done.is_set():
+            break
+        time.sleep(0.001)
+    while data := os.read(r, 65536):
+        chunks.append(data)
+done = threading.Event()
+reader = threading.Thread(target=drain)
+reader.start()
+sys.argv = [module, args]
+try:
+    runpy.run_path(module, run_name="__main__")
+except SystemExit:
+    pass
+finally:
+    sys.stdout.flush()
+    os.close(1)
+    os.close(w)
+    done.set()
+    reader.join()
+    os.write(2, b"".join(chunks))
+"""
+
+
+def test_a_result_larger_than_a_non_blocking_pipe_is_written_whole(tmp_path: Path) -> None:
+    with serve(Script(relay_policy(False)), host="127.0.2.212") as srv:
+        args = tmp_path / "args.json"
+        args.write_text(
+            json.dumps({"ANSIBLE_MODULE_ARGS": {"targets": [srv.target], "timeout": 3}})
+        )
+        module = ROOT / "plugins" / "modules" / "smtp_relay_probe.py"
+        done = subprocess.run(
+            [sys.executable, "-c", _NON_BLOCKING_PIPE, str(args), str(module)],
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+    written = done.stderr.decode("utf-8", "replace")
+    start = written.find('{"changed"')
+    assert start >= 0, written[-3000:]
+    result = json.loads(written[start:])  # whole: cut short, this raises
+    assert result["verdicts"] == {srv.target: "closed"}
+    assert len(written) - start > 4096
+
+
+def test_a_large_result_reaches_ansible_whole(tmp_path: Path) -> None:
+    # a dozen hosts make a result of a few hundred KB, several times a pipe's 64 KiB buffer:
+    # the module's single write must not be cut short ("No end of json char found")
+    with ExitStack() as stack:
+        servers = [
+            stack.enter_context(serve(Script(relay_policy(False)), host=f"127.0.2.{200 + i}"))
+            for i in range(12)
+        ]
+        rc, result = run_playbook(tmp_path, [s.target for s in servers])
+    assert rc == 0, str(result.get("_stdout", ""))[-3000:]
+    assert len(json.dumps(result)) > 4 * 65536
+    assert set(result["verdicts"].values()) == {"closed"}  # type: ignore[union-attr]

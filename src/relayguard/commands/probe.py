@@ -20,6 +20,7 @@ from relayguard.probe.fleet import probe_domains
 from relayguard.probe.mx import DomainMail
 from relayguard.probe.options import DEFAULT_EXTERNAL_DOMAIN, checked_options
 from relayguard.probe.targets import TargetError, expand_targets, parse_target
+from relayguard.stdio import blocking_stdio
 from relayguard.validate import InputError
 from relayguard.validate import domain as validate_domain
 from relayguard.validate import ip_address as validate_ip
@@ -309,6 +310,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"relayguard probe: cannot write the report: {exc}", file=sys.stderr)
             return EXIT_USAGE
         print(f"report: {run_dir}", file=sys.stderr)
+    blocking_stdio()  # a large document must not be cut short by a non-blocking pipe
     if args.json:
         # indented for a person; compact for a pipe, encoded in one piece: json.dump would take
         # the pure-Python encoder and write a fragment at a time (a fifth of a fleet probe's CPU)
