@@ -19,7 +19,7 @@ from relayguard.probe import HostResult, ProbeOptions, confirm, probe_document, 
 from relayguard.probe.fleet import probe_domains
 from relayguard.probe.mx import DomainMail
 from relayguard.probe.options import DEFAULT_EXTERNAL_DOMAIN, checked_options
-from relayguard.probe.targets import TargetError, expand_targets, parse_target
+from relayguard.probe.targets import Target, TargetError, expand_targets, parse_target
 from relayguard.stdio import blocking_stdio
 from relayguard.validate import InputError
 from relayguard.validate import domain as validate_domain
@@ -255,6 +255,22 @@ def _domain_inputs(args: argparse.Namespace) -> tuple[list[str], tuple[str, int]
     return domains, (server.host, server.port)
 
 
+def _probe_via(
+    args: argparse.Namespace, vantages: Any, targets: list[Target], options: ProbeOptions
+) -> list[HostResult]:
+    """The targets probed from each SSH vantage point (paramiko is loaded only here)."""
+    from relayguard.vantage.many import probe_from
+    from relayguard.vantage.ssh import SshSettings
+
+    settings = SshSettings(
+        known_hosts=tuple(args.known_hosts),
+        accept_unknown_host_key=args.accept_unknown_host_key,
+        key_file=args.ssh_key,
+        connect_timeout=options.connect_timeout,
+    )
+    return probe_from(vantages, targets, options, settings)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         options = _options(args)
@@ -271,16 +287,7 @@ def run(args: argparse.Namespace) -> int:
     _progress(sys.stderr, len(targets))
     started = datetime.now(UTC)
     if args.via:
-        from relayguard.vantage.many import probe_from
-        from relayguard.vantage.ssh import SshSettings
-
-        settings = SshSettings(
-            known_hosts=tuple(args.known_hosts),
-            accept_unknown_host_key=args.accept_unknown_host_key,
-            key_file=args.ssh_key,
-            connect_timeout=options.connect_timeout,
-        )
-        results = probe_from(vantages, targets, options, settings)
+        results = _probe_via(args, vantages, targets, options)
     else:
         results = probe_targets(targets, options) if targets else []
     mails: list[DomainMail] = []
