@@ -42,8 +42,11 @@ def describe_test(test: Mapping[str, Any]) -> str:
 def probe_evidence(probe: Mapping[str, Any], outcomes: frozenset[str] | None = None) -> str:
     """The probe's verdict, where it spoke from, and the tests with the given outcomes
     (all when None); the others are counted, not listed."""
+    address = probe.get("address") or "unresolved"
+    if ":" in address:  # IPv6: bracketed, as in targets ([::1]:25)
+        address = f"[{address}]"
     head = [
-        f"target {probe['target']} ({probe.get('address') or 'unresolved'}:{probe['port']}), "
+        f"target {probe['target']} ({address}:{probe['port']}), "
         f"vantage {probe.get('vantage') or 'default'}",
         f"banner: {probe.get('banner') or '(none)'}",
         f"verdict {probe['verdict']}: {probe['reason']}",
