@@ -205,3 +205,64 @@ def test_a_large_result_reaches_ansible_whole(tmp_path: Path) -> None:
     assert rc == 0, str(result.get("_stdout", ""))[-3000:]
     assert len(json.dumps(result)) > 4 * 65536
     assert set(result["verdicts"].values()) == {"closed"}  # type: ignore[union-attr]
+
+
+def test_role_probes_each_of_relay_probe_ports_and_keeps_the_worst(tmp_path: Path) -> None:
+    # roles/relay/tasks/probe.yml alone: relay_target on one port of relay_probe_ports
+    # expands to the host on each of them; the host's record is its worst port (open)
+    with (
+        serve(Script(relay_policy(False)), host="127.0.2.221") as closed_srv,
+        serve(Script(relay_policy(True)), host="127.0.2.221") as open_srv,
+    ):
+        out = tmp_path / "record.json"
+        facts = {
+            "relay_status": "",
+            "relay_probe_status": "",
+            "relay_probe_phase": "before",
+            "relay_before": None,
+            "relay_after": None,
+            "relay_target": closed_srv.target,
+            "relay_probe_ports": [closed_srv.port, open_srv.port],
+            "relay_probe_external_domain": "example.com",
+            "relay_probe_timeout": 3,
+            "relay_probe_host_timeout": 60,
+            "relay_probe_connections_per_host": 1,
+        }
+        playbook = tmp_path / "role-probe.yml"
+        playbook.write_text(
+            f"""
+- name: Probe as the role does
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: The host's record so far
+      ansible.builtin.set_fact: {json.dumps(facts)}
+    - name: The role's probe step
+      ansible.builtin.import_tasks: {ROOT / "roles/relay/tasks/probe.yml"}
+    - name: Save what the role recorded
+      ansible.builtin.copy:
+        content: "{{{{ {{'targets': relay_probe_targets, 'before': relay_before}} | to_json }}}}"
+        dest: {out}
+        mode: "0600"
+"""
+        )
+        inventory = tmp_path / "inventory.ini"
+        inventory.write_text(
+            "localhost ansible_connection=local"
+            " ansible_python_interpreter={{ ansible_playbook_python }}\n"
+        )
+        env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+        proc = subprocess.run(
+            [str(BIN / "ansible-playbook"), "-i", str(inventory), str(playbook)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    record = json.loads(out.read_text())
+    assert record["targets"] == [closed_srv.target, open_srv.target]
+    assert record["before"]["target"] == open_srv.target
+    assert record["before"]["verdict"] == "open"
