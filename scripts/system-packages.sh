@@ -3,7 +3,7 @@
 # are missing. Without root, say what is missing and carry on: the tests that need them skip
 # outside CI with an install hint, and fail in CI.
 set -euo pipefail
-packages=(postfix nmap swaks openssh-server iproute2 chromium)
+packages=(postfix nmap swaks openssh-server iproute2 chromium nsd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -19,3 +19,7 @@ export DEBIAN_FRONTEND=noninteractive
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# NSD serves the DNS tests' zones itself (tests/support/nsd.py): no system name server.
+if [[ " ${missing[*]} " == *" nsd "* ]] && command -v systemctl >/dev/null; then
+  systemctl disable --now nsd >/dev/null 2>&1 || true
+fi

@@ -31,6 +31,14 @@ options:
     description: Default SMTP port for targets without one.
     type: int
     default: 25
+  ports:
+    description:
+      - Probe each target given without a port on every one of these ports, one result per
+        port (target C(host:port)); overrides O(port). Port 465 is implicit TLS (RFC 8314),
+        the others use STARTTLS when offered, and when the server demands it (C(530 Must issue
+        a STARTTLS command first)).
+    type: list
+    elements: int
   source_address:
     description:
       - Local IP address to bind connections to, to probe from an untrusted vantage point on a
@@ -195,7 +203,8 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 try:
     from relayguard.probe import HostResult, confirm, probe_document
     from relayguard.probe.options import checked_options
-    from relayguard.probe.targets import TargetError, parse_target
+    from relayguard.probe.targets import TargetError, expand_targets
+    from relayguard.stdio import blocking_stdio
     from relayguard.validate import InputError
     from relayguard.vantage.many import parse_vantages, probe_from
     from relayguard.vantage.ssh import SshSettings
@@ -211,6 +220,7 @@ RELAYGUARD = "relayguard (the relayguard Python engine, see meta/ee-requirements
 ARGUMENT_SPEC: dict[str, Any] = {
     "targets": {"type": "list", "elements": "str", "required": True},
     "port": {"type": "int", "default": 25},
+    "ports": {"type": "list", "elements": "int"},
     "source_address": {"type": "str"},
     "external_domain": {"type": "str", "default": "example.com"},
     "local_domain": {"type": "str"},
@@ -243,6 +253,7 @@ def main() -> None:
     try:
         options = checked_options(
             port=p["port"],
+            ports=p["ports"],
             source_address=p["source_address"],
             external_domain=p["external_domain"],
             local_domain=p["local_domain"],
@@ -254,7 +265,7 @@ def main() -> None:
             max_hosts_in_flight=p["max_hosts_in_flight"],
             starttls=p["starttls"],
         )
-        targets = [parse_target(t, options.port) for t in p["targets"]]
+        targets = expand_targets(p["targets"], options.default_ports)
         vantages = parse_vantages(p["via"], options.source_address)
         confirming = confirm.checked_settings(p["confirm"], p["sink"], p["confirm_timeout"])
     except (InputError, TargetError) as exc:
@@ -274,6 +285,8 @@ def main() -> None:
         except confirm.ConfirmError as exc:
             module.fail_json(msg=str(exc))
     document = probe_document(results, options)
+    # the result is written in one piece: on a non-blocking pipe a large one would be cut short
+    blocking_stdio()
     module.exit_json(
         changed=False,
         probe=document,

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,9 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
-def run_playbook(tmp_path: Path, targets: list[str], *extra: str) -> tuple[int, dict[str, object]]:
+def run_playbook(
+    tmp_path: Path, targets: list[str], *extra: str, ports: list[int] | None = None
+) -> tuple[int, dict[str, object]]:
     out = tmp_path / "result.json"
     playbook = tmp_path / "probe.yml"
     playbook.write_text(
@@ -29,6 +32,7 @@ def run_playbook(tmp_path: Path, targets: list[str], *extra: str) -> tuple[int, 
         targets: {json.dumps(targets)}
         timeout: 3
         local_domain: test.example
+        {f"ports: {json.dumps(ports)}" if ports else ""}
       register: probe
     - name: Save the result
       ansible.builtin.copy:
@@ -76,6 +80,18 @@ def test_module_probes_and_never_changes(tmp_path: Path, check: bool) -> None:
     assert isinstance(probe, dict) and probe["schema"] == "relayguard.probe/1"
 
 
+def test_module_probes_a_host_on_each_of_its_ports(tmp_path: Path) -> None:
+    # one host, two listeners: the open one and the closed one each get their own verdict
+    with (
+        serve(Script(relay_policy(True)), host="127.0.2.33") as open_srv,
+        serve(Script(relay_policy(False)), host="127.0.2.33") as closed_srv,
+    ):
+        rc, result = run_playbook(tmp_path, ["127.0.2.33"], ports=[open_srv.port, closed_srv.port])
+    assert rc == 0, result.get("_stdout")
+    assert result["verdicts"] == {open_srv.target: "open", closed_srv.target: "closed"}
+    assert result["open"] == [open_srv.target]
+
+
 def test_module_refuses_bad_input_naming_the_field(tmp_path: Path) -> None:
     rc, result = run_playbook(tmp_path, ["bad target;rm -rf /"])
     assert rc != 0
@@ -114,3 +130,139 @@ def test_module_refuses_a_password_in_the_vantage_url(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert "via[0]" in proc.stdout
     assert "hunter2secret" not in proc.stdout + proc.stderr
+
+
+# The module run as Ansible runs it, but its stdout a pipe that is non-blocking (as an event
+# loop or a child sharing the pipe may leave it) and small (4 KiB), read by a thread that
+# starts draining only once the pipe is full. Without the module's blocking_stdio() its write
+# fails part-way (BlockingIOError) the moment the pipe fills, and the JSON is cut short.
+_NON_BLOCKING_PIPE = """
+import fcntl, json, os, runpy, sys, termios, threading, time, array
+args, module = sys.argv[1], sys.argv[2]
+r, w = os.pipe()
+fcntl.fcntl(w, 1031, 4096)  # F_SETPIPE_SZ
+size = fcntl.fcntl(w, 1032)  # F_GETPIPE_SZ
+os.dup2(w, 1)
+os.set_blocking(1, False)
+chunks = []
+def drain():
+    count = array.array("i", [0])
+    while True:  # wait until the pipe is full (or the writer closed it), then read it all
+        fcntl.ioctl(r, termios.FIONREAD, count)
+        if count[0] >= size or done.is_set():
+            break
+        time.sleep(0.001)
+    while data := os.read(r, 65536):
+        chunks.append(data)
+done = threading.Event()
+reader = threading.Thread(target=drain)
+reader.start()
+sys.argv = [module, args]
+try:
+    runpy.run_path(module, run_name="__main__")
+except SystemExit:
+    pass
+finally:
+    sys.stdout.flush()
+    os.close(1)
+    os.close(w)
+    done.set()
+    reader.join()
+    os.write(2, b"".join(chunks))
+"""
+
+
+def test_a_result_larger_than_a_non_blocking_pipe_is_written_whole(tmp_path: Path) -> None:
+    with serve(Script(relay_policy(False)), host="127.0.2.212") as srv:
+        args = tmp_path / "args.json"
+        args.write_text(
+            json.dumps({"ANSIBLE_MODULE_ARGS": {"targets": [srv.target], "timeout": 3}})
+        )
+        module = ROOT / "plugins" / "modules" / "smtp_relay_probe.py"
+        done = subprocess.run(
+            [sys.executable, "-c", _NON_BLOCKING_PIPE, str(args), str(module)],
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+    written = done.stderr.decode("utf-8", "replace")
+    start = written.find('{"changed"')
+    assert start >= 0, written[-3000:]
+    result = json.loads(written[start:])  # whole: cut short, this raises
+    assert result["verdicts"] == {srv.target: "closed"}
+    assert len(written) - start > 4096
+
+
+def test_a_large_result_reaches_ansible_whole(tmp_path: Path) -> None:
+    # a dozen hosts make a result of a few hundred KB, several times a pipe's 64 KiB buffer:
+    # the module's single write must not be cut short ("No end of json char found")
+    with ExitStack() as stack:
+        servers = [
+            stack.enter_context(serve(Script(relay_policy(False)), host=f"127.0.2.{200 + i}"))
+            for i in range(12)
+        ]
+        rc, result = run_playbook(tmp_path, [s.target for s in servers])
+    assert rc == 0, str(result.get("_stdout", ""))[-3000:]
+    assert len(json.dumps(result)) > 4 * 65536
+    assert set(result["verdicts"].values()) == {"closed"}  # type: ignore[union-attr]
+
+
+def test_role_probes_each_of_relay_probe_ports_and_keeps_the_worst(tmp_path: Path) -> None:
+    # roles/relay/tasks/probe.yml alone: relay_target on one port of relay_probe_ports
+    # expands to the host on each of them; the host's record is its worst port (open)
+    with (
+        serve(Script(relay_policy(False)), host="127.0.2.221") as closed_srv,
+        serve(Script(relay_policy(True)), host="127.0.2.221") as open_srv,
+    ):
+        out = tmp_path / "record.json"
+        facts = {
+            "relay_status": "",
+            "relay_probe_status": "",
+            "relay_probe_phase": "before",
+            "relay_before": None,
+            "relay_after": None,
+            "relay_target": closed_srv.target,
+            "relay_probe_ports": [closed_srv.port, open_srv.port],
+            "relay_probe_external_domain": "example.com",
+            "relay_probe_timeout": 3,
+            "relay_probe_host_timeout": 60,
+            "relay_probe_connections_per_host": 1,
+        }
+        playbook = tmp_path / "role-probe.yml"
+        playbook.write_text(
+            f"""
+- name: Probe as the role does
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: The host's record so far
+      ansible.builtin.set_fact: {json.dumps(facts)}
+    - name: The role's probe step
+      ansible.builtin.import_tasks: {ROOT / "roles/relay/tasks/probe.yml"}
+    - name: Save what the role recorded
+      ansible.builtin.copy:
+        content: "{{{{ {{'targets': relay_probe_targets, 'before': relay_before}} | to_json }}}}"
+        dest: {out}
+        mode: "0600"
+"""
+        )
+        inventory = tmp_path / "inventory.ini"
+        inventory.write_text(
+            "localhost ansible_connection=local"
+            " ansible_python_interpreter={{ ansible_playbook_python }}\n"
+        )
+        env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+        proc = subprocess.run(
+            [str(BIN / "ansible-playbook"), "-i", str(inventory), str(playbook)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    record = json.loads(out.read_text())
+    assert record["targets"] == [closed_srv.target, open_srv.target]
+    assert record["before"]["target"] == open_srv.target
+    assert record["before"]["verdict"] == "open"

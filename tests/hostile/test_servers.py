@@ -343,7 +343,10 @@ def test_ten_megabyte_ehlo_reply(good: ScriptedServer) -> None:
     with raw(huge, "127.0.3.117") as srv:
         out, peak = _memory_peak(srv, good)
     assert out.result.verdict is Verdict.INCONCLUSIVE
-    assert out.result.reason == "reply longer than 65536 bytes or 256 lines"
+    # drained up to its bound, then a new connection greeted with HELO: as huge, so no dialogue
+    assert out.result.reason == "reply longer than 1048576 bytes"
+    assert out.connections == 2
+    assert out.result.banner == "mx.hostile.example ESMTP"
     assert peak < CEILING
 
 
@@ -358,8 +361,43 @@ def test_endless_continuation_lines(good: ScriptedServer) -> None:
     with raw(endless, "127.0.3.118") as srv:
         out, peak = _memory_peak(srv, good)
     assert out.result.verdict is Verdict.INCONCLUSIVE
-    assert out.result.reason == "reply longer than 65536 bytes or 256 lines"
+    assert out.result.reason == "reply longer than 1048576 bytes"
+    assert out.result.banner == "mx.hostile.example ESMTP"
     assert peak < CEILING
+
+
+def test_oversized_but_valid_ehlo_reply_is_drained(good: ScriptedServer) -> None:
+    # 400 extension lines, about 100 KB: over the 256-line / 64 KiB bound of a kept reply, yet
+    # a complete reply. It is read to its end, its first lines kept, and the probe goes on.
+    big = b"250-mx.hostile.example\r\n" + b"250-X-PADDING " + b"p" * 240 + b"\r\n"
+    many = b"250-mx.hostile.example\r\n" + big[24:] * 400 + b"250 8BITMIME\r\n"
+
+    def bend(line: str, state: dict[str, bool], n: int) -> bytes | None:
+        return many if line.upper().startswith("EHLO") else closed_reply(line, state)
+
+    with raw(dialogue(bend), "127.0.3.134") as srv:
+        out = run(srv, good)
+    assert out.result.verdict is Verdict.CLOSED, out.result.reason
+    assert out.result.esmtp is True and out.connections == 1
+    assert out.result.banner == "mx.hostile.example ESMTP"
+    notes = [text for who, text in out.result.transcript if who == "*"]
+    assert any("more lines of this reply read, not kept" in n for n in notes), notes
+
+
+def test_undrainable_ehlo_reply_goes_on_with_helo(good: ScriptedServer) -> None:
+    # two megabytes of EHLO reply (over the drain bound): a new connection greets with HELO
+    huge = b"250-X-PADDING " + b"p" * 1000 + b"\r\n"
+    ehlo = b"250-mx.hostile.example\r\n" + huge * 2048 + b"250 8BITMIME\r\n"
+
+    def bend(line: str, state: dict[str, bool], n: int) -> bytes | None:
+        return ehlo if line.upper().startswith("EHLO") else closed_reply(line, state)
+
+    with raw(dialogue(bend), "127.0.3.135") as srv:
+        out = run(srv, good)
+    assert out.result.verdict is Verdict.CLOSED, out.result.reason
+    assert out.result.esmtp is False and out.connections == 2
+    assert out.result.banner == "mx.hostile.example ESMTP"
+    assert any(c.startswith("HELO") for c in out.commands), out.commands
 
 
 def test_hundred_kilobyte_line(good: ScriptedServer) -> None:

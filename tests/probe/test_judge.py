@@ -24,7 +24,9 @@ def r(code: int, text: str = "x") -> Reply:
         (r(250), r(454, "4.7.1 Relay access denied"), Outcome.DEFERRED),
         (r(250), r(530, "5.7.1 Client was not authenticated"), Outcome.AUTH_REQUIRED),
         (r(250), r(550, "5.7.0 Authentication required"), Outcome.AUTH_REQUIRED),
-        (r(530, "5.7.0 Must issue STARTTLS"), None, Outcome.AUTH_REQUIRED),
+        (r(530, "5.7.0 Authentication required"), None, Outcome.AUTH_REQUIRED),
+        # RFC 3207 §4: encryption demanded first, relaying not yet answered
+        (r(530, "5.7.0 Must issue a STARTTLS command first"), None, Outcome.ERROR),
         (r(553, "5.1.8 sender rejected"), None, Outcome.REFUSED),
         (r(451), None, Outcome.DEFERRED),
         (r(250), None, Outcome.ERROR),

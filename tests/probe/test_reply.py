@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from relayguard.probe.reply import ProtocolError, Reply, ReplyParser
+from relayguard.probe.reply import ProtocolError, Reply, ReplyParser, ReplyTooLong
 
 EHLO = b"250-mx.example.net\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 8BITMIME\r\n"
 
@@ -69,9 +69,14 @@ def test_line_and_reply_bounds() -> None:
     parser = ReplyParser(max_line=100)
     with pytest.raises(ProtocolError, match="longer than 100"):
         parser.feed(b"250-" + b"x" * 200)  # no newline yet: still refused once over the bound
+    # over 256 lines: read to its end, the first 256 lines kept, the rest counted
     many = b"".join(b"250-line\r\n" for _ in range(300)) + b"250 end\r\n"
-    with pytest.raises(ProtocolError, match="reply longer"):
-        ReplyParser().feed(many)
+    (reply,) = ReplyParser().feed(many)
+    assert len(reply.lines) == 256 and reply.dropped == 45
+    assert reply.code == 250
+    # ...but never past the drain bound
+    with pytest.raises(ReplyTooLong, match="reply longer than 2000 bytes"):
+        ReplyParser(max_bytes=1000, max_drain=2000).feed(many)
 
 
 def test_render_round_trip() -> None:

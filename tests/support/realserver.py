@@ -22,6 +22,7 @@ _PACKAGES = {
     "sshd": "openssh-server",
     "ip": "iproute2",
     "chromium": "chromium",
+    "nsd": "nsd",
 }
 
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import socket
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
+from relayguard.probe.mx import DomainMail, Family, lookup_domain
 from relayguard.probe.options import ProbeOptions
 from relayguard.probe.results import HostResult
 from relayguard.probe.runner import HostProbe
 from relayguard.probe.session import Opener, direct_opener
-from relayguard.probe.targets import Target, parse_target
+from relayguard.probe.targets import Target, expand_targets
 from relayguard.vocabulary import Verdict
 
 OpenerFactory = Callable[[ProbeOptions], Opener]
@@ -67,14 +70,97 @@ async def probe_targets_async(
     return list(await asyncio.gather(*(one(t) for t in targets)))
 
 
+@dataclass(frozen=True)
+class _Planned:
+    target: Target
+    domain: str
+    mx: str
+
+
+def _plan(
+    mail: DomainMail, ports: tuple[int, ...], every_family: bool
+) -> tuple[list[_Planned], list[HostResult]]:
+    """Every address of every exchanger on every port; an exchanger without any address (or a
+    failed lookup) is an inconclusive result of its own, so it is never silently dropped. With
+    one family asked for, an exchanger without an address of that family is only listed."""
+    planned: list[_Planned] = []
+    failed: list[HostResult] = []
+    if mail.error is not None:
+        reason = f"MX lookup failed: {mail.error}"
+        failed.append(_unresolved(mail.domain, mail.domain, ports[0], reason))
+    for mx in mail.exchangers:
+        if not mx.addresses and every_family:
+            failed.append(_unresolved(mail.domain, mx.name, ports[0], f"no address: {mx.error}"))
+        planned.extend(
+            _Planned(Target(address, port), mail.domain, mx.name)
+            for address in mx.addresses
+            for port in ports
+        )
+    return planned, failed
+
+
+def _unresolved(domain: str, name: str, port: int, reason: str) -> HostResult:
+    return HostResult(
+        target=name,
+        address=None,
+        port=port,
+        verdict=Verdict.INCONCLUSIVE,
+        reason=reason,
+        vantage="dns",
+        domain=domain,
+        mx=name,
+    )
+
+
+async def _probe_domains_async(
+    domains: Sequence[str],
+    options: ProbeOptions,
+    family: Family,
+    nameserver: tuple[str, int] | None,
+) -> tuple[list[DomainMail], list[HostResult]]:
+    mails = list(
+        await asyncio.gather(
+            *(lookup_domain(d, family, nameserver, options.connect_timeout) for d in domains)
+        )
+    )
+    opener = _default_opener(options)
+    bound = asyncio.Semaphore(max(1, options.max_hosts_in_flight))
+
+    async def one(item: _Planned) -> HostResult:
+        async with bound:
+            result = await probe_host(item.target, options, opener)
+        return dataclasses.replace(result, domain=item.domain, mx=item.mx)
+
+    results: list[HostResult] = []
+    for mail in mails:  # grouped by domain, in the order given
+        planned, failed = _plan(mail, options.default_ports, family == "both")
+        results.extend(failed)
+        results.extend(await asyncio.gather(*(one(item) for item in planned)))
+    return mails, results
+
+
+def probe_domains(
+    domains: Sequence[str],
+    options: ProbeOptions,
+    family: Family = "both",
+    nameserver: tuple[str, int] | None = None,
+) -> tuple[list[DomainMail], list[HostResult]]:
+    """Probe every mail exchanger of every domain (RFC 5321 §5.1; a null MX, RFC 7505, is
+    reported and not probed) on each of the options' ports: the domains' DNS facts and one
+    result per exchanger address and port, grouped by domain."""
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        return runner.run(_probe_domains_async(domains, options, family, nameserver))
+
+
 def probe_targets(
     targets: Sequence[str | Target],
     options: ProbeOptions | None = None,
     opener_factory: OpenerFactory = _default_opener,
 ) -> list[HostResult]:
-    """Probe every target (host, ip or host:port); results in the order given."""
+    """Probe every target (host, ip or host:port; a host without a port on each of the
+    options' ports); results in the order given."""
     options = options or ProbeOptions()
-    parsed = [t if isinstance(t, Target) else parse_target(t, options.port) for t in targets]
+    parsed = expand_targets(targets, options.default_ports)
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
         return runner.run(probe_targets_async(parsed, options, opener_factory))
 

@@ -7,6 +7,7 @@ RFC 2505.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -18,6 +19,15 @@ from relayguard.vocabulary import FindingResult, Outcome, Verdict
 JUDGED = frozenset({Outcome.REFUSED, Outcome.DEFERRED, Outcome.AUTH_REQUIRED, Outcome.ACCEPTED})
 
 
+_TLS_WORD = re.compile(r"\b(?:START)?TLS\b", re.IGNORECASE)
+
+
+def tls_required(reply: Reply) -> bool:
+    """530 (or 5.7.0) naming STARTTLS/TLS: "530 5.7.0 Must issue a STARTTLS command first"
+    (RFC 3207 §4) asks for encryption first; it says nothing yet about relaying."""
+    return needs_auth(reply) and bool(_TLS_WORD.search(reply.text))
+
+
 def needs_auth(reply: Reply) -> bool:
     """530, or an enhanced 5.7.0, means 'authenticate first' (RFC 4954 §6; nmap stops on 530)."""
     return reply.code == 530 or (reply.permanent and reply.enhanced == "5.7.0")
@@ -26,6 +36,8 @@ def needs_auth(reply: Reply) -> bool:
 def classify_reply(reply: Reply) -> Outcome:
     if reply.positive:
         return Outcome.RELAYED
+    if tls_required(reply):
+        return Outcome.ERROR  # not an answer to the relay question (the runner upgrades first)
     if needs_auth(reply):
         return Outcome.AUTH_REQUIRED
     if reply.transient:
@@ -223,3 +235,43 @@ def findings(
             Finding(record.check.id, record.check.section, record.check.title, result, detail)
         )
     return out
+
+
+# The RFC 2505 check whose envelope (MAIL FROM and RCPT TO a local mailbox, both in the
+# server's own domain) the own-domain sender finding reads, with the opposite expectation.
+OWN_DOMAIN_CHECK = "local-sender-accepted"
+
+
+def own_domain_sender(record: CheckRecord | None, local_domain_given: bool) -> Finding | None:
+    """Whether an untrusted client may send as the server's own domain to a local mailbox.
+
+    Not a relay verdict: a sender-authentication finding (docs/sources.md#own-domain-sender).
+    Pass when the envelope is refused (at MAIL or RCPT), fail when it is accepted. RFC 2505
+    §2 (6) recommends the opposite (accept such senders), which is why it stays a finding."""
+    if record is None:
+        return None
+    title = "Mail claiming the server's own domain is refused from an untrusted client"
+    section = "sender authentication"
+    claimed = record.sent[0].removeprefix("MAIL FROM:") if record.sent else "own domain"
+
+    def finding(result: FindingResult, detail: str) -> Finding:
+        return Finding("own-domain-sender-refused", section, title, result, detail)
+
+    if record.mail is None:
+        return finding(FindingResult.ERROR, record.error or "not run")
+    if not record.mail.positive:
+        return finding(FindingResult.PASS, f"MAIL refused: {record.mail.first_line}")
+    if record.reply is None:
+        return finding(FindingResult.ERROR, record.error or "RCPT not answered")
+    if record.reply.positive:
+        return finding(
+            FindingResult.FAIL,
+            f"anyone may send as {claimed} to a local mailbox: {record.reply.first_line}",
+        )
+    if not local_domain_given:
+        return finding(
+            FindingResult.NOT_APPLICABLE,
+            f"refused ({record.reply.first_line}); the local domain was guessed from the "
+            "banner: give --local-domain to judge this",
+        )
+    return finding(FindingResult.PASS, f"refused: {record.reply.first_line}")

@@ -12,6 +12,8 @@ DEFAULT_EXTERNAL_DOMAIN = "example.com"
 # nmap's smtp-open-relay defaults for the local parts (docs/sources.md#nmap-smtp-open-relay).
 DEFAULT_FROM = "antispam"
 DEFAULT_TO = "relaytest"
+# RFC 8314 §3.3: port 465 is message submission over implicit TLS (TLS before the banner).
+IMPLICIT_TLS_PORTS = (465,)
 
 
 @dataclass(frozen=True)
@@ -19,6 +21,9 @@ class ProbeOptions:
     """Options of one probe run; every field is validated by `relayguard.validate` at the edge."""
 
     port: int = 25
+    # Ports each target without an explicit port is probed on (one result per port); empty:
+    # `port` alone, as before `--ports` existed.
+    ports: tuple[int, ...] = ()
     source_address: str | None = None
     external_domain: str = DEFAULT_EXTERNAL_DOMAIN
     local_domain: str | None = None
@@ -44,6 +49,16 @@ class ProbeOptions:
     def helo(self) -> str:
         return self.helo_name or self.external_domain
 
+    @property
+    def default_ports(self) -> tuple[int, ...]:
+        """The ports a target given without one is probed on."""
+        return self.ports or (self.port,)
+
+    @staticmethod
+    def implicit_tls(port: int) -> bool:
+        """Whether a port speaks TLS from the first byte (RFC 8314 §3.3), not STARTTLS."""
+        return port in IMPLICIT_TLS_PORTS
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -51,6 +66,7 @@ class ProbeOptions:
 def checked_options(
     *,
     port: object = 25,
+    ports: object = None,
     source_address: object = None,
     external_domain: object = DEFAULT_EXTERNAL_DOMAIN,
     local_domain: object = None,
@@ -80,6 +96,7 @@ def checked_options(
     per_transaction = v.positive_number("rcpts_per_transaction", rcpts_per_transaction, 100)
     return ProbeOptions(
         port=v.port("port", port),
+        ports=_ports(ports),
         source_address=source,
         external_domain=v.domain("external_domain", external_domain),
         local_domain=None if local_domain is None else v.mail_domain("local_domain", local_domain),
@@ -95,3 +112,19 @@ def checked_options(
         rcpts_per_transaction=int(per_transaction),
         vantage=vantage or (f"source {source}" if source else "direct"),
     )
+
+
+def _ports(value: object) -> tuple[int, ...]:
+    """A list of ports (a sequence, or `25,587,465`), each once, in the order given."""
+    from relayguard import validate as v
+
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not items:
+        raise v.InputError("ports", value, "is not a non-empty list of ports")
+    ports = [
+        v.port("ports", int(item) if isinstance(item, str) and item.strip().isdigit() else item)
+        for item in items
+    ]
+    return tuple(dict.fromkeys(ports))

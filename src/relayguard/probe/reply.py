@@ -4,7 +4,8 @@ A reply is one or more lines `DDD-text` ending with a line `DDD text` (RFC 5321 
 As in smtplib, the code comes from each line's first three characters and the text of
 all lines is joined with newlines. Unlike a single `recv()`, the parser keeps partial lines
 across segments, tolerates bare LF, and bounds line length and reply size so a hostile
-server cannot make the probe buffer without limit.
+server cannot make the probe buffer without limit: past 256 lines or 64 KiB a reply is read
+on to its end (up to MAX_DRAIN_BYTES) keeping only its first lines.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from dataclasses import dataclass
 MAX_LINE_BYTES = 8192  # RFC 5321 §4.5.3.1.5 allows 512; be generous, but bounded
 MAX_REPLY_LINES = 256
 MAX_REPLY_BYTES = 64 * 1024
+# A reply over the two bounds above is still read to its end (its first lines kept, the rest
+# counted and dropped), up to this many bytes: an oversized but valid EHLO reply does not end
+# the dialogue; a reply that never ends does.
+MAX_DRAIN_BYTES = 1024 * 1024
 
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
 
@@ -23,10 +28,15 @@ class ProtocolError(Exception):
     """The peer sent something that is not an SMTP reply."""
 
 
+class ReplyTooLong(ProtocolError):
+    """A line over the line bound, or a reply over the drain bound."""
+
+
 @dataclass(frozen=True)
 class Reply:
     code: int
     lines: tuple[str, ...]
+    dropped: int = 0  # lines read past the size bounds and not kept
 
     @property
     def text(self) -> str:
@@ -76,6 +86,7 @@ class ReplyParser:
         max_line: int = MAX_LINE_BYTES,
         max_lines: int = MAX_REPLY_LINES,
         max_bytes: int = MAX_REPLY_BYTES,
+        max_drain: int = MAX_DRAIN_BYTES,
     ) -> None:
         self._buffer = bytearray()
         self._lines: list[str] = []
@@ -84,6 +95,8 @@ class ReplyParser:
         self._max_line = max_line
         self._max_lines = max_lines
         self._max_bytes = max_bytes
+        self._max_drain = max(max_drain, max_bytes)
+        self._dropped = 0
         # an error met after complete replies in the same segment: raised on the next feed,
         # so the replies before it still count (a 220 to STARTTLS followed by junk)
         self._error: ProtocolError | None = None
@@ -114,7 +127,7 @@ class ReplyParser:
             end = self._buffer.find(b"\n")
             if end < 0:
                 if len(self._buffer) > self._max_line:
-                    raise ProtocolError(f"reply line longer than {self._max_line} bytes")
+                    raise ReplyTooLong(f"reply line longer than {self._max_line} bytes")
                 return
             raw = bytes(self._buffer[:end])
             del self._buffer[: end + 1]
@@ -124,12 +137,10 @@ class ReplyParser:
 
     def _line(self, raw: bytes) -> Reply | None:
         if len(raw) > self._max_line:
-            raise ProtocolError(f"reply line longer than {self._max_line} bytes")
+            raise ReplyTooLong(f"reply line longer than {self._max_line} bytes")
         self._reply_bytes += len(raw) + 2
-        if self._reply_bytes > self._max_bytes or len(self._lines) >= self._max_lines:
-            raise ProtocolError(
-                f"reply longer than {self._max_bytes} bytes or {self._max_lines} lines"
-            )
+        if self._reply_bytes > self._max_drain:
+            raise ReplyTooLong(f"reply longer than {self._max_drain} bytes")
         head = raw[:3]
         if len(head) < 3 or not head.isdigit() or raw[3:4] not in (b"", b" ", b"-"):
             raise ProtocolError(f"not an SMTP reply line: {_decode(raw[:80])!r}")
@@ -139,11 +150,15 @@ class ReplyParser:
         if self._code is not None and code != self._code:
             raise ProtocolError(f"multi-line reply changed code from {self._code} to {code}")
         self._code = code
-        self._lines.append(_decode(raw[4:]).strip(" \t"))
+        if self._reply_bytes > self._max_bytes or len(self._lines) >= self._max_lines:
+            self._dropped += 1  # drained: validated, counted, not kept
+        else:
+            self._lines.append(_decode(raw[4:]).strip(" \t"))
         if raw[3:4] == b"-":
             return None
-        reply = Reply(code, tuple(self._lines))
+        reply = Reply(code, tuple(self._lines), self._dropped)
         self._lines = []
         self._code = None
         self._reply_bytes = 0
+        self._dropped = 0
         return reply

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from relayguard.probe.judge import Finding, TestRecord
+from relayguard.probe.mx import DomainMail
 from relayguard.probe.options import ProbeOptions
 from relayguard.vocabulary import PROBE_SCHEMA, Verdict
 
@@ -18,10 +19,12 @@ class TlsInfo:
     validated: bool | None = None
     subject: str | None = None
     error: str | None = None
+    implicit: bool = False  # TLS from the first byte (port 465), not STARTTLS
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "offered": self.offered,
+            "implicit": self.implicit,
             "established": self.established,
             "validated": self.validated,
             "subject": self.subject,
@@ -44,12 +47,18 @@ class HostResult:
     tls: TlsInfo = field(default_factory=TlsInfo)
     tests: tuple[TestRecord, ...] = ()
     rfc2505: tuple[Finding, ...] = ()
+    # Sender-authentication findings (own-domain sender from an untrusted client): beside the
+    # verdict, never folded into it.
+    sender: tuple[Finding, ...] = ()
     transcript: tuple[tuple[str, str], ...] = ()
     connections: int = 0
     duration_s: float = 0.0
     # Delivery confirmation (issue 11, probe.confirm): relayed | bounced | unconfirmed.
     confirmation: str | None = None
     confirmation_evidence: dict[str, Any] | None = None
+    # Probed as a mail exchanger of `domain` (--domain): the MX name; None for a plain target.
+    domain: str | None = None
+    mx: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -81,28 +90,45 @@ class HostResult:
                 }
                 for t in self.tests
             ],
-            "rfc2505": [
-                {
-                    "id": f.id,
-                    "section": f.section,
-                    "title": f.title,
-                    "result": f.result.value,
-                    "detail": f.detail,
-                }
-                for f in self.rfc2505
-            ],
+            "rfc2505": [_finding(f) for f in self.rfc2505],
+            "sender": [_finding(f) for f in self.sender],
             "transcript": [list(entry) for entry in self.transcript],
             "connections": self.connections,
             "duration_s": round(self.duration_s, 3),
             "confirmation": self.confirmation,
             "confirmation_evidence": self.confirmation_evidence,
+            "domain": self.domain,
+            "mx": self.mx,
         }
 
 
-def probe_document(results: Sequence[HostResult], options: ProbeOptions) -> dict[str, Any]:
-    """The one JSON document every renderer starts from (schema `relayguard.probe/1`)."""
+def _finding(f: Finding) -> dict[str, Any]:
     return {
+        "id": f.id,
+        "section": f.section,
+        "title": f.title,
+        "result": f.result.value,
+        "detail": f.detail,
+    }
+
+
+def probe_document(
+    results: Sequence[HostResult],
+    options: ProbeOptions,
+    domains: Sequence[DomainMail] = (),
+) -> dict[str, Any]:
+    """The one JSON document every renderer starts from (schema `relayguard.probe/1`).
+
+    With `--domain`, `domains` lists each domain's exchangers and the targets probed for it
+    (its hosts carry `domain` and `mx`); `hosts` stays the flat list every reader knows."""
+    document: dict[str, Any] = {
         "schema": PROBE_SCHEMA,
         "options": options.to_dict(),
         "hosts": [r.to_dict() for r in results],
     }
+    if domains:
+        document["domains"] = [
+            {**d.to_dict(), "targets": [r.target for r in results if r.domain == d.domain]}
+            for d in domains
+        ]
+    return document

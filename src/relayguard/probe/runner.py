@@ -39,6 +39,7 @@ from relayguard.probe.session import (
     ConnectionLost,
     NotSmtp,
     Opener,
+    ReplyOversized,
     ReplyTimeout,
     SessionError,
     SmtpConnection,
@@ -100,6 +101,11 @@ class _HostState:
     context: AddressContext | None = None
     tls: TlsInfo = field(default_factory=TlsInfo)
     tls_mode: str = "verify"  # verify -> insecure (cert did not validate) -> off
+    # the server answered "530 Must issue a STARTTLS command first": upgrade even when the
+    # options say not to (RFC 3207 §4), since no relay test is answered in plaintext
+    tls_required: bool = False
+    # the EHLO reply could not be read (over the drain bound): new connections greet with HELO
+    helo_only: bool = False
 
 
 def _tls_context(mode: str) -> ssl.SSLContext:
@@ -180,10 +186,13 @@ class HostProbe:
     # -- connections -------------------------------------------------------------------
     async def _connect(self) -> SmtpConnection:
         self.connections += 1
-        self.transcript.add("*", f"connection {self.connections} to {self.address}:{self.port}")
+        where = f"[{self.address}]" if ":" in self.address else self.address
+        self.transcript.add("*", f"connection {self.connections} to {where}:{self.port}")
         reader, writer = await self.opener(self.address, self.port)
         conn = SmtpConnection(reader, writer, self.options.command_timeout, self.transcript)
         try:
+            if self.options.implicit_tls(self.port):
+                await self._implicit_tls(conn)
             await self._greet(conn)
         except BaseException:
             await conn.close(polite=False)
@@ -192,15 +201,17 @@ class HostProbe:
 
     async def _greet(self, conn: SmtpConnection) -> None:
         banner = await conn.read_reply()
+        if not self.state.banner:
+            self.state.banner = banner.text  # kept whatever happens next
         if banner.code == 421:
             raise HostRefused(f"service not available at connect: {banner.first_line}")
         if banner.code != 220:
             raise HostRefused(f"server refused the session: {banner.first_line}")
         esmtp = await self._hello(conn)
         conn.pipelining = _advertises(esmtp, "PIPELINING") and self.options.pipelining
+        conn.starttls_offered = _advertises(esmtp, "STARTTLS")
         async with self._greet_lock:
             if self.state.context is None:
-                self.state.banner = banner.text
                 self.state.srvname = srvname_from(banner.first_line, esmtp[0] if esmtp else None)
                 self.state.esmtp = bool(esmtp)
                 local = self.options.local_domain or self.state.srvname
@@ -217,24 +228,66 @@ class HostProbe:
                 }
                 self.queue.extend(self._batches([ControlProbe(d) for d in sorted(domains)]))
         if (
-            self.options.starttls
+            (self.options.starttls or self.state.tls_required)
             and self.state.tls_mode != "off"
-            and _advertises(esmtp, "STARTTLS")
+            and conn.starttls_offered
+            and not conn.tls
         ):
             await self._starttls(conn)
 
+    async def _implicit_tls(self, conn: SmtpConnection) -> None:
+        """TLS before the banner (port 465, RFC 8314 §3.3). The certificate is recorded, not
+        verified: the probe asks whether the port relays, not whether to trust it."""
+        try:
+            await conn.starttls(_tls_context("insecure"), None)
+        except (ssl.SSLError, ConnectionError, OSError, ReplyTimeout) as exc:
+            self.state.tls = TlsInfo(offered=True, implicit=True, error=f"TLS failed: {exc}")
+            raise HostRefused(f"implicit TLS on port {self.port} failed: {exc}") from exc
+        self.state.tls = TlsInfo(
+            offered=True,
+            established=True,
+            implicit=True,
+            subject=_subject(conn.peer_certificate()),
+        )
+
+    def _upgrade_first(self, conn: SmtpConnection, mail: Reply) -> bool:
+        """True when MAIL met "530 Must issue a STARTTLS command first" on a plaintext
+        connection that can still be upgraded: the job goes, unanswered, to a new connection
+        that starts TLS first. Otherwise the 530 is recorded (an error, not a refusal)."""
+        if not judge.tls_required(mail) or conn.tls or self.state.tls_required:
+            return False
+        if not conn.starttls_offered or self.state.tls_mode == "off":
+            return False
+        self.state.tls_required = True
+        return True
+
     async def _hello(self, conn: SmtpConnection) -> list[str] | None:
-        """EHLO, falling back to HELO when EHLO is refused; returns EHLO lines or None."""
-        reply = await conn.command(f"EHLO {self.options.helo}")
+        """EHLO, falling back to HELO when EHLO is refused; returns EHLO lines or None.
+
+        An EHLO reply too large to read even by draining it (reply.MAX_DRAIN_BYTES) leaves the
+        connection out of step: the next connection greets with HELO (RFC 5321 §4.1.1.1)."""
+        if self.state.helo_only:
+            await self._helo(conn, None)
+            return None
+        try:
+            reply = await conn.command(f"EHLO {self.options.helo}")
+        except ReplyOversized as exc:
+            self.state.helo_only = True
+            raise FreshConnectionNeeded(f"EHLO reply unreadable ({exc}): retry with HELO") from exc
         if reply.code == 421:
             raise ServiceClosing(reply)
         if reply.positive:
             return [reply.first_line, *reply.lines[1:]]
+        await self._helo(conn, reply)
+        return None
+
+    async def _helo(self, conn: SmtpConnection, ehlo: Reply | None) -> None:
         helo = await conn.command(f"HELO {self.options.helo}")
         if helo.code == 421:
             raise ServiceClosing(helo)
         if not helo.positive:
-            raise HostRefused(f"EHLO and HELO refused: {reply.first_line} / {helo.first_line}")
+            refused = f"{ehlo.first_line} / " if ehlo else ""
+            raise HostRefused(f"EHLO and HELO refused: {refused}{helo.first_line}")
         return None
 
     async def _starttls(self, conn: SmtpConnection) -> None:
@@ -385,6 +438,8 @@ class HostProbe:
             mail = await conn.command(f"MAIL FROM:{mail_from}")
         if mail.code == 421:
             raise ServiceClosing(mail)
+        if self._upgrade_first(conn, mail):
+            raise FreshConnectionNeeded("the server requires STARTTLS first (RFC 3207 §4)")
         attempts = pending.attempts + 1
         for index, recipient in enumerate(recipients):
             if conn.pipelining:
@@ -605,6 +660,9 @@ class HostProbe:
         checks = [self.check_records[c.id] for c in self.checks if c.id in self.check_records]
         verdict, reason = judge.verdict(tests, self.host_failure)
         found = judge.findings(tests, checks, self.options.local_domain is not None)
+        spoofing = judge.own_domain_sender(
+            self.check_records.get(judge.OWN_DOMAIN_CHECK), self.options.local_domain is not None
+        )
         if verdict is Verdict.INCONCLUSIVE and self.host_failure is None and not tests:
             reason = "no relay test in the catalog"
         return HostResult(
@@ -621,6 +679,7 @@ class HostProbe:
             tls=self.state.tls,
             tests=tuple(tests),
             rfc2505=tuple(found),
+            sender=(spoofing,) if spoofing else (),
             transcript=tuple(self.transcript.entries),
             connections=self.connections,
             duration_s=duration,

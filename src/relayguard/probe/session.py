@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from relayguard.probe.reply import ProtocolError, Reply, ReplyParser
+from relayguard.probe.reply import ProtocolError, Reply, ReplyParser, ReplyTooLong
 
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 # How a connection is opened: directly (optionally from a source address) or through a vantage.
@@ -42,6 +42,10 @@ class ReplyTimeout(SessionError):
 
 class NotSmtp(SessionError):
     """The peer does not speak SMTP."""
+
+
+class ReplyOversized(NotSmtp):
+    """A reply too long to read even by draining it (reply.MAX_DRAIN_BYTES, MAX_LINE_BYTES)."""
 
 
 @dataclass
@@ -98,13 +102,13 @@ class SmtpConnection:
         self._ready: deque[Reply] = deque()
         self.in_transaction = False
         self.pipelining = False  # the server advertised PIPELINING and we may use it
+        self.starttls_offered = False  # the last EHLO reply listed STARTTLS
+        self.tls = False  # the connection is encrypted (STARTTLS or implicit TLS)
         self.closed = False
 
     async def read_reply(self) -> Reply:
         if self._ready:  # arrived together with an earlier reply (pipelining, 554 + 421)
-            reply = self._ready.popleft()
-            self._transcript.add("S", reply.render())
-            return reply
+            return self._record(self._ready.popleft())
         try:
             async with asyncio.timeout(self._timeout):
                 self._parser.feed(b"")  # raises an error met after the last reply handed out
@@ -116,13 +120,19 @@ class SmtpConnection:
                     self._ready.extend(self._parser.feed(data))
         except TimeoutError as exc:
             raise ReplyTimeout(f"no complete reply within {self._timeout:g}s") from exc
+        except ReplyTooLong as exc:
+            raise ReplyOversized(str(exc)) from exc
         except ProtocolError as exc:
             raise NotSmtp(str(exc)) from exc
         except (ConnectionError, OSError) as exc:
             self.closed = True
             raise ConnectionLost(f"connection lost: {exc.strerror or exc}") from exc
-        reply = self._ready.popleft()
+        return self._record(self._ready.popleft())
+
+    def _record(self, reply: Reply) -> Reply:
         self._transcript.add("S", reply.render())
+        if reply.dropped:
+            self._transcript.add("*", f"{reply.dropped} more lines of this reply read, not kept")
         return reply
 
     def queued(self) -> Reply | None:
@@ -133,9 +143,7 @@ class SmtpConnection:
 
     def take_queued(self) -> Reply:
         """Remove the queued reply (recording it in the transcript) and return it."""
-        reply = self._ready.popleft()
-        self._transcript.add("S", reply.render())
-        return reply
+        return self._record(self._ready.popleft())
 
     async def send(self, *lines: str) -> None:
         """Send one or more command lines in a single write (RFC 2920 pipelining when many)."""
@@ -160,8 +168,9 @@ class SmtpConnection:
         return await self.read_reply()
 
     async def starttls(self, context: ssl.SSLContext, server_hostname: str | None) -> None:
-        """Upgrade after a 220 to STARTTLS; plaintext buffered before the upgrade is discarded
-        (the STARTTLS command-injection flaw, CVE-2011-0411, comes from keeping it)."""
+        """Upgrade after a 220 to STARTTLS, or before the banner on an implicit-TLS port;
+        plaintext buffered before the upgrade is discarded (the STARTTLS command-injection
+        flaw, CVE-2011-0411, comes from keeping it)."""
         self._ready.clear()
         self._parser = ReplyParser()
         try:
@@ -170,6 +179,7 @@ class SmtpConnection:
         except TimeoutError as exc:
             self.closed = True
             raise ReplyTimeout("TLS handshake timed out") from exc
+        self.tls = True
         self._transcript.add("*", "TLS established")
 
     def peer_certificate(self) -> bytes | None:

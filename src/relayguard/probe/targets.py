@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 # RFC 1123 host name: LDH labels of 1-63 characters, 253 in all.
@@ -34,6 +35,23 @@ def _port(text: str, spec: str) -> int:
     if not text.isdigit() or not 1 <= int(text) <= 65535:
         raise TargetError(f"target {spec!r}: port must be a number from 1 to 65535")
     return int(text)
+
+
+def expand_target(spec: str, ports: tuple[int, ...]) -> list[Target]:
+    """One target per port for a spec without a port (`mx.example.org` on 25, 587 and 465);
+    a spec with its own port (`host:2525`, `[::1]:25`) is that one target."""
+    bare = parse_target(spec, default_port=0)  # 0 is never a valid explicit port
+    if bare.port:
+        return [bare]
+    return [Target(bare.host, port) for port in ports]
+
+
+def expand_targets(specs: Sequence[str | Target], ports: tuple[int, ...]) -> list[Target]:
+    """Every spec expanded over `ports` (see `expand_target`), in the order given."""
+    out: list[Target] = []
+    for spec in specs:
+        out.extend([spec] if isinstance(spec, Target) else expand_target(spec, ports))
+    return out
 
 
 def parse_target(spec: str, default_port: int = 25) -> Target:

@@ -1,6 +1,7 @@
 """Controls room: the checks a report states about each host, in OpenSCAP's vocabulary.
 
-One host yields: `relay-closed`, `patch-level`, one `rfc2505-<id>` per RFC 2505 finding,
+One host yields: `relay-closed`, `patch-level`, one `rfc2505-<id>` per RFC 2505 finding, one
+`sender-<id>` per sender-authentication finding (own-domain sender, issue 19),
 `delivery-confirmation` when the probe confirmed delivery (issue 11), and `remediation` in
 enforce mode. Each is pass / fail / error / notapplicable with a one-line message and the
 evidence behind it. JUnit makes them test cases; Markdown and HTML list the failing ones.
@@ -41,8 +42,11 @@ def describe_test(test: Mapping[str, Any]) -> str:
 def probe_evidence(probe: Mapping[str, Any], outcomes: frozenset[str] | None = None) -> str:
     """The probe's verdict, where it spoke from, and the tests with the given outcomes
     (all when None); the others are counted, not listed."""
+    address = probe.get("address") or "unresolved"
+    if ":" in address:  # IPv6: bracketed, as in targets ([::1]:25)
+        address = f"[{address}]"
     head = [
-        f"target {probe['target']} ({probe.get('address') or 'unresolved'}:{probe['port']}), "
+        f"target {probe['target']} ({address}:{probe['port']}), "
         f"vantage {probe.get('vantage') or 'default'}",
         f"banner: {probe.get('banner') or '(none)'}",
         f"verdict {probe['verdict']}: {probe['reason']}",
@@ -111,6 +115,14 @@ def finding_controls(host: Mapping[str, Any]) -> list[ControlResult]:
             one_line(f.get("detail") or f["title"]),
         )
         for f in (probe or {}).get("rfc2505", [])
+    ] + [
+        ControlResult(
+            f"sender-{f['id']}",
+            one_line(f"{f['section']}: {f['title']}"),
+            FindingResult(f["result"]),
+            one_line(f.get("detail") or f["title"]),
+        )
+        for f in (probe or {}).get("sender", [])
     ]
 
 

@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from relayguard.probe import HostResult, ProbeOptions, probe_targets
-from relayguard.probe.targets import Target, parse_target
+from relayguard.probe.targets import Target, expand_targets
 from relayguard.vantage.errors import VantageError
 from relayguard.vantage.opener import ssh_opener
 from relayguard.vantage.spec import SshVantage
@@ -28,7 +28,7 @@ def probe_through(
 ) -> list[HostResult]:
     """Probe `targets` from `vantage`; results in the order given, `vantage` set on each."""
     labelled = dataclasses.replace(options, vantage=str(vantage))
-    parsed = [t if isinstance(t, Target) else parse_target(t, options.port) for t in targets]
+    parsed = expand_targets(targets, options.default_ports)
     try:
         jump = SshJump(vantage, settings).connect()
     except VantageError as exc:
