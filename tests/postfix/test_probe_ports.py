@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from relayguard.lab.postfix import PostfixInstance
+from relayguard.lab.postfix.instance import PostfixInstance
 from relayguard.vocabulary import Verdict
 
 from .conftest import PROBE_SOURCE
