@@ -21,6 +21,7 @@ from relayguard.exchange.analysis import (
     relay_exposure,
 )
 from relayguard.exchange.facts import ExchangeFacts, FactsError, collect_facts
+from relayguard.exchange.patch_level import PatchPolicy
 from relayguard.exchange.transport import TransportError, WinRMClient, WinRMOptions
 from relayguard.vocabulary import Verdict
 
@@ -50,23 +51,31 @@ class HostAssessment:
         }
 
 
-def judge(facts: ExchangeFacts) -> HostAssessment:
-    """The pure half: analysis of collected facts."""
-    return HostAssessment(facts.host, facts, relay_exposure(facts), patch_status(facts))
+def judge(
+    facts: ExchangeFacts,
+    *,
+    policy: PatchPolicy = PatchPolicy.LATEST,
+    as_of: date | None = None,
+) -> HostAssessment:
+    """The pure half: analysis of collected facts (`as_of`: the day lifecycles are judged)."""
+    patch = patch_status(facts, policy=policy, as_of=as_of)
+    return HostAssessment(facts.host, facts, relay_exposure(facts), patch)
 
 
 def assess(
     options: WinRMOptions,
     *,
     as_of: date | None = None,
+    policy: PatchPolicy = PatchPolicy.LATEST,
     client_factory: Callable[[WinRMOptions], WinRMClient] = WinRMClient,
 ) -> HostAssessment:
     """Collect one host's facts over WinRM and judge them; errors become the `error` field."""
+    day = as_of or date.today()
     try:
-        facts = collect_facts(client_factory(options), as_of=as_of)
+        facts = collect_facts(client_factory(options), as_of=day)
     except (TransportError, FactsError) as exc:
         return HostAssessment(options.host, None, None, None, error=str(exc))
-    return judge(facts)
+    return judge(facts, policy=policy, as_of=day)
 
 
 def document(assessments: Sequence[HostAssessment]) -> dict[str, Any]:
