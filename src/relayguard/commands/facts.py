@@ -19,6 +19,7 @@ import sys
 from typing import Any
 
 from relayguard.exchange.assess import HostAssessment, assess, document, exit_status
+from relayguard.exchange.patch_level import PatchPolicy
 from relayguard.exchange.transport import Secret
 from relayguard.exchange.winrm_settings import CERT_VALIDATION, TRANSPORTS, winrm_settings
 from relayguard.validate import InputError
@@ -53,6 +54,12 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--timeout", type=float, default=300.0, metavar="S", help="bound on each command"
+    )
+    parser.add_argument(
+        "--patch-policy",
+        choices=[p.value for p in PatchPolicy],
+        default=PatchPolicy.LATEST.value,
+        help="2013+: the CUs a compliant build may be on (default: latest)",
     )
     parser.set_defaults(func=run)
 
@@ -96,7 +103,11 @@ def render_text(assessment: HostAssessment) -> str:
     if facts.exchange_shell is not None:
         lines.append(f"  Exchange shell: {facts.exchange_shell}")
     if assessment.patch is not None:
-        lines.append(f"  patch: {assessment.patch.state.value}")
+        required = assessment.patch.required
+        lines.append(
+            f"  patch: {assessment.patch.state.value}"
+            + ("" if required is None else f" (required {required})")
+        )
         lines.extend(f"    {reason}" for reason in assessment.patch.reasons)
     if assessment.exposure is not None:
         lines.append(f"  relay: {assessment.exposure.verdict.value}")
@@ -127,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
     except InputError as exc:
         print(f"relayguard facts: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    results = [assess(option) for option in options]
+    policy = PatchPolicy(args.patch_policy)
+    results = [assess(option, policy=policy) for option in options]
     if args.json:
         print(json.dumps(document(results), indent=2))
     else:
