@@ -324,6 +324,7 @@ from typing import Any
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.relayguard.mail.plugins.module_utils.exchange_options import (
     PATCH_OPTIONS_SPEC,
+    PATCH_POLICY_SPEC,
     RELAY_OPTIONS_SPEC,
 )
 from ansible_collections.relayguard.mail.plugins.module_utils.winrm_options import (
@@ -355,11 +356,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
                 "options": dict(WINRM_CONNECTION_SPEC, **SMTP_WAIT_SPEC, **RELAY_OPTIONS_SPEC),
             },
             "patch": {"type": "dict", "options": dict(PATCH_OPTIONS_SPEC)},
-            "patch_policy": {
-                "type": "str",
-                "choices": ["latest", "cu_n_minus_1"],
-                "default": "latest",
-            },
+            **PATCH_POLICY_SPEC,
         },
     },
     "max_workers": {"type": "int", "default": 16},

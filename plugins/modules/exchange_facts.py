@@ -131,6 +131,9 @@ patch:
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.relayguard.mail.plugins.module_utils.exchange_options import (
+    PATCH_POLICY_SPEC,
+)
 from ansible_collections.relayguard.mail.plugins.module_utils.winrm_options import (
     WINRM_CONNECTION_SPEC,
 )
@@ -149,10 +152,7 @@ RELAYGUARD = "relayguard (the relayguard Python engine, see meta/ee-requirements
 
 
 def main() -> None:
-    spec = dict(
-        WINRM_CONNECTION_SPEC,
-        patch_policy={"type": "str", "choices": ["latest", "cu_n_minus_1"], "default": "latest"},
-    )
+    spec = dict(WINRM_CONNECTION_SPEC, **PATCH_POLICY_SPEC)
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     if IMPORT_ERROR is not None:
         module.fail_json(msg=missing_required_lib(RELAYGUARD), exception=IMPORT_ERROR)

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from relayguard.exchange import connection
+from relayguard.exchange.patch_level import PATCH_POLICY_ARGUMENT_SPEC
 from relayguard.exchange.patch_task import PATCH_ARGUMENT_SPEC
 from relayguard.exchange.relay_task import RELAY_ARGUMENT_SPEC
 
@@ -119,7 +120,7 @@ def library_spec(module: str) -> dict[str, Any]:
     """What the library validates the same module's parameters with."""
     relay = {**RELAY_ARGUMENT_SPEC, **connection.CONNECTION_ARGUMENT_SPEC}
     return {
-        "exchange_facts": connection.WINRM_ARGUMENT_SPEC,
+        "exchange_facts": {**connection.WINRM_ARGUMENT_SPEC, **PATCH_POLICY_ARGUMENT_SPEC},
         "exchange_relay": relay,
         "exchange_patch": {**PATCH_ARGUMENT_SPEC, **connection.CONNECTION_ARGUMENT_SPEC},
         "exchange_batch": {
@@ -132,6 +133,7 @@ def library_spec(module: str) -> dict[str, Any]:
                     "name": {"type": "str", "required": True},
                     "relay": {"type": "dict", "required": True, "options": relay},
                     "patch": {"type": "dict", "options": PATCH_ARGUMENT_SPEC},
+                    **PATCH_POLICY_ARGUMENT_SPEC,
                 },
             },
             "max_workers": {"type": "int", "default": 16},

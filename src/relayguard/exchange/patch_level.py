@@ -37,6 +37,16 @@ class PatchPolicy(StrEnum):
 # How many of the newest CUs a policy accepts.
 _ACCEPTED_CUS = {PatchPolicy.LATEST: 1, PatchPolicy.CU_N_MINUS_1: 2}
 
+# The `patch_policy` option of exchange_facts and exchange_batch (the library's copy of
+# plugins/module_utils/exchange_options.py PATCH_POLICY_SPEC; a test holds the two equal).
+PATCH_POLICY_ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
+    "patch_policy": {
+        "type": "str",
+        "choices": [p.value for p in PatchPolicy],
+        "default": PatchPolicy.LATEST.value,
+    },
+}
+
 
 @dataclass(frozen=True)
 class BuildRef:
