@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: bring up the lab (a fresh, vulnerable fleet), close its open relays with
-# secure-relay.yml (probe, detect, plan, apply in batches, verify, roll back, report), run it
+# secure-relay.yml (probe, detect, plan, apply in batches, verify, roll back, report) and install
+# the updates the Exchange twins are behind on from the lab's packages (ex2019-compliant: relay
+# closed, but CU15 without its updates; docs/exchange.md#patch-level), run it
 # again in audit mode to show every host compliant with zero changes, print the report's
 # summary and path, then take the lab down. Without root the lab has no Postfix hosts (they
 # need port 25 and real Postfix instances) and says so.

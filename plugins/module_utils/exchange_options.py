@@ -37,3 +37,9 @@ PATCH_OPTIONS_SPEC: dict[str, dict[str, Any]] = {
     "reboot": {"type": "bool", "default": False},
     "remote_temp_dir": {"type": "str", "default": "C:\\Windows\\Temp"},
 }
+
+# exchange_facts' and exchange_batch's (per host) policy for the patch level of 2013+
+# (its choices are relayguard.exchange.patch_level.PatchPolicy's values; a test holds them equal).
+PATCH_POLICY_SPEC: dict[str, dict[str, Any]] = {
+    "patch_policy": {"type": "str", "choices": ["latest", "cu_n_minus_1"], "default": "latest"},
+}

@@ -198,6 +198,15 @@ options:
           host_name:
             description: Name of the host in the backup path.
             type: str
+      patch_policy:
+        description:
+          - For O(action=assess), the CUs of Exchange 2013 and later a compliant build may be on,
+            each at its newest update - V(latest) the newest CU only, V(cu_n_minus_1) also the
+            CU before it; only CUs Microsoft supports (the O(patch_policy) of
+            M(relayguard.mail.exchange_facts)).
+        type: str
+        choices: [latest, cu_n_minus_1]
+        default: latest
       patch:
         description:
           - For O(action=apply), the options of M(relayguard.mail.exchange_patch) besides the
@@ -315,6 +324,7 @@ from typing import Any
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.relayguard.mail.plugins.module_utils.exchange_options import (
     PATCH_OPTIONS_SPEC,
+    PATCH_POLICY_SPEC,
     RELAY_OPTIONS_SPEC,
 )
 from ansible_collections.relayguard.mail.plugins.module_utils.winrm_options import (
@@ -346,6 +356,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
                 "options": dict(WINRM_CONNECTION_SPEC, **SMTP_WAIT_SPEC, **RELAY_OPTIONS_SPEC),
             },
             "patch": {"type": "dict", "options": dict(PATCH_OPTIONS_SPEC)},
+            **PATCH_POLICY_SPEC,
         },
     },
     "max_workers": {"type": "int", "default": 16},
@@ -376,7 +387,9 @@ def main() -> None:
     if IMPORT_ERROR is not None:
         module.fail_json(msg=missing_required_lib(RELAYGUARD), exception=IMPORT_ERROR)
     p = module.params
-    requests = [batch.HostRequest(h["name"], h["relay"], h["patch"]) for h in p["hosts"]]
+    requests = [
+        batch.HostRequest(h["name"], h["relay"], h["patch"], h["patch_policy"]) for h in p["hosts"]
+    ]
     factory = connection.client_for
     work = {
         "assess": lambda r: batch.assess_host(r, factory),

@@ -26,9 +26,20 @@ description:
     C(RemoteExchange.ps1)); C(exchange_shell) in RV(facts) says which was used.
   - Judges the facts - RV(exposure) lists each setting that lets anonymous clients relay with
     a reason and a source, RV(patch) says whether the relay fix is present (Exchange 5.5,
-    C(msexcimc.exe) 5.5.2650.1 or later, KB Q237927) or whether the CU/SU is supported.
+    C(msexcimc.exe) 5.5.2650.1 or later, KB Q237927) or, for 2013 and later, whether the build
+    is the newest update of a CU the O(patch_policy) accepts, how many updates it is behind and
+    which build is required.
   - Every option is validated before any connection is made; a bad value fails the task
     naming the option and the value.
+options:
+  patch_policy:
+    description:
+      - Exchange 2013 and later - the CUs a compliant build may be on, each at its newest update.
+        V(latest) accepts the newest CU only, V(cu_n_minus_1) also the CU before it; only CUs
+        Microsoft supports either way.
+    type: str
+    choices: [latest, cu_n_minus_1]
+    default: latest
 extends_documentation_fragment:
   - relayguard.mail.winrm.connection
   - ansible.builtin.action_common_attributes
@@ -112,7 +123,8 @@ exposure:
         source: "accepted domain '*' (CSS-Exchange HealthChecker OpenRelayDomain)"
 patch:
   description: Patch status - state (present, missing, unknown), reasons, level,
-    security_update, supported.
+    security_update, supported; for 2013 and later also required (the build compliance needs)
+    and patch_level (updates behind, the newest update of the CU with its KB, the policy).
   returned: always
   type: dict
   sample:
@@ -121,11 +133,16 @@ patch:
     level: SP3
     security_update: null
     supported: false
+    required: null
+    patch_level: null
 """
 
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.relayguard.mail.plugins.module_utils.exchange_options import (
+    PATCH_POLICY_SPEC,
+)
 from ansible_collections.relayguard.mail.plugins.module_utils.winrm_options import (
     WINRM_CONNECTION_SPEC,
 )
@@ -133,6 +150,7 @@ from ansible_collections.relayguard.mail.plugins.module_utils.winrm_options impo
 try:
     from relayguard.exchange.assess import assess
     from relayguard.exchange.connection import winrm_options
+    from relayguard.exchange.patch_level import PatchPolicy
     from relayguard.validate import InputError
 
     IMPORT_ERROR = None
@@ -143,14 +161,15 @@ RELAYGUARD = "relayguard (the relayguard Python engine, see meta/ee-requirements
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=dict(WINRM_CONNECTION_SPEC), supports_check_mode=True)
+    spec = dict(WINRM_CONNECTION_SPEC, **PATCH_POLICY_SPEC)
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     if IMPORT_ERROR is not None:
         module.fail_json(msg=missing_required_lib(RELAYGUARD), exception=IMPORT_ERROR)
     try:
         options = winrm_options(module.params)
     except InputError as exc:
         module.fail_json(msg=str(exc))
-    result = assess(options).to_dict()
+    result = assess(options, policy=PatchPolicy(module.params["patch_policy"])).to_dict()
     if result["error"] is not None:
         module.fail_json(msg=result["error"], host=result["host"])
     module.exit_json(

@@ -30,9 +30,10 @@ LEVELS = {
     "ex55-sp2-noreroute": ("exchange55", "SP2", "missing"),
     "ex55-sp2-reroute-open": ("exchange55", "SP2", "missing"),
     "ex55-sp3-wide-allow": ("exchange55", "SP3", "present"),
-    "ex2019-anon-relay": ("exchange2019", "CU14", None),
-    "ex2016-star-domain": ("exchange2016", "CU23", None),
-    "ex2019-compliant": ("exchange2019", "CU15", None),
+    # 2013+: behind their CU's newest update (the relay-closed ex2019-compliant too)
+    "ex2019-anon-relay": ("exchange2019", "CU14", "missing"),
+    "ex2016-star-domain": ("exchange2016", "CU23", "missing"),
+    "ex2019-compliant": ("exchange2019", "CU15", "missing"),
 }
 
 PLAYBOOK = """

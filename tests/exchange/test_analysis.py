@@ -25,6 +25,7 @@ from relayguard.exchange.facts import (
     facts_from_documents,
     flag_members,
 )
+from relayguard.exchange.patch_level import PatchPolicy
 from relayguard.vocabulary import Platform, RuleResult, Verdict
 
 TODAY = date(2026, 11, 27)
@@ -402,7 +403,7 @@ def test_recipient_validation_off_is_a_note_not_a_relay() -> None:
 @pytest.mark.parametrize(
     ("version", "platform", "state"),
     [
-        ("15.2.1748.10", Platform.EXCHANGE2019, PatchState.MISSING),  # out of support
+        ("15.2.1748.10", Platform.EXCHANGE2019, PatchState.MISSING),  # CU15 without its SUs
         ("15.1.2507.6", Platform.EXCHANGE2016, PatchState.MISSING),
         ("15.0.1497.2", Platform.EXCHANGE2013, PatchState.MISSING),
         ("15.2.1748.9999", Platform.EXCHANGE2019, PatchState.UNKNOWN),  # not in the catalog
@@ -417,14 +418,34 @@ def test_modern_patch_status(version: str, platform: Platform, state: PatchState
         assert "nearest known" in status.reasons[0]
 
 
-def test_supported_subscription_edition_is_present() -> None:
+def test_a_build_below_the_newest_known_update_is_missing_even_if_unknown() -> None:
+    status = patch_status(facts15("15.2.1748.11"))  # between CU15 and its first HU
+    assert status.state is PatchState.MISSING
+    assert "nearest known" in status.reasons[0]
+
+
+def test_subscription_edition_is_present_only_at_its_newest_update() -> None:
     catalog = load_catalog()
-    rows = [r for r in catalog.builds if r.product == "exchangese" and r.update is None]
-    supported = [r for r in rows if r.level in catalog.products["exchangese"].supported_levels]
-    assert supported, "the catalog lists a supported SE level"
-    facts = facts15(str(supported[-1].version))
+    product = catalog.products["exchangese"]
+    rows = [r for r in catalog.builds if r.product == "exchangese"]
+    newest = max(rows, key=lambda r: r.version.key)
+    assert newest.level in product.supported_levels, "the catalog lists a supported SE level"
+    facts = facts15(str(newest.version))
     assert facts.platform is Platform.EXCHANGESE
-    assert patch_status(facts).state is PatchState.PRESENT
+    status = patch_status(facts, as_of=TODAY)
+    assert status.state is PatchState.PRESENT and status.required == str(newest.version)
+    rtm = patch_status(facts15("15.2.2562.17"), as_of=TODAY)
+    assert rtm.state is PatchState.MISSING and rtm.required == str(newest.version)
+    assert rtm.detail is not None and rtm.detail.product_in_support is True
+
+
+def test_modern_patch_status_names_the_policy_and_the_required_build() -> None:
+    lenient = patch_status(facts15("15.2.1544.48"), policy=PatchPolicy.CU_N_MINUS_1)
+    strict = patch_status(facts15("15.2.1544.48"))
+    assert lenient.state is PatchState.PRESENT and lenient.required == "15.2.1544.48"
+    assert strict.state is PatchState.MISSING and strict.required == "15.2.1748.53"
+    assert strict.to_dict()["patch_level"]["policy"] == "latest"
+    assert exit_status([judge(facts15("15.2.1544.48"))]) == 2
 
 
 # --- parsing ---------------------------------------------------------------------------------

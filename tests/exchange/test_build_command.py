@@ -89,3 +89,28 @@ def test_console_entry_point() -> None:
     assert completed.returncode == 1
     assert "Traceback" not in completed.stderr
     assert "not a version number" in completed.stderr
+
+
+def test_patch_level_text_says_how_far_behind(capsys: pytest.CaptureFixture[str]) -> None:
+    """The lab's ex2019-compliant build: CU15 without any of its updates."""
+    status, out, _ = _run(capsys, "15.2.1748.10", "--as-of", "2026-12-04")
+    lines = out.splitlines()
+    assert status == 0
+    assert "  patch level: compliant no (policy latest)" in lines
+    assert "  behind: 9 SU(s), 3 HU(s) of its CU" in lines
+    assert any(line.startswith("  newest for CU15: 15.2.1748.53 (CU15 Sep26SUv2") for line in lines)
+
+
+def test_patch_policy_n_minus_1(capsys: pytest.CaptureFixture[str]) -> None:
+    _, strict, _ = _run(capsys, "15.2.1544.48", "--json")
+    _, lenient, _ = _run(capsys, "15.2.1544.48", "--json", "--patch-policy", "cu_n_minus_1")
+    assert json.loads(strict)["patch_level"]["compliant"] is False
+    assert json.loads(strict)["patch_level"]["target"]["version"] == "15.2.1748.53"
+    assert json.loads(lenient)["patch_level"]["compliant"] is True
+    _, text, _ = _run(capsys, "15.2.1544.48")
+    assert "  required: 15.2.1748.53 (CU15 Sep26SUv2, KB not in the catalog)" in text.splitlines()
+
+
+def test_exchange55_has_no_patch_level_json(capsys: pytest.CaptureFixture[str]) -> None:
+    _, out, _ = _run(capsys, "5.5.2650", "--json")
+    assert json.loads(out)["patch_level"] is None

@@ -372,3 +372,50 @@ def test_parse_catalog_refuses_bad_data(mutate: Any, message: str) -> None:
     mutate(data)
     with pytest.raises(cat.CatalogError, match=message):
         cat.parse_catalog(data)
+
+
+# --- corrections and unverified values (docs/exchange.md#unverified-catalog-values) ---------
+
+CORRECTED_KB_ROWS = ("15.2.1544.25", "15.2.1544.27", "15.2.1748.24", "15.2.1748.26")
+
+
+@pytest.mark.parametrize("version", CORRECTED_KB_ROWS)
+def test_kbs_microsoft_corrected_are_not_kept(version: str) -> None:
+    """The CSV gave these 2019 HU rows the KB of another product's row (KB5050674 for every
+    Apr25HU, KB5057653 for every May25HU); Microsoft corrected it, and the corrected number
+    is not confirmed here: the row carries no KB rather than a wrong one, and says so."""
+    row = load_catalog().by_version[parse_version(version).key]
+    assert row.kb is None
+    assert row.note is not None and "unverified" in row.note
+
+
+def test_no_kb_is_shared_by_two_builds_of_one_level() -> None:
+    """An update KB names one package for one CU: two updates of the same CU never share it."""
+    seen: Counter[tuple[str, str, str]] = Counter(
+        (row.product, row.level, row.kb)
+        for row in load_catalog().builds
+        if row.kb is not None and row.update is not None
+    )
+    assert [key for key, count in seen.items() if count > 1] == []
+
+
+def test_healthchecker_only_rows_have_no_invented_dates_or_kbs() -> None:
+    rows = [r for r in load_catalog().builds if r.source == "healthchecker"]
+    assert rows, "HealthChecker-only rows exist (Jun26SU and later)"
+    for row in rows:
+        assert row.kb is None and row.released is None, row.version
+
+
+@pytest.mark.parametrize(
+    ("product", "level", "newest"),
+    [
+        ("exchange2019", "CU15", "15.2.1748.53"),
+        ("exchange2019", "CU14", "15.2.1544.48"),
+        ("exchange2016", "CU23", "15.1.2507.75"),
+        ("exchangese", "RTM", "15.2.2562.53"),
+    ],
+)
+def test_newest_update_of_each_supported_cu(product: str, level: str, newest: str) -> None:
+    """HealthChecker's dictionary (Sep26SUv2 is the newest of each supported CU)."""
+    rows = [r for r in load_catalog().builds if r.product == product and r.level == level]
+    assert str(max(rows, key=lambda r: r.version.key).version) == newest

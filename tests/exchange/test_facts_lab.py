@@ -68,7 +68,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "platform": Platform.EXCHANGE2019,
         "level": "CU14",
         "opening": {"anonymous-accept-any-recipient"},
-        "patch": PatchState.MISSING,  # 2019 left extended support on 2025-10-14
+        "patch": PatchState.MISSING,  # CU14 without its updates (and CU N-1 by default)
     },
     "ex2016-star-domain": {
         "platform": Platform.EXCHANGE2016,
@@ -136,6 +136,10 @@ def test_the_relay_configuration_read_is_the_twins(lab: dict[str, Any]) -> None:
     ]
     assert len(relay) == 1 and relay[0].permission_groups == ("AnonymousUsers",)
     assert compliant.modern.recipient_filter.recipient_validation_enabled is True
+    # relay closed, but CU15 without the year's updates: behind, CU15's newest is required
+    patch = patch_status(compliant, as_of=TODAY)
+    assert patch.state is PatchState.MISSING and patch.required == "15.2.1748.53"
+    assert patch.detail is not None and patch.detail.security_updates_behind == 9
 
 
 def test_other_twin_kinds() -> None:

@@ -141,3 +141,13 @@ def test_a_bad_option_fails_that_host_before_any_connection() -> None:
     result = batch.run_batch([hostile], lambda r: batch.assess_host(r, connection.client_for))
     assert result["ex1"]["failed"]
     assert "winrm_host" in result["ex1"]["msg"]
+
+
+def test_an_unknown_patch_policy_fails_that_host_before_any_connection() -> None:
+    def no_connection(options: Any) -> Any:
+        raise AssertionError("connected despite a bad patch_policy")
+
+    bad = batch.HostRequest("ex1", DEFAULTS | {"winrm_host": "127.0.0.1"}, None, "newest")
+    result = batch.run_batch([bad], lambda r: batch.assess_host(r, no_connection))
+    assert result["ex1"]["failed"]
+    assert "patch_policy 'newest' is not one of latest, cu_n_minus_1" in result["ex1"]["msg"]

@@ -19,9 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.collection_specs import CONNECTION_SPEC, PATCH_SPEC, RELAY_SPEC, WINRM_SPEC
+from support.collection_specs import (
+    CONNECTION_SPEC,
+    PATCH_POLICY_SPEC,
+    PATCH_SPEC,
+    RELAY_SPEC,
+    WINRM_SPEC,
+)
 
 from relayguard.exchange import connection, winrm_settings
+from relayguard.exchange.patch_level import PatchPolicy
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -118,7 +125,7 @@ def composed_spec(module: str) -> dict[str, Any]:
     """The module's spec as composed from the collection's specs (declared once there)."""
     relay = {**RELAY_SPEC, **CONNECTION_SPEC}
     return {
-        "exchange_facts": WINRM_SPEC,
+        "exchange_facts": {**WINRM_SPEC, **PATCH_POLICY_SPEC},
         "exchange_relay": relay,
         "exchange_patch": {**PATCH_SPEC, **CONNECTION_SPEC},
         "exchange_batch": {
@@ -131,6 +138,7 @@ def composed_spec(module: str) -> dict[str, Any]:
                     "name": {"type": "str", "required": True},
                     "relay": {"type": "dict", "required": True, "options": relay},
                     "patch": {"type": "dict", "options": PATCH_SPEC},
+                    **PATCH_POLICY_SPEC,
                 },
             },
             "max_workers": {"type": "int", "default": 16},
@@ -254,3 +262,8 @@ def test_without_relayguard_the_module_says_what_is_missing(module: str, tmp_pat
     result = json.loads(done.stdout)
     assert result["failed"] is True
     assert result["msg"].startswith(f"Failed to import the required Python library ({MISSING_LIB})")
+
+
+def test_patch_policy_choices_are_the_library_policies() -> None:
+    assert PATCH_POLICY_SPEC["patch_policy"]["choices"] == [p.value for p in PatchPolicy]
+    assert PATCH_POLICY_SPEC["patch_policy"]["default"] == PatchPolicy.LATEST.value

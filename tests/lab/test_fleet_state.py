@@ -24,7 +24,7 @@ def test_default_fleet_is_the_issue_mix() -> None:
         ("exchange55", "sp3-wide-allow", "open"),
         ("exchange2019", "anon-relay", "open"),
         ("exchange2016", "star-domain", "open"),
-        ("exchange2019", "compliant", "closed"),
+        ("exchange2019", "closed-unpatched", "closed"),  # ex2019-compliant: CU15, no updates
         ("postfix", "open_relay", "open"),
         ("postfix", "debian_default", "closed"),
     ]
@@ -41,6 +41,20 @@ def test_hosts_spec_scales_and_skips_network_and_broadcast_addresses() -> None:
     )
     assert {p.profile for p in plans if p.platform == Platform.EXCHANGE55} == {"sp4-closed"}
     assert len({p.name for p in plans}) == 305
+
+
+def test_named_only_profiles() -> None:
+    """closed-unpatched is chosen by name, never cycled: `kind:N` fleets stay as they were."""
+    assert "closed-unpatched" not in profiles.MODERN_PROFILES
+    plans = planning.plan_spec("exchange2019/closed-unpatched:1,exchange2016/closed-unpatched:1")
+    assert [p.profile for p in plans] == ["closed-unpatched"] * 2
+    spec = profiles.TwinSpec(name="x", server="EX", address="127.0.30.9")
+    unpatched = profiles.build("closed-unpatched", spec, Platform.EXCHANGE2019)
+    compliant = profiles.build("compliant", spec, Platform.EXCHANGE2019)
+    assert unpatched.modern is not None and compliant.modern is not None
+    assert unpatched.modern.ExSetupVersion == "15.2.1748.10"  # CU15's own build
+    assert compliant.modern.ExSetupVersion == "15.2.1748.53"  # CU15 Sep26SUv2
+    assert unpatched.relay_fingerprint() == compliant.relay_fingerprint()
 
 
 @pytest.mark.parametrize(
@@ -103,3 +117,19 @@ def test_paths_and_imcea_decoding() -> None:
     assert parse_path("FROM:<>", "FROM:")[0].null
     assert decode_imcea("IMCEASMTP-relaytest+40example+2Ecom") == ("SMTP", "relaytest@example.com")
     assert decode_imcea("alice") is None
+
+
+@pytest.mark.parametrize(
+    ("platform", "key"),
+    [
+        (Platform.EXCHANGE2013, "Exchange 2013"),
+        (Platform.EXCHANGE2016, "Exchange 2016"),
+        (Platform.EXCHANGE2019, "Exchange 2019"),
+        (Platform.EXCHANGESE, "Exchange 2019"),  # HealthChecker reads SE's updates there too
+    ],
+)
+def test_installed_updates_key_is_healthcheckers(platform: Platform, key: str) -> None:
+    spec = profiles.TwinSpec(name="x", server="EX", address="127.0.30.9")
+    modern = profiles.build("anon-relay", spec, platform).modern
+    assert modern is not None
+    assert modern.updates_key == "HKLM:\\SOFTWARE\\Microsoft\\Updates\\" + key

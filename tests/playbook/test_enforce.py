@@ -6,10 +6,12 @@ from __future__ import annotations
 from playbook.fleet import Fleet, lab_fleet
 
 # Every kind the playbook handles, each with something to fix (the compliant 2019 twin
-# and the 5.5 SP4 twin are the controls). Without root the lab leaves Postfix out.
+# and the 5.5 SP4 twin are the controls; the closed-unpatched one is make demo's
+# ex2019-compliant: relay closed, CU15 without its updates). Without root the lab leaves
+# Postfix out.
 FLEET = (
     "exchange2019/anon-relay:1,exchange2016/star-domain:1,exchange2019/compliant:1,"
-    "exchange55/sp4-closed:1,postfix:2"
+    "exchange2019/closed-unpatched:1,exchange55/sp4-closed:1,postfix:2"
 )
 
 
@@ -53,6 +55,17 @@ def test_enforce_closes_the_fleet_and_a_rerun_changes_nothing() -> None:
             assert host["status"] in expected, (name, host["status"], host["error"])
             if host["status"] == "remediated":
                 assert any(c["applied"] for c in host["changes"]), name
+        # The relay-closed CU15 twin was found behind and got CU15's newest update.
+        unpatched = next(h["name"] for h in fleet.hosts if h["profile"] == "closed-unpatched")
+        host = fleet.report_hosts()[unpatched]
+        assert host["status"] == "remediated", (host["status"], host["error"])
+        assert host["patch"] == {
+            "required": "15.2.1748.53",
+            "installed": "15.2.1748.53",
+            "compliant": True,
+        }, host["patch"]
+        patched = [c for c in host["changes"] if c["control"] == "exchange-patch"]
+        assert [(c["before"], c["applied"]) for c in patched] == [("15.2.1748.10", True)]
         assert set(enforce.recap) >= set(fleet.names)
         assert all(enforce.recap[n]["failed"] == 0 for n in fleet.names), enforce.recap
 

@@ -18,6 +18,7 @@ SMTP_WAIT_SPEC: dict[str, dict[str, Any]] = _winrm.SMTP_WAIT_SPEC
 CONNECTION_SPEC: dict[str, dict[str, Any]] = {**WINRM_SPEC, **SMTP_WAIT_SPEC}
 RELAY_SPEC: dict[str, dict[str, Any]] = _exchange.RELAY_OPTIONS_SPEC
 PATCH_SPEC: dict[str, dict[str, Any]] = _exchange.PATCH_OPTIONS_SPEC
+PATCH_POLICY_SPEC: dict[str, dict[str, Any]] = _exchange.PATCH_POLICY_SPEC
 
 
 def defaults(spec: dict[str, dict[str, Any]]) -> dict[str, Any]:

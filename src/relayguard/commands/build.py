@@ -1,6 +1,9 @@
 """`relayguard build VERSION [--json]`: explain an Exchange build from the catalog.
 
-Exit statuses: 0 the build is in the catalog; 3 it is not (reported as unknown with the
+For 2013 and later it also gives the patch level (docs/exchange.md#patch-level): how many
+updates of its CU the build is behind, the newest one (build and KB), and whether the build
+is compliant under --patch-policy (latest: the newest CU only; cu_n_minus_1: also the CU
+before it). Exit statuses: 0 the build is in the catalog; 3 it is not (reported as unknown with the
 nearest known builds: inconclusive, never guessed); 1 the version (or --msexcimc, --as-of)
 is malformed.
 """
@@ -17,8 +20,10 @@ from relayguard.exchange.catalog import (
     BuildExplanation,
     InvalidVersionError,
     explain,
+    load_catalog,
     parse_version,
 )
+from relayguard.exchange.patch_level import PatchLevel, PatchPolicy, patch_level
 from relayguard.validate import quoted
 
 EXIT_KNOWN = 0
@@ -47,6 +52,12 @@ def register(subparsers: Any) -> None:
         metavar="YYYY-MM-DD",
         help="judge support on this day instead of today",
     )
+    parser.add_argument(
+        "--patch-policy",
+        choices=[p.value for p in PatchPolicy],
+        default=PatchPolicy.LATEST.value,
+        help="2013+: the CUs a compliant build may be on (default: latest)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -54,7 +65,26 @@ def _yes_no(value: bool | None, unknown: str = "unknown") -> str:
     return unknown if value is None else ("yes" if value else "no")
 
 
-def render_text(result: BuildExplanation) -> str:
+def render_patch(level: PatchLevel) -> list[str]:
+    """The patch level's lines of the text explanation."""
+    compliant = {True: "yes", False: "no", None: "unknown"}[level.compliant]
+    lines = [f"  patch level: compliant {compliant} (policy {level.policy.value})"]
+    if level.updates_behind is not None:
+        lines.append(
+            f"  behind: {level.security_updates_behind} SU(s), "
+            f"{level.updates_behind - (level.security_updates_behind or 0)} HU(s) of its CU"
+        )
+    if level.newest_for_level is not None:
+        lines.append(f"  newest for {level.level}: {level.newest_for_level.label}")
+    if level.newest is not None and level.newest != level.newest_for_level:
+        lines.append(f"  newest available: {level.newest.label}")
+    if level.target is not None and level.target != level.newest_for_level:
+        lines.append(f"  required: {level.target.label}")
+    lines.extend(f"  patch: {reason}" for reason in level.reasons)
+    return lines
+
+
+def render_text(result: BuildExplanation, patch: PatchLevel | None = None) -> str:
     """The human-readable explanation (one fact a line)."""
     if result.product is None:
         head = f"{result.version}: unknown (not an Exchange version this catalog covers)"
@@ -85,6 +115,8 @@ def render_text(result: BuildExplanation) -> str:
     )
     if result.kb:
         lines.append(f"  kb: {result.kb}")
+    if patch is not None:
+        lines.extend(render_patch(patch))
     if result.source:
         lines.append(f"  source: {result.source}")
     lines.extend(f"  note: {note}" for note in result.notes)
@@ -113,8 +145,12 @@ def run(args: argparse.Namespace) -> int:
     except InvalidVersionError as exc:
         print(f"relayguard build: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    policy = PatchPolicy(args.patch_policy)
+    level = patch_level(load_catalog(), parse_version(args.version), policy=policy, as_of=as_of)
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        doc = result.to_dict()
+        doc["patch_level"] = None if level is None else level.to_dict()
+        print(json.dumps(doc, indent=2))
     else:
-        print(render_text(result))
+        print(render_text(result, level))
     return EXIT_KNOWN if result.known else EXIT_UNKNOWN

@@ -30,6 +30,7 @@ from relayguard.exchange.assess import (
     exit_status,
 )
 from relayguard.exchange.capture import COLLECTOR
+from relayguard.exchange.patch_level import PatchPolicy
 from relayguard.exchange.transport import Secret
 from relayguard.exchange.winrm_settings import CERT_VALIDATION, TRANSPORTS, winrm_settings
 from relayguard.validate import InputError
@@ -77,6 +78,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--timeout", type=float, default=300.0, metavar="S", help="bound on each command"
     )
+    parser.add_argument(
+        "--patch-policy",
+        choices=[p.value for p in PatchPolicy],
+        default=PatchPolicy.LATEST.value,
+        help="2013+: the CUs a compliant build may be on (default: latest)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -119,7 +126,11 @@ def render_text(assessment: HostAssessment) -> str:
     if facts.exchange_shell is not None:
         lines.append(f"  Exchange shell: {facts.exchange_shell}")
     if assessment.patch is not None:
-        lines.append(f"  patch: {assessment.patch.state.value}")
+        required = assessment.patch.required
+        lines.append(
+            f"  patch: {assessment.patch.state.value}"
+            + ("" if required is None else f" (required {required})")
+        )
         lines.extend(f"    {reason}" for reason in assessment.patch.reasons)
     if assessment.exposure is not None:
         lines.append(f"  relay: {assessment.exposure.verdict.value}")
@@ -154,7 +165,8 @@ def run(args: argparse.Namespace) -> int:
         print("relayguard facts: give HOST... or --capture DIR, not both", file=sys.stderr)
         return EXIT_USAGE
     if args.capture:
-        return _print([assess_capture(d) for d in args.capture], args.json)
+        policy = PatchPolicy(args.patch_policy)
+        return _print([assess_capture(d, policy=policy) for d in args.capture], args.json)
     try:
         password = _password(args)
         options = [
@@ -173,4 +185,5 @@ def run(args: argparse.Namespace) -> int:
     except InputError as exc:
         print(f"relayguard facts: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    return _print([assess(option) for option in options], args.json)
+    policy = PatchPolicy(args.patch_policy)
+    return _print([assess(option, policy=policy) for option in options], args.json)

@@ -15,11 +15,14 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date
 from enum import StrEnum
 from typing import Any
 
+from relayguard.exchange.catalog import Catalog, InvalidVersionError, load_catalog, parse_version
 from relayguard.exchange.facts import Exchange55Relay, ExchangeFacts
 from relayguard.exchange.findings import ExposureFinding
+from relayguard.exchange.patch_level import PatchLevel, PatchPolicy, patch_level
 from relayguard.exchange.rules import (
     ACCEPT_ANY_RECIPIENT,
     ANONYMOUS_LOGON,
@@ -100,6 +103,9 @@ class PatchStatus:
     level: str | None
     security_update: str | None
     supported: bool | None
+    # 2013 and later: the build compliance requires and the patch level (patch_level)
+    required: str | None = None
+    detail: PatchLevel | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -108,6 +114,8 @@ class PatchStatus:
             "level": self.level,
             "security_update": self.security_update,
             "supported": self.supported,
+            "required": self.required,
+            "patch_level": None if self.detail is None else self.detail.to_dict(),
         }
 
 
@@ -263,18 +271,29 @@ def relay_exposure(
     return RelayExposure(verdict, tuple(findings), tuple(unknowns), tuple(checks))
 
 
-def patch_status(facts: ExchangeFacts) -> PatchStatus:
+def patch_status(
+    facts: ExchangeFacts,
+    *,
+    policy: PatchPolicy = PatchPolicy.LATEST,
+    as_of: date | None = None,
+    catalog: Catalog | None = None,
+) -> PatchStatus:
     """Exchange 5.5: msexcimc.exe >= 5.5.2650.1 (KB Q237927, threshold from the catalog);
-    2013 and later: whether the CU/SU is a supported level in the catalog."""
+    2013 and later: the patch level against the catalog under `policy` (`patch_level`):
+    present only at the newest update of an accepted CU. `as_of` is the day the product's
+    lifecycle is judged on (reported, never deciding); `catalog` defaults to builds.yml."""
     build = facts.build
     level = None if build is None else build.level
     update = None if build is None else build.security_update
     supported = None if build is None else build.supported
 
-    def status(state: PatchState, reasons: Iterable[str]) -> PatchStatus:
-        return PatchStatus(state, tuple(reasons), level, update, supported)
+    def status(
+        state: PatchState, reasons: Iterable[str], detail: PatchLevel | None = None
+    ) -> PatchStatus:
+        required = None if detail is None else detail.required
+        return PatchStatus(state, tuple(reasons), level, update, supported, required, detail)
 
-    if build is None:
+    if build is None or facts.version is None:
         return status(PatchState.UNKNOWN, ["the build could not be read"])
     if facts.platform is Platform.EXCHANGE55:
         reasons = [f"{f.id} ({f.kb}): {f.basis}" for f in build.fixes]
@@ -283,16 +302,19 @@ def patch_status(facts: ExchangeFacts) -> PatchStatus:
         if build.relay_fix is False:
             return status(PatchState.MISSING, reasons)
         return status(PatchState.UNKNOWN, reasons or ["no relay fix evidence for this build"])
+    try:
+        detail = patch_level(
+            catalog or load_catalog(), parse_version(facts.version), policy=policy, as_of=as_of
+        )
+    except InvalidVersionError:
+        detail = None
+    if detail is None:
+        return status(PatchState.UNKNOWN, [f"{facts.version} is not an Exchange 2013+ build"])
+    reasons = list(detail.reasons)
     if not build.known:
         nearest = ", ".join(v for v in (build.nearest_below, build.nearest_above) if v)
-        return status(
-            PatchState.UNKNOWN,
-            [f"{build.version} is not in the catalog (nearest known: {nearest or 'none'})"],
+        reasons.insert(
+            0, f"{build.version} is not in the catalog (nearest known: {nearest or 'none'})"
         )
-    label = build.level if build.security_update is None else f"{build.level} {update}"
-    notes = [n for n in build.notes if "supported" in n or "support" in n]
-    if supported is True:
-        return status(PatchState.PRESENT, [f"{build.product} {label} is supported", *notes])
-    if supported is False:
-        return status(PatchState.MISSING, [f"{build.product} {label} is not supported", *notes])
-    return status(PatchState.UNKNOWN, [f"support of {build.product} {label} is unknown"])
+    state = {True: PatchState.PRESENT, False: PatchState.MISSING, None: PatchState.UNKNOWN}
+    return status(state[detail.compliant], reasons, detail)

@@ -29,6 +29,7 @@ from relayguard.exchange.facts import (
     collect_facts,
     facts_from_documents,
 )
+from relayguard.exchange.patch_level import PatchPolicy
 from relayguard.exchange.transport import TransportError, WinRMClient, WinRMOptions
 from relayguard.vocabulary import Verdict
 
@@ -58,35 +59,49 @@ class HostAssessment:
         }
 
 
-def judge(facts: ExchangeFacts) -> HostAssessment:
-    """The pure half: analysis of collected facts."""
-    return HostAssessment(facts.host, facts, relay_exposure(facts), patch_status(facts))
+def judge(
+    facts: ExchangeFacts,
+    *,
+    policy: PatchPolicy = PatchPolicy.LATEST,
+    as_of: date | None = None,
+) -> HostAssessment:
+    """The pure half: analysis of collected facts (`as_of`: the day lifecycles are judged)."""
+    patch = patch_status(facts, policy=policy, as_of=as_of)
+    return HostAssessment(facts.host, facts, relay_exposure(facts), patch)
 
 
 def assess(
     options: WinRMOptions,
     *,
     as_of: date | None = None,
+    policy: PatchPolicy = PatchPolicy.LATEST,
     client_factory: Callable[[WinRMOptions], WinRMClient] = WinRMClient,
 ) -> HostAssessment:
     """Collect one host's facts over WinRM and judge them; errors become the `error` field."""
+    day = as_of or date.today()
     try:
-        facts = collect_facts(client_factory(options), as_of=as_of)
+        facts = collect_facts(client_factory(options), as_of=day)
     except (TransportError, FactsError) as exc:
         return HostAssessment(options.host, None, None, None, error=str(exc))
-    return judge(facts)
+    return judge(facts, policy=policy, as_of=day)
 
 
-def assess_capture(directory: str | Path, *, as_of: date | None = None) -> HostAssessment:
+def assess_capture(
+    directory: str | Path,
+    *,
+    as_of: date | None = None,
+    policy: PatchPolicy = PatchPolicy.LATEST,
+) -> HostAssessment:
     """Judge an offline capture (capture.py) with the same rules as a live server; a capture
     that cannot be read is the host's error, naming the file."""
     label = str(directory)
+    day = as_of or date.today()
     try:
         detect, config, notes = documents_from_capture(load_capture(directory))
-        facts = facts_from_documents(label, detect, config, as_of=as_of or date.today())
+        facts = facts_from_documents(label, detect, config, as_of=day)
     except (CaptureError, FactsError) as exc:
         return HostAssessment(label, None, None, None, error=str(exc))
-    return judge(dataclasses.replace(facts, notes=(*facts.notes, *notes)))
+    return judge(dataclasses.replace(facts, notes=(*facts.notes, *notes)), policy=policy, as_of=day)
 
 
 def document(assessments: Sequence[HostAssessment]) -> dict[str, Any]:

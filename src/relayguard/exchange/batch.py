@@ -16,6 +16,7 @@ from typing import Any
 
 from relayguard.exchange import connection
 from relayguard.exchange.assess import assess
+from relayguard.exchange.patch_level import PatchPolicy
 from relayguard.exchange.patch_task import run_patch_task
 from relayguard.exchange.relay_task import TaskFailure, run_relay_task
 from relayguard.exchange.transport import WinRMClient, WinRMOptions
@@ -29,11 +30,13 @@ MAX_WORKERS = 256
 @dataclass(frozen=True)
 class HostRequest:
     """One host of the batch: its inventory name, exchange_relay's options (the WinRM
-    connection included) and, for `apply`, exchange_patch's options (None: no patch)."""
+    connection included), for `apply` exchange_patch's options (None: no patch), and for
+    `assess` the patch policy its patch level is judged by."""
 
     name: str
     relay: Mapping[str, Any]
     patch: Mapping[str, Any] | None = None
+    patch_policy: str = PatchPolicy.LATEST.value
 
 
 def failure(message: str, **details: Any) -> dict[str, Any]:
@@ -44,9 +47,13 @@ def assess_host(request: HostRequest, client_factory: ClientFactory) -> dict[str
     """exchange_facts for one host: `{facts, exposure, patch}`, or a failure naming the cause."""
     try:
         options = connection.winrm_options(request.relay)
+        policy = PatchPolicy(request.patch_policy)
     except InputError as exc:
         return failure(str(exc))
-    result = assess(options, client_factory=client_factory).to_dict()
+    except ValueError:
+        choices = ", ".join(p.value for p in PatchPolicy)
+        return failure(f"patch_policy {request.patch_policy!r} is not one of {choices}")
+    result = assess(options, policy=policy, client_factory=client_factory).to_dict()
     if result["error"] is not None:
         return failure(result["error"], host=result["host"])
     return {

@@ -54,6 +54,15 @@ MODERN_VERSIONS = {
     Platform.EXCHANGESE: "15.2.2562.17",  # Subscription Edition RTM (lab value)
 }
 EX2019_CU15 = "15.2.1748.10"
+# The newest update of each product's newest CU, as builds.yml has them (CSS-Exchange
+# HealthChecker's build dictionary, docs/sources.md#healthchecker-build-detection): what a
+# `compliant` twin runs. The lab's packages (packages.py) bring the other twins there.
+NEWEST_VERSIONS = {
+    Platform.EXCHANGE2013: "15.0.1497.48",  # 2013 CU23 Mar23SU
+    Platform.EXCHANGE2016: "15.1.2507.75",  # 2016 CU23 Sep26SUv2
+    Platform.EXCHANGE2019: "15.2.1748.53",  # 2019 CU15 Sep26SUv2
+    Platform.EXCHANGESE: "15.2.2562.53",  # SE RTM Sep26SUv2
+}
 
 
 @dataclass(frozen=True)
@@ -263,8 +272,19 @@ def modern_star_domain(spec: TwinSpec, platform: Platform) -> TwinState:
 
 
 def modern_compliant(spec: TwinSpec, platform: Platform) -> TwinState:
-    """A dedicated relay connector for the app servers only; validation on; current CU."""
+    """A dedicated relay connector for the app servers only; validation on; the newest CU at
+    its newest update."""
+    return _closed_relay(spec, platform, NEWEST_VERSIONS[platform])
+
+
+def modern_closed_unpatched(spec: TwinSpec, platform: Platform) -> TwinState:
+    """The relay configuration of `compliant`, on a CU without any of its updates (2019:
+    CU15's own build 15.2.1748.10): the patch level is behind, the relay closed."""
     version = EX2019_CU15 if platform == Platform.EXCHANGE2019 else MODERN_VERSIONS[platform]
+    return _closed_relay(spec, platform, version)
+
+
+def _closed_relay(spec: TwinSpec, platform: Platform, version: str) -> TwinState:
     m = modern(spec, version, platform)
     m.RecipientFilter.RecipientValidationEnabled = True
     relay = ReceiveConnector(
@@ -291,14 +311,17 @@ PROFILES: dict[str, Builder] = {
     "anon-relay": modern_anon_relay,
     "star-domain": modern_star_domain,
     "compliant": modern_compliant,
+    "closed-unpatched": modern_closed_unpatched,
 }
 
 EX55_PROFILES = ("sp2-noreroute", "sp2-reroute-open", "sp3-wide-allow", "sp4-closed")
-MODERN_PROFILES = ("anon-relay", "star-domain", "compliant")
+MODERN_PROFILES = ("anon-relay", "star-domain", "compliant")  # what `--hosts kind:N` cycles
+# named only (`--hosts exchange2019/closed-unpatched:1`, the default fleet's ex2019-compliant)
+MODERN_NAMED_PROFILES = (*MODERN_PROFILES, "closed-unpatched")
 
 
 def build(profile: str, spec: TwinSpec, platform: Platform) -> TwinState:
-    allowed = EX55_PROFILES if platform == Platform.EXCHANGE55 else MODERN_PROFILES
+    allowed = EX55_PROFILES if platform == Platform.EXCHANGE55 else MODERN_NAMED_PROFILES
     if profile not in allowed:
         raise ValueError(f"profile {profile!r} is not one of {', '.join(allowed)}")
     return PROFILES[profile](spec, platform)

@@ -277,8 +277,11 @@ class ExchangeModern:
 
     @property
     def updates_key(self) -> str:
-        name = "Exchange Server Subscription Edition" if self.product == "SE" else None
-        return f"HKLM:\\SOFTWARE\\Microsoft\\Updates\\{name or 'Exchange ' + self.product}"
+        """Where setup records installed updates: `Updates\\Exchange 2013|2016|2019`, and the
+        2019 key for SE too, as CSS-Exchange HealthChecker reads it (Get-ExchangeUpdates.ps1,
+        docs/sources.md#healthchecker-updates-key)."""
+        name = "2019" if self.product == "SE" else self.product
+        return f"HKLM:\\SOFTWARE\\Microsoft\\Updates\\Exchange {name}"
 
 
 # --------------------------------------------------------------------------- the document

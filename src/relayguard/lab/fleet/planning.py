@@ -38,6 +38,7 @@ EXPECTED: dict[str, Verdict] = {
     "anon-relay": Verdict.OPEN,
     "star-domain": Verdict.OPEN,
     "compliant": Verdict.CLOSED,
+    "closed-unpatched": Verdict.CLOSED,
     "open_relay": Verdict.OPEN,
     "closed": Verdict.CLOSED,
     "debian_default": Verdict.CLOSED,
@@ -84,7 +85,8 @@ _DEFAULT: tuple[tuple[str, Platform, str, str], ...] = (
     ("ex55-sp3-wide-allow", Platform.EXCHANGE55, "sp3-wide-allow", "EX55C"),
     ("ex2019-anon-relay", Platform.EXCHANGE2019, "anon-relay", "EX19A"),
     ("ex2016-star-domain", Platform.EXCHANGE2016, "star-domain", "EX16A"),
-    ("ex2019-compliant", Platform.EXCHANGE2019, "compliant", "EX19B"),
+    # relay closed, patch level behind: CU15 without its updates (secure-relay.yml patches it)
+    ("ex2019-compliant", Platform.EXCHANGE2019, "closed-unpatched", "EX19B"),
     ("pf-open-relay", Platform.POSTFIX, "open_relay", ""),
     ("pf-debian-default", Platform.POSTFIX, "debian_default", ""),
 )
@@ -147,8 +149,11 @@ def parse_hosts_spec(spec: str) -> list[tuple[Platform, str | None, int]]:
         count_text = count_text.strip() or "1"
         if not count_text.isdigit() or int(count_text) < 1:
             raise FleetError(f"invalid host count {count_text!r} in --hosts (expected e.g. :10)")
-        if profile and profile not in KIND_PROFILES[platform]:
-            known = ", ".join(KIND_PROFILES[platform])
+        named = KIND_PROFILES[platform]
+        if platform not in (Platform.EXCHANGE55, Platform.POSTFIX):
+            named = profiles.MODERN_NAMED_PROFILES
+        if profile and profile not in named:
+            known = ", ".join(named)
             raise FleetError(f"unknown {platform.value} profile {profile!r}; known: {known}")
         out.append((platform, profile or None, int(count_text)))
     if not out:
