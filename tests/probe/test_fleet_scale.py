@@ -1,8 +1,10 @@
-"""A 1,000-host lab fleet probed in one process without errors (functional, not timed)."""
+"""A 1,000-host lab fleet probed in one process without errors (functional, not timed), and a
+500-host batch result read through Ansible itself (the module's output is never cut)."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,11 +18,13 @@ from relayguard.vocabulary import Outcome, Verdict
 
 FIRST = "127.0.34.1"
 RELAYGUARD = [sys.executable, "-m", "relayguard.cli"]
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
 
 
-@pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[dict[str, object]]:
-    lab_dir = tmp_path / "lab"
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
+    lab_dir = tmp_path_factory.mktemp("fleet") / "lab"
     up = subprocess.run(
         [*RELAYGUARD, "lab", "up", "--dir", str(lab_dir), "--json", "--first-address", FIRST,
          "--hosts", "exchange2019/compliant:990,exchange2019/anon-relay:10", "--tarpit", "0",
@@ -51,3 +55,50 @@ def test_a_thousand_hosts_in_one_process(fleet: dict[str, object]) -> None:
     assert verdicts.count(Verdict.CLOSED) == 990
     assert not any(t.outcome in (Outcome.ERROR, Outcome.SKIPPED) for r in results for t in r.tests)
     assert all(r.connections >= 1 for r in results)
+
+
+def test_a_500_host_batch_result_reaches_ansible_whole(
+    fleet: dict[str, object], tmp_path: Path
+) -> None:
+    """The batch result of 500 hosts (megabytes of JSON) through ansible-playbook: Ansible must
+    read the module's whole document ("No end of json char found" when cut)."""
+    hosts = fleet["hosts"]
+    assert isinstance(hosts, list)
+    targets = [str(h["smtp"]) for h in hosts[-500:]]  # the ten open twins are at the end
+    out = tmp_path / "result.json"
+    playbook = tmp_path / "probe.yml"
+    playbook.write_text(
+        f"""
+- name: Probe a batch of 500 hosts
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Probe the batch
+      relayguard.mail.smtp_relay_probe:
+        targets: {json.dumps(targets)}
+        source_address: {fleet["untrusted_client"]}
+        local_domain: corp.example
+      register: probe
+    - name: Save the result
+      ansible.builtin.copy:
+        content: "{{{{ probe | to_json }}}}"
+        dest: {out}
+        mode: "0600"
+"""
+    )
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text(
+        "localhost ansible_connection=local"
+        " ansible_python_interpreter={{ ansible_playbook_python }}\n"
+    )
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    proc = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", str(inventory), str(playbook)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert out.stat().st_size > 1_000_000
+    verdicts = json.loads(out.read_text())["verdicts"]
+    assert len(verdicts) == 500
+    assert sorted(set(verdicts.values())) == ["closed", "open"]
+    assert list(verdicts.values()).count("open") == 10
