@@ -3,60 +3,24 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+from support.local_playbook import ROOT, probe_playbook, run_local_playbook
 from support.scripted_smtp import Script, relay_policy, serve
-
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 
 
 def run_playbook(
     tmp_path: Path, targets: list[str], *extra: str, ports: list[int] | None = None
 ) -> tuple[int, dict[str, object]]:
     out = tmp_path / "result.json"
-    playbook = tmp_path / "probe.yml"
-    playbook.write_text(
-        f"""
-- name: Probe
-  hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Probe the targets
-      relayguard.mail.smtp_relay_probe:
-        targets: {json.dumps(targets)}
-        timeout: 3
-        local_domain: test.example
-        {f"ports: {json.dumps(ports)}" if ports else ""}
-      register: probe
-    - name: Save the result
-      ansible.builtin.copy:
-        content: "{{{{ probe | to_json }}}}"
-        dest: {out}
-        mode: "0600"
-      check_mode: false
-"""
-    )
-    inventory = tmp_path / "inventory.ini"
-    # implicit-localhost semantics: modules run with the controller's own Python
-    inventory.write_text(
-        "localhost ansible_connection=local"
-        " ansible_python_interpreter={{ ansible_playbook_python }}\n"
-    )
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    proc = subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", str(inventory), str(playbook), *extra],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    options: dict[str, object] = {"timeout": 3, "local_domain": "test.example"}
+    if ports:
+        options["ports"] = ports
+    proc = run_local_playbook(tmp_path, probe_playbook(targets, out, **options), *extra)
     data = json.loads(out.read_text()) if out.exists() else {}
     if proc.returncode:
         data["_stdout"] = proc.stdout + proc.stderr
@@ -99,8 +63,8 @@ def test_module_refuses_bad_input_naming_the_field(tmp_path: Path) -> None:
 
 
 def test_module_refuses_a_password_in_the_vantage_url(tmp_path: Path) -> None:
-    playbook = tmp_path / "via.yml"
-    playbook.write_text(
+    proc = run_local_playbook(
+        tmp_path,
         """
 - name: Probe
   hosts: localhost
@@ -110,22 +74,7 @@ def test_module_refuses_a_password_in_the_vantage_url(tmp_path: Path) -> None:
       relayguard.mail.smtp_relay_probe:
         targets: ["127.0.2.60:25"]
         via: ["ssh://ops:hunter2secret@127.0.2.61"]
-"""
-    )
-    inventory = tmp_path / "inventory.ini"
-    inventory.write_text(
-        "localhost ansible_connection=local"
-        " ansible_python_interpreter={{ ansible_playbook_python }}\n"
-    )
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    proc = subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", str(inventory), str(playbook)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+""",
     )
     assert proc.returncode != 0
     assert "via[0]" in proc.stdout
@@ -228,8 +177,8 @@ def test_role_probes_each_of_relay_probe_ports_and_keeps_the_worst(tmp_path: Pat
             "relay_probe_host_timeout": 60,
             "relay_probe_connections_per_host": 1,
         }
-        playbook = tmp_path / "role-probe.yml"
-        playbook.write_text(
+        proc = run_local_playbook(
+            tmp_path,
             f"""
 - name: Probe as the role does
   hosts: localhost
@@ -244,22 +193,7 @@ def test_role_probes_each_of_relay_probe_ports_and_keeps_the_worst(tmp_path: Pat
         content: "{{{{ {{'targets': relay_probe_targets, 'before': relay_before}} | to_json }}}}"
         dest: {out}
         mode: "0600"
-"""
-        )
-        inventory = tmp_path / "inventory.ini"
-        inventory.write_text(
-            "localhost ansible_connection=local"
-            " ansible_python_interpreter={{ ansible_playbook_python }}\n"
-        )
-        env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-        proc = subprocess.run(
-            [str(BIN / "ansible-playbook"), "-i", str(inventory), str(playbook)],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
+""",
         )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     record = json.loads(out.read_text())

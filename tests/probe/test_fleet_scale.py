@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.local_playbook import probe_playbook, run_local_playbook
 
 from relayguard.probe import ProbeOptions, probe_targets
 from relayguard.probe.targets import parse_target
@@ -18,8 +18,6 @@ from relayguard.vocabulary import Outcome, Verdict
 
 FIRST = "127.0.34.1"
 RELAYGUARD = [sys.executable, "-m", "relayguard.cli"]
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="module")
@@ -66,36 +64,10 @@ def test_a_500_host_batch_result_reaches_ansible_whole(
     assert isinstance(hosts, list)
     targets = [str(h["smtp"]) for h in hosts[-500:]]  # the ten open twins are at the end
     out = tmp_path / "result.json"
-    playbook = tmp_path / "probe.yml"
-    playbook.write_text(
-        f"""
-- name: Probe a batch of 500 hosts
-  hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Probe the batch
-      relayguard.mail.smtp_relay_probe:
-        targets: {json.dumps(targets)}
-        source_address: {fleet["untrusted_client"]}
-        local_domain: corp.example
-      register: probe
-    - name: Save the result
-      ansible.builtin.copy:
-        content: "{{{{ probe | to_json }}}}"
-        dest: {out}
-        mode: "0600"
-"""
+    playbook = probe_playbook(
+        targets, out, source_address=fleet["untrusted_client"], local_domain="corp.example"
     )
-    inventory = tmp_path / "inventory.ini"
-    inventory.write_text(
-        "localhost ansible_connection=local"
-        " ansible_python_interpreter={{ ansible_playbook_python }}\n"
-    )
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    proc = subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", str(inventory), str(playbook)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False,
-    )  # fmt: skip
+    proc = run_local_playbook(tmp_path, playbook, timeout=900)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     assert out.stat().st_size > 1_000_000
     verdicts = json.loads(out.read_text())["verdicts"]
