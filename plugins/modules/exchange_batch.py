@@ -202,7 +202,7 @@ options:
         description:
           - For O(action=assess), the CUs of Exchange 2013 and later a compliant build may be on,
             each at its newest update - V(latest) the newest CU only, V(cu_n_minus_1) also the
-            CU before it; only CUs Microsoft supports (the O(patch_policy) of
+            CU before it; only CUs Microsoft supports (as the patch_policy option of
             M(relayguard.mail.exchange_facts)).
         type: str
         choices: [latest, cu_n_minus_1]
