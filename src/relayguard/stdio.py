@@ -15,7 +15,7 @@ import sys
 
 
 def blocking_stdio() -> None:
-    """Make stdout and stderr blocking again (flushing what is buffered), where they are files."""
+    """Make stdout and stderr blocking again, where they are files (call before writing)."""
     for stream in (sys.stdout, sys.stderr):
         try:
             fd = stream.fileno()
