@@ -68,3 +68,15 @@ def test_a_server_that_does_not_answer_is_a_failed_check() -> None:
     result = run_session(session("127.0.3.204:1", "h", check))
     assert result["failed"]
     assert "no reply session failed: ConnectionRefusedError" in result["msg"]
+
+
+def test_the_verify_step_reaches_an_ipv6_listener() -> None:
+    """The verify step on [::1]: the target keeps its brackets and the session is judged as on
+    IPv4."""
+    inbound = {"name": "inbound accepted", "rcpt_to": "postmaster@test.example"}
+    refused = {"name": "relay refused", "rcpt_to": "relaytest@example.com", "expect": "refused"}
+    with serve(Script(relay_policy(False)), "::1") as closed:
+        assert closed.target.startswith("[::1]:")
+        [result] = run_sessions([session(closed.target, "v6", inbound, refused)], max_workers=1)
+    assert result["failed"] is False, result
+    assert [c["code"] for c in result["checks"]] == [250, 554]

@@ -129,7 +129,8 @@ class ScriptedServer:
 
     @property
     def target(self) -> str:
-        return f"{self.host}:{self.port}"
+        """`host:port`, an IPv6 address in brackets (`[::1]:port`), as relayguard writes it."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 def relay_policy(
