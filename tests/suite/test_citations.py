@@ -26,7 +26,7 @@ FORBIDDEN = re.compile(
     "|".join(
         [
             re.escape("REFERENCE" + ".md"),
-            re.escape("notes/contracts" + ".md"),
+            re.escape("notes/" + "contracts" + ".md"),
             re.escape("contracts" + ".md"),
             re.escape("../sha" + "red/"),
             re.escape("/" + "work/"),
