@@ -9,15 +9,17 @@ only I/O is the `WinRMClient` calls. Judging the facts is `relayguard.exchange.a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
 from relayguard.exchange import payloads
 from relayguard.exchange.catalog import BuildExplanation, InvalidVersionError, explain
 from relayguard.exchange.transport import WinRMClient
 from relayguard.vocabulary import Platform
+
+T = TypeVar("T")
 
 
 class FactsError(ValueError):
@@ -314,93 +316,93 @@ def exchange55_relay_from(document: Any) -> Exchange55Relay:
     )
 
 
+def _each(value: Any, where: str, parse: Callable[[Any, str], T]) -> tuple[T, ...] | None:
+    """A list of records parsed one by one; None (not read: unknown) stays None."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise FactsError(f"{where}: expected a list")
+    return tuple(parse(item, where) for item in value)
+
+
+def _connector(c: Any, where: str) -> ReceiveConnector:
+    return ReceiveConnector(
+        identity=_str(_get(c, "Identity", where), f"{where}.Identity"),
+        name=_str(_get(c, "Name", where), f"{where}.Name"),
+        server=_opt_str(c.get("Server"), f"{where}.Server"),
+        bindings=_strings(c.get("Bindings"), f"{where}.Bindings"),
+        remote_ip_ranges=_strings(c.get("RemoteIPRanges"), f"{where}.RemoteIPRanges"),
+        permission_groups=flag_members(_opt_str(c.get("PermissionGroups"), where)),
+        auth_mechanism=flag_members(_opt_str(c.get("AuthMechanism"), where)),
+        transport_role=_opt_str(c.get("TransportRole"), f"{where}.TransportRole"),
+        enabled=_bool(_get(c, "Enabled", where), f"{where}.Enabled"),
+        fqdn=_opt_str(c.get("Fqdn"), f"{where}.Fqdn"),
+        tarpit_interval=_opt_str(c.get("TarpitInterval"), f"{where}.TarpitInterval"),
+        max_recipients_per_message=_opt_int(c.get("MaxRecipientsPerMessage"), where),
+    )
+
+
+def _accepted_domain(d: Any, where: str) -> AcceptedDomain:
+    return AcceptedDomain(
+        name=_str(_get(d, "Name", where), f"{where}.Name"),
+        domain_name=_str(_get(d, "DomainName", where), f"{where}.DomainName"),
+        domain_type=_str(_get(d, "DomainType", where), f"{where}.DomainType"),
+        default=_bool(_get(d, "Default", where), f"{where}.Default"),
+    )
+
+
+def _transport_agent(a: Any, where: str) -> TransportAgent:
+    return TransportAgent(
+        identity=_str(_get(a, "Identity", where), f"{where}.Identity"),
+        enabled=_bool(_get(a, "Enabled", where), f"{where}.Enabled"),
+    )
+
+
+def _recipient_filter(rf: Any, where: str) -> RecipientFilter | None:
+    if rf is None:
+        return None
+    return RecipientFilter(
+        enabled=_bool(_get(rf, "Enabled", where), f"{where}.Enabled"),
+        recipient_validation_enabled=_bool(
+            _get(rf, "RecipientValidationEnabled", where), f"{where}.RecipientValidationEnabled"
+        ),
+    )
+
+
 def modern_relay_from(document: Any) -> ModernRelay:
+    """The `modern.read_config` document as records; a key whose value is null (the cmdlet
+    failed, or a capture lacks its file) is an unknown fact, a missing key a malformed one."""
     where = "modern.read_config"
-    documents = _get(document, "ReceiveConnectors", where)
-    connectors = (
-        None
-        if documents is None
-        else tuple(
-            ReceiveConnector(
-                identity=_str(_get(c, "Identity", where), f"{where}.Identity"),
-                name=_str(_get(c, "Name", where), f"{where}.Name"),
-                server=_opt_str(c.get("Server"), f"{where}.Server"),
-                bindings=_strings(c.get("Bindings"), f"{where}.Bindings"),
-                remote_ip_ranges=_strings(c.get("RemoteIPRanges"), f"{where}.RemoteIPRanges"),
-                permission_groups=flag_members(_opt_str(c.get("PermissionGroups"), where)),
-                auth_mechanism=flag_members(_opt_str(c.get("AuthMechanism"), where)),
-                transport_role=_opt_str(c.get("TransportRole"), f"{where}.TransportRole"),
-                enabled=_bool(_get(c, "Enabled", where), f"{where}.Enabled"),
-                fqdn=_opt_str(c.get("Fqdn"), f"{where}.Fqdn"),
-                tarpit_interval=_opt_str(c.get("TarpitInterval"), f"{where}.TarpitInterval"),
-                max_recipients_per_message=_opt_int(c.get("MaxRecipientsPerMessage"), where),
-            )
-            for c in _list(documents, f"{where}.ReceiveConnectors")
-        )
-    )
-    aces = _get(document, "AnonymousPermissions", where)
-    permissions = (
-        None
-        if aces is None
-        else tuple(_ad_permission(p, where) for p in _list(aces, f"{where}.AnonymousPermissions"))
-    )
-    accepted = _get(document, "AcceptedDomains", where)
-    domains = (
-        None
-        if accepted is None
-        else tuple(
-            AcceptedDomain(
-                name=_str(_get(d, "Name", where), f"{where}.AcceptedDomains.Name"),
-                domain_name=_str(_get(d, "DomainName", where), f"{where}.DomainName"),
-                domain_type=_str(_get(d, "DomainType", where), f"{where}.DomainType"),
-                default=_bool(_get(d, "Default", where), f"{where}.Default"),
-            )
-            for d in _list(accepted, f"{where}.AcceptedDomains")
-        )
-    )
-    rf = _get(document, "RecipientFilterConfig", where)
-    agents = document.get("TransportAgents")
     frontend = document.get("FrontendTransport")
     return ModernRelay(
         exchange_shell=_str(_get(document, "ExchangeShell", where), f"{where}.ExchangeShell"),
         server=_str(_get(document, "Server", where), f"{where}.Server"),
-        receive_connectors=connectors,
-        anonymous_permissions=permissions,
-        accepted_domains=domains,
-        recipient_filter=None
-        if rf is None
-        else RecipientFilter(
-            enabled=_bool(_get(rf, "Enabled", where), f"{where}.Enabled"),
-            recipient_validation_enabled=_bool(
-                _get(rf, "RecipientValidationEnabled", where), f"{where}.RecipientValidationEnabled"
-            ),
+        receive_connectors=_each(
+            _get(document, "ReceiveConnectors", where), f"{where}.ReceiveConnectors", _connector
         ),
+        anonymous_permissions=_each(
+            _get(document, "AnonymousPermissions", where),
+            f"{where}.AnonymousPermissions",
+            _ad_permission,
+        ),
+        accepted_domains=_each(
+            _get(document, "AcceptedDomains", where), f"{where}.AcceptedDomains", _accepted_domain
+        ),
+        recipient_filter=_recipient_filter(_get(document, "RecipientFilterConfig", where), where),
         server_role=_opt_str(document.get("ServerRole"), f"{where}.ServerRole"),
         frontend_transport=None
         if frontend is None
         else _bool(frontend, f"{where}.FrontendTransport"),
-        transport_agents=None
-        if agents is None
-        else tuple(
-            TransportAgent(
-                identity=_str(_get(a, "Identity", where), f"{where}.TransportAgents.Identity"),
-                enabled=_bool(_get(a, "Enabled", where), f"{where}.TransportAgents.Enabled"),
-            )
-            for a in _list(agents, f"{where}.TransportAgents")
+        transport_agents=_each(
+            document.get("TransportAgents"), f"{where}.TransportAgents", _transport_agent
         ),
     )
 
 
-def _list(value: Any, where: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise FactsError(f"{where}: expected a list")
-    return value
-
-
 def _ad_permission(p: Any, where: str) -> AdPermission:
     return AdPermission(
-        identity=_str(_get(p, "Identity", where), f"{where}.AnonymousPermissions.Identity"),
-        user=_str(_get(p, "User", where), f"{where}.AnonymousPermissions.User"),
+        identity=_str(_get(p, "Identity", where), f"{where}.Identity"),
+        user=_str(_get(p, "User", where), f"{where}.User"),
         extended_rights=_strings(p.get("ExtendedRights"), f"{where}.ExtendedRights"),
         access_rights=_strings(p.get("AccessRights"), f"{where}.AccessRights"),
         deny=_bool(_get(p, "Deny", where), f"{where}.Deny"),
