@@ -214,15 +214,17 @@ def test_a_bad_capture_file_is_an_error_naming_it(
     assert assess_capture(tmp_path).error is not None
 
 
-def test_a_secure_string_is_never_decrypted(tmp_path: Path) -> None:
-    """Export-Clixml protects a SecureString with the user's DPAPI key; relayguard needs none
-    and asks for none: judging such a capture is an answer, never a traceback."""
+def test_a_secure_string_is_refused_never_decrypted(tmp_path: Path) -> None:
+    """Export-Clixml protects a SecureString with the user's DPAPI key; relayguard needs none,
+    asks for none, and does not take its ciphertext for an accepted domain."""
     (tmp_path / "AcceptedDomain.xml").write_text(
         '<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/2004/04">'
         "<SS>01000000d08c9ddf0115d1118c7a00c04fc297eb</SS></Objs>"
     )
+    with pytest.raises(CaptureError, match=r"AcceptedDomain\.xml: a SecureString"):
+        load_capture(tmp_path)
     result = assess_capture(tmp_path, as_of=TODAY)
-    assert result.error is None or "SecureString" in result.error
+    assert result.facts is None and result.error is not None and "SecureString" in result.error
 
 
 def test_empty_and_missing_directories_are_errors(tmp_path: Path) -> None:

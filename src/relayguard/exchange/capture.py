@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree.ElementTree import ParseError
 
-from psrpcore.types import PSCryptoProvider, deserialize_clixml
+from psrpcore.types import PSCryptoProvider, PSSecureString, deserialize_clixml
 
 COLLECTOR = Path(__file__).parent / "collector" / "Export-RelayguardCapture.ps1"
 ANONYMOUS = "NT AUTHORITY\\ANONYMOUS LOGON"
@@ -87,11 +87,16 @@ def _read_objects(path: Path) -> list[Any]:
     if not text.lstrip().startswith(("<Objs", "#< CLIXML")):
         raise CaptureError(f"{path.name}: not an Export-Clixml file (no <Objs> root)")
     try:
-        return list(deserialize_clixml(text, _NoSecrets()))
+        objects = list(deserialize_clixml(text, _NoSecrets()))
     except CaptureError as exc:
         raise CaptureError(f"{path.name}: {exc}") from None
     except (ParseError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise CaptureError(f"{path.name}: malformed CLIXML ({exc})") from None
+    if any(isinstance(obj, PSSecureString) for obj in objects):
+        raise CaptureError(
+            f"{path.name}: a SecureString where objects belong; relayguard reads none"
+        )
+    return objects
 
 
 def load_capture(directory: str | Path) -> Capture:
