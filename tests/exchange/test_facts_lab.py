@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from relayguard.cli import main
+from relayguard.exchange import capture, payloads
 from relayguard.exchange import facts as facts_module
-from relayguard.exchange import payloads
 from relayguard.exchange.analysis import PatchState, patch_status, relay_exposure
 from relayguard.exchange.assess import assess, exit_status
 from relayguard.exchange.facts import collect_facts
@@ -192,7 +192,7 @@ def test_scripts_over_8_kb_go_through_a_temporary_file(lab: dict[str, Any]) -> N
     assert len(script.encode("utf-8")) > 4 * 1024 and not fits_command_line(script)
     result = client_for(lab, _host(lab, "ex2019-anon-relay")).run_script(script)
     assert result.chunked and result.exit_code == 0 and result.warnings == ()
-    document = payloads.parse_output(result.stdout)
+    document = capture.read_output("modern.read_config", payloads.parse_output(result.stdout))
     assert document["ExchangeShell"] == "SnapIn"
     assert any(
         p["ExtendedRights"] == ["ms-Exch-SMTP-Accept-Any-Recipient"]

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from relayguard.exchange import capture
 from relayguard.exchange.analysis import relay_exposure
 from relayguard.exchange.facts import facts_from_documents
 from relayguard.exchange.rules import MODERN_RULES
@@ -37,7 +38,9 @@ def judge(m: ExchangeModern) -> dict[str, Any]:
         "MsiBuildMajor": build,
         "MsiBuildMinor": private,
     }
-    facts = facts_from_documents("twin", detect, ops_modern.config_document(m), as_of=TODAY)
+    facts = facts_from_documents(
+        "twin", detect, capture.config_from_live(ops_modern.read_document(m)), as_of=TODAY
+    )
     exposure = relay_exposure(facts)
     results: dict[str, set[RuleResult]] = {}
     for check in exposure.checks:

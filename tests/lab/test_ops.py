@@ -6,6 +6,7 @@ import base64
 from collections.abc import Callable
 from pathlib import Path
 
+from relayguard.exchange import capture
 from relayguard.lab.exchange import profiles
 from relayguard.lab.exchange.packages import DEFAULT_PACKAGES, sha256
 from relayguard.lab.exchange.smtp_twin import listening_wanted
@@ -105,7 +106,7 @@ def test_registry_refuses_bad_types_and_changes_nothing(twin_server: Make, tmp_p
 def test_modern_remove_anonymous_grant_closes_relay(twin_server: Make, tmp_path: Path) -> None:
     server = twin_server(twin("anon-relay", Platform.EXCHANGE2019))
     host = Host(server.store, tmp_path)
-    config = host.ok("modern.read_config")
+    config = capture.read_output("modern.read_config", host.ok("modern.read_config"))
     frontend = next(c for c in config["ReceiveConnectors"] if c["Name"] == "Default Frontend EXT")
     assert frontend["PermissionGroups"] == "AnonymousUsers, ExchangeServers, ExchangeLegacyServers"
     assert frontend["Bindings"] == ["[::]:25", "0.0.0.0:25"]
@@ -289,7 +290,8 @@ def test_injected_fault_after_apply(twin_server: Make, tmp_path: Path) -> None:
     result = host.run("modern.write_config", {"Actions": [action]})
     assert result.exit_code == 1
     assert "boom" in result.stderr
-    assert host.ok("modern.read_config")["RecipientFilterConfig"]["RecipientValidationEnabled"]
+    config = capture.read_output("modern.read_config", host.ok("modern.read_config"))
+    assert config["RecipientFilterConfig"]["RecipientValidationEnabled"]
     assert host.run("modern.write_config", {"Actions": [action]}).exit_code == 0  # used up
 
 

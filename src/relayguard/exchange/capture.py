@@ -1,4 +1,4 @@
-"""Offline assessment: an Export-Clixml capture of an Exchange 2013+ server, as facts.
+"""CLIXML of an Exchange 2013+ server as facts: an admin's capture, and every live read.
 
 An admin runs the read-only collector (`collector/Export-RelayguardCapture.ps1`, printed by
 `relayguard facts --collector`) in the Exchange Management Shell; it writes one Export-Clixml
@@ -10,6 +10,10 @@ that is missing makes its facts unknown (said in the notes), never a crash.
 
 HealthChecker's capture names (`GetReceiveConnector.xml`, ...) are read too
 (docs/sources.md#healthchecker-captures).
+
+The live `modern.read_config` payload prints the same objects as CLIXML (one PSSerializer
+document per object, docs/payloads.md); `read_output` turns them into the same document through
+`config_from_objects`, so a live server, a capture and the lab's twin are read by one parser.
 """
 
 from __future__ import annotations
@@ -77,26 +81,29 @@ def _decode(raw: bytes, name: str) -> str:
         raise CaptureError(f"{name}: not UTF-8 or UTF-16 text ({exc.reason})") from None
 
 
+def objects_from_text(text: str, name: str) -> list[Any]:
+    """The objects of one CLIXML document (an Export-Clixml file, or one object a live read
+    serialised with PSSerializer); CaptureError naming `name` when it is not one."""
+    if "<!DOCTYPE" in text or "<!ENTITY" in text:
+        raise CaptureError(f"{name}: a DTD or entity declaration; CLIXML has none")
+    if not text.lstrip().startswith(("<Objs", "#< CLIXML")):
+        raise CaptureError(f"{name}: not an Export-Clixml file (no <Objs> root)")
+    try:
+        objects = list(deserialize_clixml(text, _NoSecrets()))
+    except CaptureError as exc:
+        raise CaptureError(f"{name}: {exc}") from None
+    except (ParseError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise CaptureError(f"{name}: malformed CLIXML ({exc})") from None
+    if any(isinstance(obj, PSSecureString) for obj in objects):
+        raise CaptureError(f"{name}: a SecureString where objects belong; relayguard reads none")
+    return objects
+
+
 def _read_objects(path: Path) -> list[Any]:
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
         raise CaptureError(f"{path.name}: {size} bytes, more than {MAX_FILE_BYTES}")
-    text = _decode(path.read_bytes(), path.name)
-    if "<!DOCTYPE" in text or "<!ENTITY" in text:
-        raise CaptureError(f"{path.name}: a DTD or entity declaration; CLIXML has none")
-    if not text.lstrip().startswith(("<Objs", "#< CLIXML")):
-        raise CaptureError(f"{path.name}: not an Export-Clixml file (no <Objs> root)")
-    try:
-        objects = list(deserialize_clixml(text, _NoSecrets()))
-    except CaptureError as exc:
-        raise CaptureError(f"{path.name}: {exc}") from None
-    except (ParseError, ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise CaptureError(f"{path.name}: malformed CLIXML ({exc})") from None
-    if any(isinstance(obj, PSSecureString) for obj in objects):
-        raise CaptureError(
-            f"{path.name}: a SecureString where objects belong; relayguard reads none"
-        )
-    return objects
+    return objects_from_text(_decode(path.read_bytes(), path.name), path.name)
 
 
 def load_capture(directory: str | Path) -> Capture:
@@ -239,6 +246,95 @@ def _frontend_transport(connectors: Sequence[Any]) -> bool | None:
     return any(_text(_prop(c, "TransportRole")) == "FrontendTransport" for c in connectors)
 
 
+def _domains(objs: Sequence[Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "Name": _text(_prop(d, "Name")) or str(d),
+            "DomainName": _text(_prop(d, "DomainName")) or "",
+            "DomainType": _text(_prop(d, "DomainType")) or "",
+            "Default": _prop(d, "Default") is True,
+        }
+        for d in objs
+    ]
+
+
+def _filter_config(objs: Sequence[Any] | None) -> dict[str, Any] | None:
+    if not objs:
+        return None
+    return {
+        "Enabled": _prop(objs[0], "Enabled") is True,
+        "RecipientValidationEnabled": _prop(objs[0], "RecipientValidationEnabled") is True,
+    }
+
+
+def config_from_objects(
+    objects: Mapping[str, Sequence[Any]], server: str, frontend: bool | None
+) -> dict[str, Any]:
+    """The `modern.read_config` document (docs/payloads.md) of each cmdlet's objects, by the
+    capture file's kind; a kind that is missing makes its facts unknown (None)."""
+    host = next(iter(objects.get("ExchangeServer", ())), None)
+    connectors = list(objects.get("ReceiveConnector", ()))
+    agents = objects.get("TransportAgent")
+    return {
+        "ServerRole": None if host is None else _text(_prop(host, "ServerRole")),
+        "Server": server,
+        "FrontendTransport": frontend,
+        "ReceiveConnectors": None
+        if "ReceiveConnector" not in objects
+        else [_connector(c) for c in connectors],
+        "AnonymousPermissions": None
+        if "ADPermission" not in objects
+        else _permissions(objects["ADPermission"], _connector_keys(connectors)),
+        "AcceptedDomains": None
+        if "AcceptedDomain" not in objects
+        else _domains(objects["AcceptedDomain"]),
+        "RecipientFilterConfig": _filter_config(objects.get("RecipientFilterConfig")),
+        "TransportAgents": None if agents is None else [_agent(a) for a in agents],
+    }
+
+
+LIVE_KINDS = (
+    "ExchangeServer",
+    "ReceiveConnector",
+    "AcceptedDomain",
+    "ADPermission",
+    "TransportAgent",
+    "RecipientFilterConfig",
+)
+
+
+def config_from_live(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The `modern.read_config` document of a live read: its `Clixml` sections (one CLIXML
+    document per object, null where the cmdlet failed) deserialised and read as a capture's
+    files are, so a live server, an admin's capture and the twin share one parser."""
+    sections = document.get("Clixml")
+    if not isinstance(sections, Mapping):
+        raise CaptureError("modern.read_config: no Clixml sections in the output")
+    objects: dict[str, list[Any]] = {}
+    for kind in LIVE_KINDS:
+        texts = sections.get(kind)
+        if texts is None:
+            continue  # the cmdlet failed on this server: unknown
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise CaptureError(f"modern.read_config: {kind} is not a list of CLIXML documents")
+        objects[kind] = [o for t in texts for o in objects_from_text(t, f"{kind} (live read)")]
+    frontend = document.get("FrontendTransport")
+    config = config_from_objects(
+        objects,
+        str(document.get("Server") or ""),
+        frontend if isinstance(frontend, bool) else None,
+    )
+    return {"ExchangeShell": document.get("ExchangeShell"), **config}
+
+
+def read_output(op: str, document: Mapping[str, Any]) -> dict[str, Any]:
+    """A read payload's output as the document the rules read: `modern.read_config` prints
+    CLIXML sections (converted here), every other op its document as it is."""
+    if op == "modern.read_config":
+        return config_from_live(document)
+    return dict(document)
+
+
 def documents_from_capture(capture: Capture) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
     """The `exchange.detect` and `modern.read_config` documents of a capture, and notes on
     what it lacks."""
@@ -251,7 +347,7 @@ def documents_from_capture(capture: Capture) -> tuple[dict[str, Any], dict[str, 
     server = next(iter(objects.get("ExchangeServer", ())), None)
     connectors = list(objects.get("ReceiveConnector", ()))
     name = _text(_prop(server, "Name")) or next(
-        (_text(_prop(c, "Server")) for c in connectors if _prop(c, "Server")), "unknown"
+        (str(_prop(c, "Server")) for c in connectors if _prop(c, "Server")), "unknown"
     )
     detect: dict[str, Any] = {
         "ComputerName": name,
@@ -264,36 +360,8 @@ def documents_from_capture(capture: Capture) -> tuple[dict[str, Any], dict[str, 
         },
         "RebootPending": False,
     }
-    filters = objects.get("RecipientFilterConfig")
-    agents = objects.get("TransportAgent")
     config = {
         "ExchangeShell": "Capture",
-        "Server": name,
-        "ServerRole": None if server is None else _text(_prop(server, "ServerRole")),
-        "FrontendTransport": _frontend_transport(connectors),
-        "ReceiveConnectors": None
-        if "ReceiveConnector" not in objects
-        else [_connector(c) for c in connectors],
-        "AnonymousPermissions": None
-        if "ADPermission" not in objects
-        else _permissions(objects["ADPermission"], _connector_keys(connectors)),
-        "AcceptedDomains": None
-        if "AcceptedDomain" not in objects
-        else [
-            {
-                "Name": _text(_prop(d, "Name")) or str(d),
-                "DomainName": _text(_prop(d, "DomainName")) or "",
-                "DomainType": _text(_prop(d, "DomainType")) or "",
-                "Default": _prop(d, "Default") is True,
-            }
-            for d in objects.get("AcceptedDomain", ())
-        ],
-        "RecipientFilterConfig": None
-        if not filters
-        else {
-            "Enabled": _prop(filters[0], "Enabled") is True,
-            "RecipientValidationEnabled": _prop(filters[0], "RecipientValidationEnabled") is True,
-        },
-        "TransportAgents": None if agents is None else [_agent(a) for a in agents],
+        **config_from_objects(objects, name, _frontend_transport(connectors)),
     }
     return detect, config, notes

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from relayguard.exchange import payloads
+from relayguard.exchange import capture, payloads
 from relayguard.vocabulary import ExchangeGeneration
 
 
@@ -58,6 +58,10 @@ def read_config(client: PayloadRunner, platform: ExchangeGeneration) -> Mapping[
     document = client.run_payload(read_payload(op))
     if not isinstance(document, dict):
         raise ReadError(f"{op} did not print a JSON object")
+    try:
+        document = capture.read_output(op, document)
+    except capture.CaptureError as exc:
+        raise ReadError(str(exc)) from None
     key = "Parameters" if platform is ExchangeGeneration.EXCHANGE55 else "ReceiveConnectors"
     if key not in document:
         raise ReadError(f"{op} printed no {key}")

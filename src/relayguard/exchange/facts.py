@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any, TypeVar
 
-from relayguard.exchange import payloads
+from relayguard.exchange import capture, payloads
 from relayguard.exchange.catalog import BuildExplanation, InvalidVersionError, explain
 from relayguard.exchange.transport import WinRMClient
 from relayguard.vocabulary import Platform
@@ -538,7 +538,10 @@ def _run(client: WinRMClient, op: str, params: Mapping[str, Any] | None = None) 
     document = client.run_payload(payloads.render(op, params or {}))
     if not isinstance(document, Mapping):
         raise FactsError(f"{client.options.host}: {op}: expected a JSON object")
-    return document
+    try:
+        return capture.read_output(op, document)
+    except capture.CaptureError as exc:
+        raise FactsError(f"{client.options.host}: {exc}") from None
 
 
 def collect_facts(client: WinRMClient, *, as_of: date | None = None) -> ExchangeFacts:

@@ -1,11 +1,11 @@
 """Payload ops of the Exchange 2013+ twin: receive connectors, permissions, accepted domains.
 
 `modern.read_config` prints what `Get-ReceiveConnector`, `Get-ADPermission -User "NT
-AUTHORITY\\ANONYMOUS LOGON"`, `Get-AcceptedDomain` and `Get-RecipientFilterConfig` return,
-with multi-valued properties as arrays of their `ToString()` and flag enums as their
-`ToString()` ("AnonymousUsers, ExchangeServers"). `modern.write_config` runs a list of
-cmdlet calls in order, as a script with `-ErrorAction Stop` would: each call's effect is
-kept when a later one fails. Shapes: docs/payloads.md.
+AUTHORITY\\ANONYMOUS LOGON"`, `Get-AcceptedDomain`, `Get-ExchangeServer`,
+`Get-TransportAgent` and `Get-RecipientFilterConfig` return, each object serialised as
+PowerShell serialises it (CLIXML, `relayguard.lab.exchange.clixml`). `modern.write_config`
+runs a list of cmdlet calls in order, as a script with `-ErrorAction Stop` would: each call's
+effect is kept when a later one fails. Shapes: docs/payloads.md.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from relayguard.lab.exchange import clixml
 from relayguard.lab.exchange import smtp_modern as em
 from relayguard.lab.exchange.oplib import TwinContext, fail, require_modern
 from relayguard.lab.exchange.state import (
@@ -46,83 +47,22 @@ DC = "dc01.corp.example"
 
 
 def identity(m: ExchangeModern, conn: ReceiveConnector) -> str:
-    return f"{m.ServerName}\\{conn.Name}"
+    return clixml.identity(m, conn)
 
 
-def flags_text(values: list[str], order: tuple[str, ...]) -> str:
-    """A [Flags] enum's ToString(): members in declaration order, "None" when empty."""
-    present = [v for v in order if v in values and v != "None"]
-    return ", ".join(present) if present else "None"
-
-
-def connector_document(m: ExchangeModern, conn: ReceiveConnector) -> dict[str, Any]:
-    return {
-        "Identity": identity(m, conn),
-        "Name": conn.Name,
-        "Server": m.ServerName,
-        "Bindings": list(conn.Bindings),
-        "RemoteIPRanges": list(conn.RemoteIPRanges),
-        "PermissionGroups": flags_text(conn.PermissionGroups, em.PERMISSION_GROUPS),
-        "AuthMechanism": flags_text(conn.AuthMechanism, em.AUTH_MECHANISMS),
-        "TransportRole": conn.TransportRole,
-        "Enabled": conn.Enabled,
-        "Fqdn": conn.Fqdn,
-        "TarpitInterval": conn.TarpitInterval,
-        "MaxRecipientsPerMessage": conn.MaxRecipientsPerMessage,
-    }
-
-
-def permission_documents(m: ExchangeModern, conn: ReceiveConnector) -> list[dict[str, Any]]:
-    """One entry per ACE and extended right, as Get-ADPermission lists them."""
-    out = []
-    for ace in conn.Permissions:
-        if ace.User.lower() != em.ANONYMOUS.lower():
-            continue
-        for right in ace.ExtendedRights:
-            out.append(
-                {
-                    "Identity": identity(m, conn),
-                    "User": ace.User,
-                    "ExtendedRights": [right],
-                    "AccessRights": ["ExtendedRight"],
-                    "Deny": ace.Deny,
-                    "IsInherited": ace.IsInherited,
-                }
-            )
-    return out
-
-
-def config_document(m: ExchangeModern) -> dict[str, Any]:
+def read_document(m: ExchangeModern) -> dict[str, Any]:
+    """What `modern.read_config` prints: which shell it loaded, the server, whether the Front
+    End Transport service exists, and each cmdlet's objects as CLIXML (`clixml.sections`)."""
     return {
         "ExchangeShell": "SnapIn",
         "Server": m.ServerName,
-        "ReceiveConnectors": [connector_document(m, c) for c in m.ReceiveConnectors],
-        "AnonymousPermissions": [
-            p for c in m.ReceiveConnectors for p in permission_documents(m, c)
-        ],
-        "AcceptedDomains": [
-            {
-                "Name": d.Name,
-                "DomainName": d.DomainName,
-                "DomainType": d.DomainType,
-                "Default": d.Default,
-            }
-            for d in m.AcceptedDomains
-        ],
-        "RecipientFilterConfig": {
-            "Enabled": m.RecipientFilter.Enabled,
-            "RecipientValidationEnabled": m.RecipientFilter.RecipientValidationEnabled,
-        },
-        "ServerRole": m.ServerRole,
         "FrontendTransport": m.frontend_transport,
-        "TransportAgents": [
-            {"Identity": a.Identity, "Enabled": a.Enabled} for a in m.TransportAgents
-        ],
+        "Clixml": clixml.sections(m),
     }
 
 
 def read_config(params: dict[str, Any], ctx: TwinContext) -> dict[str, Any]:
-    return config_document(require_modern(ctx.store.current()))
+    return read_document(require_modern(ctx.store.current()))
 
 
 # ------------------------------------------------------------------ write
@@ -151,7 +91,7 @@ def write_config(params: dict[str, Any], ctx: TwinContext) -> dict[str, Any]:
 
         target = ctx.store.update(run)  # each call persists before the next one runs
         applied.append({"Cmdlet": str(cmdlet), "Identity": target})
-    return {"Applied": applied, "Config": config_document(require_modern(ctx.store.current()))}
+    return {"Shell": "SnapIn", "Applied": applied}
 
 
 Cmdlet = Callable[[ExchangeModern, dict[str, Any]], str]
