@@ -19,7 +19,7 @@ from relayguard.exchange.plan import (
     plan_restore_modern,
     relay_flags,
 )
-from relayguard.exchange.plan_modern import MODERN_FIXES
+from relayguard.exchange.plan_modern import MODERN_FIXES, MODERN_RESTORES
 from relayguard.exchange.rules import MODERN_RULES
 from relayguard.validate import InputError
 
@@ -315,6 +315,27 @@ def test_every_rule_that_can_fail_has_a_fix_in_the_plan() -> None:
     fixed = {rule for fix in MODERN_FIXES for rule in fix.rules}
     assert {rule.id for rule in MODERN_RULES} <= fixed
     assert fixed <= {rule.id for rule in MODERN_RULES}, "a fix names a rule that does not exist"
+
+
+def test_every_fix_is_undone_by_a_row_of_the_restore_table() -> None:
+    """A control the plan can change that no restore row puts back would be lost on rollback."""
+    fixed = {c for fix in MODERN_FIXES for c in fix.controls}
+    restored = [c for row in MODERN_RESTORES for c in row.controls]
+    assert fixed <= set(restored), fixed - set(restored)
+    assert len(restored) == len(set(restored)), "a control is restored by two rows"
+    assert {row.stage for row in MODERN_RESTORES} == {1, 2}
+
+
+def test_the_restore_waits_for_stage_one_before_the_permissions() -> None:
+    backup = copy.deepcopy(MODERN)
+    current = copy.deepcopy(MODERN)
+    current["RecipientFilterConfig"] = {"Enabled": True, "RecipientValidationEnabled": True}
+    current["AnonymousPermissions"] = []
+    steps = plan_restore_modern(current, backup).steps
+    assert [s.params["Actions"][0]["Cmdlet"] for s in steps] == ["Set-RecipientFilterConfig"]
+    current["RecipientFilterConfig"] = backup["RecipientFilterConfig"]
+    steps = plan_restore_modern(current, backup).steps
+    assert steps and {s.params["Actions"][0]["Cmdlet"] for s in steps} == {"Add-ADPermission"}
 
 
 def test_every_planned_control_belongs_to_a_row_of_the_fix_table() -> None:

@@ -580,22 +580,62 @@ def _restore_aces(current: Mapping[str, Any], backup: Mapping[str, Any], b: Buil
         )
 
 
+@dataclass(frozen=True)
+class ModernRestore:
+    """One row of the restore table: the objects it puts back, the controls (MODERN_FIXES)
+    whose changes it undoes, and its stage (1: connectors, domains, the filter; 2: the explicit
+    ANONYMOUS LOGON entries, once stage 1 has nothing left: setting PermissionGroups rewrites
+    the group ones)."""
+
+    objects: str
+    controls: tuple[str, ...]
+    stage: int
+    restore: Callable[[Mapping[str, Any], Mapping[str, Any], Builder], None]
+
+
+MODERN_RESTORES: tuple[ModernRestore, ...] = (
+    ModernRestore(
+        "receive connectors",
+        (
+            "relay-connector",
+            "relay-connector-remote-ip-ranges",
+            "relay-connector-bindings",
+            "relay-connector-permission-groups",
+            "relay-connector-enabled",
+            "no-external-authoritative",
+        ),
+        1,
+        _restore_connectors,
+    ),
+    ModernRestore("accepted domains", ("inbound-domain", "no-relay-domain"), 1, _restore_domains),
+    ModernRestore("recipient filter", ("recipient-validation",), 1, _restore_filter),
+    ModernRestore(
+        "anonymous permissions",
+        ("no-anonymous-relay", "relay-connector-anonymous-relay"),
+        2,
+        _restore_aces,
+    ),
+)
+
+
 def plan_restore_modern(current: Mapping[str, Any], backup: Mapping[str, Any]) -> RelayPlan:
-    """The way back to `backup`. Connectors, domains and the filter first; once they match,
-    the explicit ANONYMOUS LOGON entries (setting PermissionGroups rewrites the group ones,
-    so call again after applying until the plan is empty)."""
+    """The way back to `backup`, by the restore table: stage 1, then stage 2 once stage 1
+    plans nothing (call again after applying until the plan is empty)."""
     b = Builder(ExchangeGeneration.MODERN)
-    _restore_connectors(current, backup, b)
-    _restore_domains(current, backup, b)
-    _restore_filter(current, backup, b)
-    if not b.steps:
-        _restore_aces(current, backup, b)
+    for stage in (1, 2):
+        for row in MODERN_RESTORES:
+            if row.stage == stage:
+                row.restore(current, backup, b)
+        if b.steps:
+            break
     return b.plan()
 
 
 __all__ = [
     "MODERN_FIXES",
+    "MODERN_RESTORES",
     "ModernFix",
+    "ModernRestore",
     "Step",
     "plan_modern",
     "plan_restore_modern",
