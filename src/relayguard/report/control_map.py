@@ -155,8 +155,7 @@ ROWS: tuple[FindingMap, ...] = (
     _none(
         "sender-own-domain-sender-refused",
         "An untrusted client may not send as the server's own domain to a local mailbox.",
-        "sender authentication (SPF, DMARC) has no relay control; RFC 7208/7489 are not "
-        "benchmarks",
+        "sender authentication (SPF, DMARC) has no relay control; RFC 7208/7489 are not benchmarks",
     ),
     # the Exchange 2013+ rule table (relayguard.exchange.rules)
     _row(

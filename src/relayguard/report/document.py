@@ -54,8 +54,10 @@ def host_entry(host: Mapping[str, Any]) -> dict[str, Any]:
 def with_findings(
     entry: Mapping[str, Any], mode: str, check_mode: bool, waivers: Sequence[Waiver]
 ) -> dict[str, Any]:
-    """A host entry with its findings (re)computed, secrets scrubbed."""
-    base = {k: v for k, v in entry.items() if k != "findings"}
+    """A host entry with its findings (re)computed, secrets scrubbed: the entry first, so a
+    finding's message never quotes a secret its key would have named (a change's
+    ``{"password": ...}`` shown as text), then the findings."""
+    base = scrub({k: v for k, v in entry.items() if k != "findings"})
     found = host_findings(base, mode, check_mode, waivers)
     return dict(scrub({**base, "findings": found}))
 
@@ -78,9 +80,7 @@ def build_report(
     waiver file (`waiver_errors` None) the run has no ``waivers`` object."""
     mode = str(metadata.get("mode", "enforce"))
     check_mode = bool(metadata.get("check_mode", False))
-    entries = [
-        with_findings(plain_json(host_entry(h)), mode, check_mode, waivers) for h in hosts
-    ]
+    entries = [with_findings(plain_json(host_entry(h)), mode, check_mode, waivers) for h in hosts]
     run = scrub(plain_json(dict(metadata)))
     if waiver_errors is not None or waivers:
         run["waivers"] = waiver_summary(entries, waiver_errors or ())

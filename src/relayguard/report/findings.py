@@ -78,3 +78,13 @@ def host_findings(
 
 def failing(findings: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return [f for f in findings if f["result"] == FAIL]
+
+
+def findings_of(doc: Mapping[str, Any], host: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """A report host's findings: as recorded, or (a report written before findings existed)
+    computed now from its checks, without waivers."""
+    if "findings" in host:
+        recorded: list[Mapping[str, Any]] = host["findings"]
+        return recorded
+    run = doc["run"]
+    return list(host_findings(host, run["mode"], bool(run.get("check_mode")), ()))

@@ -137,6 +137,4 @@ def load_waivers(path: Path | str, today: dt.date) -> tuple[list[Waiver], list[s
 def waiver_for(waivers: Sequence[Waiver], host: str, finding: str) -> Waiver | None:
     """The first waiver that applies to `finding` on `host` (exact names win over patterns)."""
     exact = [w for w in waivers if w.host == host and w.finding == finding]
-    return next(iter(exact), None) or next(
-        (w for w in waivers if w.matches(host, finding)), None
-    )
+    return next(iter(exact), None) or next((w for w in waivers if w.matches(host, finding)), None)
