@@ -7,7 +7,7 @@ column. A new rule id (a new MTA backend's, a new probe check's) is a new row he
 tests/report/test_control_map.py proves every known id has one.
 
 Sources (docs/sources.md#stig-exchange-anonymous, #stig-exchange-accepted-domains,
-#stig-rhel-relay, #rfc2505).
+#stig-rhel-relay, #cis-benchmarks, #rfc2505, #rfc2505-2-1, #rfc2505-1-5).
 """
 
 from __future__ import annotations
@@ -91,15 +91,19 @@ STIG_RHEL9_RELAY = Control(
 )
 
 
-def rfc2505(section: str, title: str) -> Control:
+def rfc2505(section: str, title: str, anchor: str = "rfc2505") -> Control:
     """A section of RFC 2505 (BCP 30), Anti-Spam Recommendations for SMTP MTAs."""
-    return Control(f"RFC2505-{section}", "RFC 2505 (BCP 30)", title, "docs/sources.md#rfc2505")
+    return Control(f"RFC2505-{section}", "RFC 2505 (BCP 30)", title, f"docs/sources.md#{anchor}")
 
 
 RFC2505_RELAY = rfc2505(
-    "2.1", "Relay only for local clients or to local recipients (decide by address and domain)"
+    "2.1",
+    "Relay only for local clients or to local recipients (decide by address and domain)",
+    "rfc2505-2-1",
 )
-RFC2505_BOUNCES = rfc2505("1.5", "Accepting then bouncing mail sends backscatter")
+RFC2505_BOUNCES = rfc2505(
+    "1.5", "Refuse in the SMTP dialogue: accepting then bouncing sends backscatter", "rfc2505-1-5"
+)
 RFC2505_NULL_SENDER = rfc2505("2(6)", "Do not refuse MAIL From:<> (bounces must be deliverable)")
 RFC2505_VRFY = rfc2505("2(11)", "VRFY and EXPN are controlled for untrusted clients")
 RFC2505_ETRN = rfc2505("2(12)", "ETRN is controlled")
@@ -134,6 +138,21 @@ ROWS: tuple[FindingMap, ...] = (
         "patch currency is the vendor's security-update guidance; no relay control names it",
     ),
     _none("remediation", "The planned changes were applied and verified.", NOT_A_CONTROL),
+    _row(
+        "rfc2505-refused-in-dialogue",
+        (RFC2505_BOUNCES, RFC2505_RELAY),
+        "Relaying is refused at RCPT time, not accepted and bounced later.",
+    ),
+    _row(
+        "rfc2505-routing-forms-stripped",
+        (RFC2505_RELAY, *ANONYMOUS_RELAY, *UNIX_RELAY),
+        "Encapsulated and source-routed addresses (%, !, @a:, IMCEA) are not relayed.",
+    ),
+    _row(
+        "rfc2505-relay-not-by-sender",
+        (RFC2505_RELAY, *ANONYMOUS_RELAY, *UNIX_RELAY),
+        "The relay decision does not trust the MAIL FROM domain.",
+    ),
     _row(
         "rfc2505-null-sender-accepted",
         (RFC2505_NULL_SENDER,),

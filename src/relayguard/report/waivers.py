@@ -23,8 +23,17 @@ from typing import Any
 import yaml
 
 FIELDS = ("host", "finding", "justification", "approver", "expires")
-# Findings the probe observed from outside: only a waiver naming them exactly applies.
-OBSERVED_RELAY = frozenset({"relay-closed", "delivery-confirmation"})
+# Findings that fail only when the probe saw, from outside, a relay (or an accept-then-bounce):
+# only a waiver naming them exactly applies (relayguard.report.controls, probe.judge).
+OBSERVED_RELAY = frozenset(
+    {
+        "relay-closed",
+        "delivery-confirmation",
+        "rfc2505-refused-in-dialogue",
+        "rfc2505-routing-forms-stripped",
+        "rfc2505-relay-not-by-sender",
+    }
+)
 
 
 class WaiverFileError(ValueError):
