@@ -4,6 +4,7 @@ never silences a relay the probe observed."""
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -152,3 +153,42 @@ def test_load_waivers_reads_yaml_and_names_an_unreadable_file(tmp_path: Path):
     path.write_text("waivers: 3\n", encoding="utf-8")
     with pytest.raises(WaiverFileError, match="a list of entries"):
         load_waivers(path, TODAY)
+
+
+def test_cli_waivers_recompute_the_findings_and_name_an_expired_entry(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    from relayguard.cli import main
+    from relayguard.report import write_report
+
+    doc, _ = audit([])
+    run_dir = write_report(doc, tmp_path / "reports")
+    far = "2999-12-31"  # a waiver valid whenever this test runs
+    lines = ["waivers:"]
+    for fid in OBSERVED:
+        lines += [
+            f"  - host: {HOST}",
+            f"    finding: {fid}",
+            "    justification: scanner relay until cut-over",
+            "    approver: ciso@corp.example",
+            f"    expires: {far}",
+        ]
+    waivers = tmp_path / "waivers.yml"
+    waivers.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert main(["report", str(run_dir), "--check", "-o", str(tmp_path / "r.md")]) == 2
+    status = main(["report", str(run_dir), "--waivers", str(waivers), "--check", "--format", "csv"])
+    out, err = capsys.readouterr()
+    assert (status, err) == (0, "")
+    assert ",relay-closed," in out and ",waived," in out
+    expired = waivers.read_text().replace(far, "2001-01-01", 1)
+    waivers.write_text(expired, encoding="utf-8")
+    status = main(
+        ["report", str(run_dir), "--waivers", str(waivers), "--check", "--format", "json"]
+    )
+    out, err = capsys.readouterr()
+    assert status == 2
+    assert f"waiver #1 ({HOST}/relay-closed): expired on 2001-01-01" in err
+    assert json.loads(out)["run"]["waivers"]["errors"] == [
+        f"waiver #1 ({HOST}/relay-closed): expired on 2001-01-01"
+    ]
+    assert main(["report", str(run_dir), "--waivers", str(tmp_path / "none.yml")]) == 1

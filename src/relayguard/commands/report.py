@@ -45,7 +45,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "path",
         metavar="PATH",
-        nargs="+",
+        nargs="*",
         help="a report.json, or a run directory holding one; or: diff OLD NEW",
     )
     parser.add_argument(
@@ -70,6 +70,22 @@ def register(subparsers: Any) -> None:
         help="diff: compare OLD as its run found the fleet (an enforce run's before state)",
     )
     parser.set_defaults(func=run)
+    paths_anywhere(parser)
+
+
+def paths_anywhere(parser: argparse.ArgumentParser) -> None:
+    """Let PATHs follow options (`report diff --json OLD NEW`): argparse takes one run of
+    positionals and leaves later ones unrecognised; they are PATHs here."""
+    parse = parser.parse_known_args
+
+    def parse_known_args(
+        args: Any = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = parse(args, namespace)
+        parsed.path = list(parsed.path or []) + [e for e in extras if not e.startswith("-")]
+        return parsed, [e for e in extras if e.startswith("-")]
+
+    parser.parse_known_args = parse_known_args  # type: ignore[method-assign, assignment]
 
 
 def load_report(path: Path) -> dict[str, Any]:
@@ -145,7 +161,7 @@ def run_diff(args: argparse.Namespace) -> int:
 
 
 def run_render(args: argparse.Namespace) -> int:
-    if len(args.path) != 1:
+    if len(args.path) != 1:  # none, or more than one
         raise ReportCommandError("one report PATH (or: report diff OLD NEW)")
     if args.json or args.baseline:
         raise ReportCommandError("--json and --baseline go with `report diff`")
@@ -159,7 +175,7 @@ def run_render(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        return run_diff(args) if args.path[0] == "diff" else run_render(args)
+        return run_diff(args) if args.path[:1] == ["diff"] else run_render(args)
     except ReportCommandError as exc:
         print(f"relayguard report: {exc}", file=sys.stderr)
         return EXIT_ERROR
