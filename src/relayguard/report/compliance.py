@@ -66,6 +66,11 @@ def all_waived(host: Mapping[str, Any]) -> bool:
     return WAIVED in results and FAILED not in results
 
 
+def waived_hosts(hosts: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The hosts that pass only because waivers cover every failing finding."""
+    return [h["host"] for h in hosts if status_compliance(h) is Compliance.FAIL and all_waived(h)]
+
+
 def status_compliance(host: Mapping[str, Any]) -> Compliance:
     """The standing the host's status and evidence give, before waivers."""
     status = HostStatus(host["status"])
