@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
+import relayguard.exchange.plan
 import relayguard.probe.judge
+from relayguard.exchange.plan_modern import MODERN_FIXES
 from relayguard.exchange.rules import MODERN_RULES
 from relayguard.lab import module_utils
 from relayguard.probe.catalog import CONFORMANCE_CHECKS
@@ -29,6 +31,14 @@ def judge_finding_ids() -> list[str]:
     return [i for i in ids if i not in SENDER_FINDINGS]
 
 
+def exchange55_plan_ids() -> list[str]:
+    """The control ids of the Exchange 5.5 plan's changes, read from it."""
+    source = Path(relayguard.exchange.plan.__file__).read_text(encoding="utf-8")
+    ids = sorted(set(re.findall(r'Change\(\s*"([a-z0-9-]+)"', source)))
+    assert "ims-relay-flags" in ids  # the pattern still finds them
+    return ids
+
+
 def known_finding_ids() -> list[str]:
     module_utils.load("command_runner")  # the backend's import of it, outside Ansible
     postfix = module_utils.load("postfix_relay_backend")
@@ -39,6 +49,10 @@ def known_finding_ids() -> list[str]:
         *(f"rfc2505-{i}" for i in judge_finding_ids()),
         *(f"sender-{s}" for s in SENDER_FINDINGS),
         *(f"postfix-{p}" for p in postfix.MANAGED_PARAMETERS),
+        # the remediation plans' change controls: a finding each in an audit
+        *(c for fix in MODERN_FIXES for c in fix.controls),
+        *exchange55_plan_ids(),
+        "exchange-patch",  # roles/exchange_detect/tasks/plan.yml
     ]
 
 
@@ -88,6 +102,8 @@ def test_every_failing_finding_of_a_report_carries_controls_or_says_why_not(
         assert finding["controls"] or finding["no_control"], finding
     relay = [f for f in failing if f["id"] == "relay-closed"]
     assert relay and all(f["controls"] for f in relay)
+    # only the run's own step (remediation, a rollback's restore) is no configuration control
+    assert {f["id"] for f in failing if not f["controls"]} <= {"remediation"}
 
 
 def test_the_findings_are_the_checks_the_other_formats_show(fleet_doc: dict[str, Any]):

@@ -61,8 +61,8 @@ def test_fleet_sarif_validates_one_rule_per_finding_id_one_result_per_failing_ho
     assert "EX19-MB-000135" in relay["help"]["text"]
     assert "RHEL-09-252050" in relay["properties"]["controls"]
     assert relay["properties"]["source"]
-    patch = next(r for r in rules if r["id"] == "patch-level")
-    assert "No control:" in patch["help"]["text"]
+    remediation = next(r for r in rules if r["id"] == "remediation")
+    assert "No control:" in remediation["help"]["text"]
 
 
 def test_a_waived_finding_is_a_suppressed_result_with_its_justification():

@@ -77,6 +77,12 @@ STIG_EX19_ED_DOMAINS = Control(
     "Exchange must have accepted domains configured.",
     "docs/sources.md#stig-exchange-accepted-domains",
 )
+STIG_EX19_MB_CU = Control(
+    "EX19-MB-000244",
+    "DISA STIG Microsoft Exchange 2019 Mailbox Server (V-259711)",
+    "Exchange must have the most current, approved Cumulative Update installed.",
+    "docs/sources.md#stig-exchange-cumulative-update",
+)
 STIG_RHEL8_RELAY = Control(
     "RHEL-08-040290",
     "DISA STIG Red Hat Enterprise Linux 8 (V-230550)",
@@ -132,10 +138,10 @@ ROWS: tuple[FindingMap, ...] = (
         (RFC2505_RELAY, RFC2505_BOUNCES, *ANONYMOUS_RELAY, *UNIX_RELAY),
         "A test message to a foreign recipient neither reaches the sink nor bounces.",
     ),
-    _none(
+    _row(
         "patch-level",
+        (STIG_EX19_MB_CU,),
         "The installed build is at least the build the patch policy requires.",
-        "patch currency is the vendor's security-update guidance; no relay control names it",
     ),
     _none("remediation", "The planned changes were applied and verified.", NOT_A_CONTROL),
     _row(
@@ -207,6 +213,52 @@ ROWS: tuple[FindingMap, ...] = (
         (RFC2505_BOUNCES,),
         "Unknown recipients are refused at RCPT time, not bounced later.",
     ),
+    # Exchange remediation plans: a finding per control with changes pending (an audit)
+    *(
+        _row(control, OPEN_RELAY, f"{what} (the plan's '{control}' changes are applied).")
+        for control, what in (
+            ("no-anonymous-relay", "No connector grants ANONYMOUS LOGON the relay right"),
+            ("no-external-authoritative", "No ExternalAuthoritative connector faces anyone"),
+            ("relay-connector", "A dedicated relay connector serves the allowed networks"),
+            ("relay-connector-remote-ip-ranges", "The relay connector accepts those only"),
+            ("relay-connector-bindings", "The relay connector listens where it should"),
+            ("relay-connector-permission-groups", "The relay connector's groups are minimal"),
+            ("relay-connector-enabled", "The relay connector is enabled"),
+            ("relay-connector-anonymous-relay", "Anonymous relay only on that connector"),
+        )
+    ),
+    _row(
+        "inbound-domain",
+        (RFC2505_RELAY, STIG_EX19_ED_DOMAINS),
+        "The organisation's own domains are authoritative accepted domains.",
+    ),
+    _row(
+        "no-relay-domain",
+        (RFC2505_RELAY, STIG_EX19_ED_DOMAINS),
+        "No accepted domain relays for anyone ('*', '*.<public suffix>', stray relay domains).",
+    ),
+    _row(
+        "recipient-validation",
+        (RFC2505_BOUNCES,),
+        "Recipient validation refuses unknown recipients at RCPT time.",
+    ),
+    _row(
+        "exchange-patch",
+        (STIG_EX19_MB_CU,),
+        "The build is brought to the newest update the patch policy requires.",
+    ),
+    # Exchange 5.5 (the IMS): no STIG covers it; RFC 2505 does
+    *(
+        _row(control, (RFC2505_RELAY,), f"{what} (the plan's '{control}' changes are applied).")
+        for control, what in (
+            ("ims-relay-flags", "RelayFlags restricts relaying to the allowed clients"),
+            ("ims-relay-allow-list", "The IMS grant list is the allowed networks only"),
+            ("ims-inbound-domains", "The IMS routes inbound only for the own domains"),
+            ("ims-reroute-incoming", "The IMS reroutes incoming mail (not 'Do not reroute')"),
+        )
+    ),
+    _none("ims-restart", "The IMS restarts to apply its settings.", NOT_A_CONTROL),
+    _none("restore", "A backup was put back.", NOT_A_CONTROL),
     # Postfix: one change per main.cf parameter (roles/postfix_remediate: postfix-<parameter>)
     _row(
         "postfix-smtpd_relay_restrictions",
