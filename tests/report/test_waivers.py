@@ -192,3 +192,17 @@ def test_cli_waivers_recompute_the_findings_and_name_an_expired_entry(
         f"waiver #1 ({HOST}/relay-closed): expired on 2001-01-01"
     ]
     assert main(["report", str(run_dir), "--waivers", str(tmp_path / "none.yml")]) == 1
+
+
+def test_every_format_states_the_waiver():
+    from relayguard.report import render
+
+    doc, _ = audit([entry(finding=f) for f in OBSERVED])
+    junit = render(doc, "junit")
+    assert 'failures="0"' in junit
+    assert '<skipped message="waived: scanner relay until the 2025-Q2 cut-over' in junit
+    markdown = render(doc, "markdown")
+    assert "relay closed: **waived** — waived: scanner relay" in markdown
+    html = render(doc, "html")
+    assert "scanner relay until the 2025-Q2 cut-over (CHG-1234) (approved by" in html
+    assert ",waived," in render(doc, "csv")

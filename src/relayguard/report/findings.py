@@ -88,3 +88,25 @@ def findings_of(doc: Mapping[str, Any], host: Mapping[str, Any]) -> list[Mapping
         return recorded
     run = doc["run"]
     return list(host_findings(host, run["mode"], bool(run.get("check_mode")), ()))
+
+
+def waiver_note(waiver: Mapping[str, Any]) -> str:
+    """A waiver in one line, as every format states it."""
+    return one_line(
+        f"waived: {waiver['justification']} (approved by {waiver['approver']}, "
+        f"expires {waiver['expires']})"
+    )
+
+
+def waivers_by_finding(host: Mapping[str, Any]) -> dict[str, str]:
+    """finding id -> its waiver note, for the host's waived findings."""
+    return {
+        f["id"]: waiver_note(f["waiver"])
+        for f in host.get("findings", [])
+        if f["result"] == WAIVED and f.get("waiver")
+    }
+
+
+def controls_of_finding(host: Mapping[str, Any]) -> dict[str, str]:
+    """finding id -> its control ids ("EX19-MB-000135, RFC2505-2.1"), for the renderers."""
+    return {f["id"]: ", ".join(c["id"] for c in f["controls"]) for f in host.get("findings", [])}
