@@ -2,7 +2,8 @@
 2.1.0 schema and every failing finding names its controls; a future waiver is honoured (the
 host is not failed) and an expired one is not (named, its finding counts); and `relayguard
 report diff --baseline` from the enforce run to the audit after it lists every host that was
-failing as fixed and none regressed. Addresses: 127.0.150.0/24 (this room's)."""
+failing as fixed and none regressed. Addresses: 127.0.39.0/24 (free inside the lab's range
+127.0.30-58; this room's reserved 127.0.150.0/24 is outside what `relayguard lab up` accepts)."""
 
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ def diff(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_audit_controls_waivers_and_drift_on_the_lab() -> None:
-    with lab_fleet(FLEET, "127.0.150.1") as fleet:
+    with lab_fleet(FLEET, "127.0.39.1") as fleet:
         # 1. An audit: SARIF validates, every failing finding names a control.
         audit = fleet.playbook(extra={"relay_mode": "audit"})
         assert audit.returncode != 0, audit.explain()
