@@ -7,6 +7,7 @@ column. A new rule id (a new MTA backend's, a new probe check's) is a new row he
 tests/report/test_control_map.py proves every known id has one.
 
 Sources (docs/sources.md#stig-exchange-anonymous, #stig-exchange-accepted-domains,
+#stig-exchange-cumulative-update, #stig-exchange-sender-id,
 #stig-rhel-relay, #cis-benchmarks, #rfc2505, #rfc2505-2-1, #rfc2505-1-5).
 """
 
@@ -82,6 +83,25 @@ STIG_EX19_MB_CU = Control(
     "DISA STIG Microsoft Exchange 2019 Mailbox Server (V-259711)",
     "Exchange must have the most current, approved Cumulative Update installed.",
     "docs/sources.md#stig-exchange-cumulative-update",
+)
+STIG_EX19_ED_SENDER_ID = Control(
+    "EX19-ED-000143",
+    "DISA STIG Microsoft Exchange 2019 Edge Server (V-259629)",
+    "Exchange Sender Identification Framework must be enabled.",
+    "docs/sources.md#stig-exchange-sender-id",
+)
+STIG_EX16_ED_SENDER_ID = Control(
+    "EX16-ED-000560",
+    "DISA STIG Microsoft Exchange 2016 Edge Transport Server (V-221252)",
+    "Exchange Sender Identification Framework must be enabled.",
+    "docs/sources.md#stig-exchange-sender-id",
+)
+STIG_EX19_ED_SPOOFED = Control(
+    "V-259619",
+    "DISA STIG Microsoft Exchange 2019 Edge Server",
+    "Exchange messages with a malformed From address must be rejected "
+    "(SpoofedDomainAction Reject).",
+    "docs/sources.md#stig-exchange-sender-id",
 )
 STIG_RHEL8_RELAY = Control(
     "RHEL-08-040290",
@@ -177,10 +197,10 @@ ROWS: tuple[FindingMap, ...] = (
     _row("rfc2505-vrfy-controlled", (RFC2505_VRFY,), "VRFY discloses no mailbox."),
     _row("rfc2505-expn-controlled", (RFC2505_VRFY,), "EXPN discloses no list."),
     _row("rfc2505-etrn-controlled", (RFC2505_ETRN,), "ETRN is refused to untrusted clients."),
-    _none(
+    _row(
         "sender-own-domain-sender-refused",
+        (STIG_EX19_ED_SPOOFED, STIG_EX19_ED_SENDER_ID, STIG_EX16_ED_SENDER_ID),
         "An untrusted client may not send as the server's own domain to a local mailbox.",
-        "sender authentication (SPF, DMARC) has no relay control; RFC 7208/7489 are not benchmarks",
     ),
     # the Exchange 2013+ rule table (relayguard.exchange.rules)
     _row(
