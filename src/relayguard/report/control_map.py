@@ -233,9 +233,10 @@ ROWS: tuple[FindingMap, ...] = (
         (RFC2505_BOUNCES,),
         "Unknown recipients are refused at RCPT time, not bounced later.",
     ),
-    # Exchange remediation plans: a finding per control with changes pending (an audit)
+    # Exchange remediation plans: a finding per control with changes pending (an audit); the
+    # role records each planner control as exchange-<control> (roles/exchange_detect plan.yml)
     *(
-        _row(control, OPEN_RELAY, f"{what} (the plan's '{control}' changes are applied).")
+        _row(f"exchange-{control}", OPEN_RELAY, f"{what} (the plan's '{control}' changes).")
         for control, what in (
             ("no-anonymous-relay", "No connector grants ANONYMOUS LOGON the relay right"),
             ("no-external-authoritative", "No ExternalAuthoritative connector faces anyone"),
@@ -248,17 +249,17 @@ ROWS: tuple[FindingMap, ...] = (
         )
     ),
     _row(
-        "inbound-domain",
+        "exchange-inbound-domain",
         (RFC2505_RELAY, STIG_EX19_ED_DOMAINS),
         "The organisation's own domains are authoritative accepted domains.",
     ),
     _row(
-        "no-relay-domain",
+        "exchange-no-relay-domain",
         (RFC2505_RELAY, STIG_EX19_ED_DOMAINS),
         "No accepted domain relays for anyone ('*', '*.<public suffix>', stray relay domains).",
     ),
     _row(
-        "recipient-validation",
+        "exchange-recipient-validation",
         (RFC2505_BOUNCES,),
         "Recipient validation refuses unknown recipients at RCPT time.",
     ),
@@ -269,7 +270,7 @@ ROWS: tuple[FindingMap, ...] = (
     ),
     # Exchange 5.5 (the IMS): no STIG covers it; RFC 2505 does
     *(
-        _row(control, (RFC2505_RELAY,), f"{what} (the plan's '{control}' changes are applied).")
+        _row(f"exchange-{control}", (RFC2505_RELAY,), f"{what} (the plan's '{control}' changes).")
         for control, what in (
             ("ims-relay-flags", "RelayFlags restricts relaying to the allowed clients"),
             ("ims-relay-allow-list", "The IMS grant list is the allowed networks only"),
@@ -277,8 +278,8 @@ ROWS: tuple[FindingMap, ...] = (
             ("ims-reroute-incoming", "The IMS reroutes incoming mail (not 'Do not reroute')"),
         )
     ),
-    _none("ims-restart", "The IMS restarts to apply its settings.", NOT_A_CONTROL),
-    _none("restore", "A backup was put back.", NOT_A_CONTROL),
+    _none("exchange-ims-restart", "The IMS restarts to apply its settings.", NOT_A_CONTROL),
+    _none("exchange-restore", "A backup was put back.", NOT_A_CONTROL),
     # Postfix: one change per main.cf parameter (roles/postfix_remediate: postfix-<parameter>)
     _row(
         "postfix-smtpd_relay_restrictions",

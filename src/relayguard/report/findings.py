@@ -3,7 +3,7 @@
 A host's findings are its evaluated checks (`relayguard.report.controls`: relay-closed,
 patch-level, rfc2505-*, ...) plus, in an audit or a --check run, one finding per control the
 plan would change (the changes not applied: ``postfix-smtpd_relay_restrictions``,
-``no-anonymous-relay``, ...). Each carries the published controls it evidences
+``exchange-no-anonymous-relay``, ...). Each carries the published controls it evidences
 (`control_map`) or says why none applies (`no_control`). A failing finding that a valid
 waiver covers becomes ``waived`` with the waiver beside it; it no longer fails the host
 (`relayguard.report.compliance.host_compliance`).
