@@ -85,7 +85,11 @@ def test_the_exchange_and_rhel_stig_items_are_mapped():
 
 
 def test_an_unknown_id_says_explicitly_that_no_control_is_mapped():
-    assert control_fields("exim-some-future-rule") == {"controls": [], "no_control": UNMAPPED}
+    assert control_fields("exim-some-future-rule") == {
+        "controls": [],
+        "no_control": UNMAPPED,
+        "advisory": False,
+    }
 
 
 def test_every_failing_finding_of_a_report_carries_controls_or_says_why_not(

@@ -67,9 +67,40 @@ def test_regressed_still_failing_new_host_and_gone(audit_doc: dict[str, Any]):
     }
     regressed = next(h for h in diff["hosts"] if h["host"] == "ex2019.corp.example")
     assert regressed["findings"] == [
-        {"id": "relay-closed", "drift": "regressed", "old": "pass", "new": "fail"}
+        {
+            "id": "relay-closed",
+            "drift": "regressed",
+            "old": "pass",
+            "new": "fail",
+            "advisory": False,
+        }
     ]
     assert diff["regressed"] and diff["exit_status"] == 2
+
+
+def test_an_advisory_regression_is_listed_but_regresses_no_host(audit_doc: dict[str, Any]):
+    """RFC 2505 conformance is reported beside the verdict: its regression is shown and
+    counted, and neither the host nor the exit status regresses."""
+    new = copy.deepcopy(audit_doc)
+    new["run"]["run_id"] = "20250302T110000Z-ffff01"
+    host = next(h for h in new["hosts"] if h["host"] == "ex2019.corp.example")
+    vrfy = next(f for f in host["findings"] if f["id"] == "rfc2505-null-sender-accepted")
+    assert (vrfy["result"], vrfy["advisory"]) == ("pass", True)
+    vrfy["result"] = "fail"
+    diff = diff_reports(audit_doc, new)
+    entry = next(h for h in diff["hosts"] if h["host"] == "ex2019.corp.example")
+    assert entry["drift"] == "unchanged"
+    assert entry["findings"] == [
+        {
+            "id": "rfc2505-null-sender-accepted",
+            "drift": "regressed",
+            "old": "pass",
+            "new": "fail",
+            "advisory": True,
+        }
+    ]
+    assert diff["summary"]["advisory_regressed"] == 1
+    assert (diff["regressed"], diff["exit_status"]) == (False, 0)
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

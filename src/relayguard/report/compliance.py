@@ -61,8 +61,10 @@ def host_compliance(host: Mapping[str, Any]) -> Compliance:
 
 
 def all_waived(host: Mapping[str, Any]) -> bool:
-    """True when the host's findings (issue 20) fail only where a waiver covers them."""
-    results = {f["result"] for f in host.get("findings", [])}
+    """True when the host's findings (issue 20) fail only where a waiver covers them (advisory
+    findings, reported beside the verdict, do not count)."""
+    deciding = [f for f in host.get("findings", []) if not f.get("advisory")]
+    results = {f["result"] for f in deciding}
     return WAIVED in results and FAILED not in results
 
 

@@ -44,6 +44,10 @@ class FindingMap:
     controls: tuple[Control, ...]
     help: str  # one sentence for SARIF's rule help and the CSV
     no_control: str = ""
+    # Reported beside the verdict, never part of it (the RFC 2505 conformance checks, the
+    # own-domain sender finding: probe.judge, issue 19): it neither fails a host nor makes
+    # a drift regress; SARIF gives it level warning.
+    advisory: bool = False
 
 
 # --- the controls --------------------------------------------------------------------------
@@ -148,6 +152,10 @@ def _none(finding: str, help_text: str, why: str) -> FindingMap:
     return FindingMap(finding, (), help_text, why)
 
 
+def _advisory(finding: str, controls: Iterable[Control], help_text: str) -> FindingMap:
+    return FindingMap(finding, tuple(controls), help_text, advisory=True)
+
+
 # --- the rows --------------------------------------------------------------------------------
 
 ROWS: tuple[FindingMap, ...] = (
@@ -179,25 +187,25 @@ ROWS: tuple[FindingMap, ...] = (
         (RFC2505_RELAY, *ANONYMOUS_RELAY, *UNIX_RELAY),
         "The relay decision does not trust the MAIL FROM domain.",
     ),
-    _row(
+    _advisory(
         "rfc2505-null-sender-accepted",
         (RFC2505_NULL_SENDER,),
         "MAIL From:<> is accepted (bounces must be deliverable).",
     ),
-    _row(
+    _advisory(
         "rfc2505-local-sender-accepted",
         (RFC2505_NULL_SENDER,),
         "MAIL From:<user@own.domain> is accepted.",
     ),
-    _row(
+    _advisory(
         "rfc2505-case-insensitive-local-domain",
         (RFC2505_RELAY,),
         "Local domains match without regard to case.",
     ),
-    _row("rfc2505-vrfy-controlled", (RFC2505_VRFY,), "VRFY discloses no mailbox."),
-    _row("rfc2505-expn-controlled", (RFC2505_VRFY,), "EXPN discloses no list."),
-    _row("rfc2505-etrn-controlled", (RFC2505_ETRN,), "ETRN is refused to untrusted clients."),
-    _row(
+    _advisory("rfc2505-vrfy-controlled", (RFC2505_VRFY,), "VRFY discloses no mailbox."),
+    _advisory("rfc2505-expn-controlled", (RFC2505_VRFY,), "EXPN discloses no list."),
+    _advisory("rfc2505-etrn-controlled", (RFC2505_ETRN,), "ETRN is refused to untrusted clients."),
+    _advisory(
         "sender-own-domain-sender-refused",
         (STIG_EX19_ED_SPOOFED, STIG_EX19_ED_SENDER_ID, STIG_EX16_ED_SENDER_ID),
         "An untrusted client may not send as the server's own domain to a local mailbox.",
@@ -323,9 +331,11 @@ def controls_of(finding: str) -> FindingMap:
 
 
 def control_fields(finding: str) -> dict[str, Any]:
-    """What a report finding carries: `controls` (as dicts) and `no_control` (or None)."""
+    """What a report finding carries: `controls` (as dicts), `no_control` (or None) and
+    `advisory`."""
     row = controls_of(finding)
     return {
         "controls": [c.as_dict() for c in row.controls],
         "no_control": row.no_control or None,
+        "advisory": row.advisory,
     }

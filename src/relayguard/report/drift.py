@@ -5,8 +5,11 @@ relayguard.report/1 documents. A finding is failing when its result is ``fail`` 
 finding does not fail; one whose waiver lapsed fails again). Per finding: ``fixed``
 (failing, now not), ``regressed`` (not failing, now failing; also a finding new to a
 known host that fails), ``still_failing``. Per host: ``new_host``, ``gone``, or the worst of
-its findings (regressed > still_failing > fixed > unchanged). `exit status` of
-``relayguard report diff``: 0 nothing regressed, 2 something did (docs/exit-status.md).
+its deciding findings (regressed > still_failing > fixed > unchanged). Advisory findings
+(control_map: reported beside the verdict, e.g. RFC 2505 conformance) are listed with their
+drift and ``advisory: true`` and counted in ``summary.advisory_regressed``, but decide neither
+a host's drift nor the exit status of ``relayguard report diff``: 0 nothing regressed, 2
+something did (docs/exit-status.md).
 
 `baseline(doc)` is an enforce run's report seen before its changes (its ``before`` probe,
 its plan not applied), so the drift from the state an enforce run found to an audit after
@@ -19,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
+from relayguard.report.control_map import controls_of
 from relayguard.report.document import build_report
 from relayguard.report.findings import FAIL, findings_of
 
@@ -69,9 +73,10 @@ def host_drift(old: Mapping[str, str], new: Mapping[str, str]) -> dict[str, Any]
                     "drift": drift.value,
                     "old": old.get(finding),
                     "new": new.get(finding),
+                    "advisory": controls_of(finding).advisory,
                 }
             )
-    kinds = {c["drift"] for c in changed}
+    kinds = {c["drift"] for c in changed if not c["advisory"]}
     worst = next((d for d in _WORST_FIRST if d.value in kinds), Drift.UNCHANGED)
     return {"drift": worst.value, "findings": changed}
 
@@ -81,7 +86,15 @@ def _one_side(results: Mapping[str, str], drift: Drift, side: str) -> dict[str, 
     return {
         "drift": drift.value,
         "findings": [
-            {"id": f, "drift": drift.value, "old": None, "new": None, side: FAIL} for f in failing
+            {
+                "id": f,
+                "drift": drift.value,
+                "old": None,
+                "new": None,
+                side: FAIL,
+                "advisory": controls_of(f).advisory,
+            }
+            for f in failing
         ],
     }
 
@@ -103,6 +116,12 @@ def diff_reports(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, An
     ]
     counts = {d.value: sum(1 for h in hosts if h["drift"] == d.value) for d in Drift}
     regressed = counts[Drift.REGRESSED.value] > 0
+    counts["advisory_regressed"] = sum(
+        1
+        for h in hosts
+        for f in h["findings"]
+        if f["advisory"] and f["drift"] == Drift.REGRESSED.value
+    )
     return {
         "old": old["run"]["run_id"],
         "new": new["run"]["run_id"],
@@ -130,9 +149,15 @@ def drift_lines(diff: Mapping[str, Any]) -> Sequence[str]:
     """The drift as text, one line per host that changed, then the counts."""
     lines = [f"drift {diff['old']} -> {diff['new']}"]
     for host in diff["hosts"]:
-        if host["drift"] == Drift.UNCHANGED:
+        if host["drift"] == Drift.UNCHANGED and not host["findings"]:
             continue
-        ids = ", ".join(f"{f['id']} ({f['drift']})" for f in host["findings"]) or "-"
+        ids = (
+            ", ".join(
+                f"{f['id']} ({f['drift']}{', advisory' if f['advisory'] else ''})"
+                for f in host["findings"]
+            )
+            or "-"
+        )
         lines.append(f"{host['drift']:<14} {host['host']}: {ids}")
     counts = ", ".join(f"{n} {d}" for d, n in diff["summary"].items() if n)
     lines.append(f"hosts: {counts or 'none'}; regressed: {'yes' if diff['regressed'] else 'no'}")

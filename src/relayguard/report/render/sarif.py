@@ -3,7 +3,8 @@ docs/sources.md#sarif).
 
 One run; `tool.driver.rules` has one rule per finding id in the report, with its title,
 help text (what passing means, the controls it evidences or why none applies) and source.
-One result per failing host and finding (level ``error``), and per waived one with an
+One result per failing host and finding (level ``error``; ``warning`` for an advisory one,
+reported beside the verdict), and per waived one with an
 accepted external suppression carrying the waiver's justification. The host is the
 location: a logical location (kind ``resource``) and an artifact URI ``hosts/<host>`` for
 consumers that require a physical location. `partialFingerprints` keep a finding's identity
@@ -71,7 +72,7 @@ def sarif_result(host: str, finding: Mapping[str, Any], rule_index: int) -> dict
         "ruleId": finding["id"],
         "ruleIndex": rule_index,
         "kind": "fail",
-        "level": "error",
+        "level": "warning" if finding.get("advisory") else "error",
         "message": {"text": one_line(f"{host}: {finding['message']}")},
         "locations": [host_location(host)],
         "partialFingerprints": {FINGERPRINT: f"{host}/{finding['id']}"},
