@@ -64,6 +64,16 @@ options:
     type: list
     elements: dict
     required: true
+  waivers:
+    description:
+      - A YAML waiver file on the controller (the role's C(relay_waivers)); a list of
+        C({host, finding, justification, approver, expires}) entries (docs/report.md).
+      - A failing finding a valid waiver names is reported C(waived) with its justification
+        and no longer fails its host. An expired or malformed entry is a warning naming it,
+        recorded in the report, and its finding counts again. A finding the probe observed
+        from outside (an open relay) is waived only by an entry naming that exact finding.
+      - Omitted, no waiver applies.
+    type: path
 author:
   - relayguard developers (@relayguard)
 requirements:
@@ -108,6 +118,18 @@ report:
   returned: success
   type: str
   sample: /srv/relayguard/reports/20250301T120000Z-3f9a0c/report.json
+waived_hosts:
+  description: The hosts that pass only because valid waivers cover every failing finding.
+  returned: success
+  type: list
+  elements: str
+  sample: ["mx2.corp.example"]
+waiver_errors:
+  description: One line per expired or malformed waiver entry, naming it.
+  returned: success
+  type: list
+  elements: str
+  sample: ["waiver #2 (mx1.corp.example/relay-closed): expired on 2026-01-31"]
 summary:
   description: The document's summary (host count, counts by status and platform, exit status).
   returned: success
@@ -125,6 +147,8 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 try:
     from relayguard.report import ReportInvalid, ReportWriteError, build_report, run_metadata
     from relayguard.report import write_report as write_report_files
+    from relayguard.report.compliance import waived_hosts
+    from relayguard.report.waivers import WaiverFileError, load_waivers
 
     IMPORT_ERROR = None
 except ImportError:  # reported by main() once the module can fail properly
@@ -145,6 +169,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "inventory": {"type": "list", "elements": "str", "default": []},
     "probe_options": {"type": "dict", "default": {}},
     "hosts": {"type": "list", "elements": "dict", "required": True},
+    "waivers": {"type": "path"},
 }
 
 
@@ -163,6 +188,14 @@ def main() -> None:
         started = parse_timestamp(p["started"])
     except ValueError:
         module.fail_json(msg=f"started: {p['started']!r} is not an RFC 3339 timestamp")
+    waivers, waiver_errors = [], None
+    if p["waivers"]:
+        try:
+            waivers, waiver_errors = load_waivers(p["waivers"], datetime.now(UTC).date())
+        except WaiverFileError as exc:
+            module.fail_json(msg=str(exc))
+        for error in waiver_errors:
+            module.warn(f"{p['waivers']}: {error}")
     try:
         run = run_metadata(
             p["mode"],
@@ -173,7 +206,7 @@ def main() -> None:
             probe_options=p["probe_options"],
             check_mode=p["check_mode"],
         )
-        document = build_report(run, p["hosts"])
+        document = build_report(run, p["hosts"], waivers, waiver_errors)
         run_dir = write_report_files(document, p["reports_dir"])
     except ReportInvalid as exc:
         module.fail_json(msg=f"invalid report: {'; '.join(exc.problems) or exc}")
@@ -184,6 +217,8 @@ def main() -> None:
         run_dir=str(run_dir),
         report=str(run_dir / "report.json"),
         summary=document["summary"],
+        waived_hosts=waived_hosts(document["hosts"]),
+        waiver_errors=list(waiver_errors or []),
     )
 
 

@@ -50,6 +50,16 @@ class FindingResult(StrEnum):
     NOT_APPLICABLE = "notapplicable"
 
 
+class AuditResult(StrEnum):
+    """Result of one finding in a report (issue 20): a FindingResult, or waived."""
+
+    PASS = "pass"  # noqa: S105 - a result word, not a password
+    FAIL = "fail"
+    ERROR = "error"
+    NOT_APPLICABLE = "notapplicable"
+    WAIVED = "waived"
+
+
 class RuleResult(StrEnum):
     """Result of one configuration rule on one subject (a connector, a domain, a setting)."""
 

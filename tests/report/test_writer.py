@@ -29,9 +29,11 @@ def test_writes_every_format_and_points_latest(tmp_path: Path, fleet_doc: dict[s
     run_dir = write_report(fleet_doc, tmp_path / "reports")
     assert run_dir == tmp_path / "reports" / "20250301T120000Z-3f9a0c"
     assert sorted(p.name for p in run_dir.iterdir()) == [
+        "report.csv",
         "report.html",
         "report.json",
         "report.md",
+        "report.sarif",
         "report.xml",
     ]
     assert json.loads((run_dir / "report.json").read_text()) == fleet_doc

@@ -29,6 +29,8 @@ class Compliance(StrEnum):
 
 # Issue 11: both "relays" and "accepts, then bounces" are hazards (RFC 2505 §1.5/1.6).
 NONCOMPLIANT_CONFIRMATIONS = frozenset({"relayed", "bounced"})
+# Finding results (relayguard.report.findings) that decide whether waivers clear a host.
+WAIVED, FAILED = "waived", "fail"
 
 
 def latest_probe(host: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -50,7 +52,29 @@ def shows_noncompliance(host: Mapping[str, Any]) -> bool:
 
 def host_compliance(host: Mapping[str, Any]) -> Compliance:
     """compliant/remediated pass; audit_failed/rolled_back fail; unreachable is inconclusive;
-    failed fails when the evidence shows an open relay or a missing patch, else inconclusive."""
+    failed fails when the evidence shows an open relay or a missing patch, else inconclusive.
+    A failing host whose every failing finding is waived passes (issue 20)."""
+    standing = status_compliance(host)
+    if standing is Compliance.FAIL and all_waived(host):
+        return Compliance.PASS
+    return standing
+
+
+def all_waived(host: Mapping[str, Any]) -> bool:
+    """True when the host's findings (issue 20) fail only where a waiver covers them (advisory
+    findings, reported beside the verdict, do not count)."""
+    deciding = [f for f in host.get("findings", []) if not f.get("advisory")]
+    results = {f["result"] for f in deciding}
+    return WAIVED in results and FAILED not in results
+
+
+def waived_hosts(hosts: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The hosts that pass only because waivers cover every failing finding."""
+    return [h["host"] for h in hosts if status_compliance(h) is Compliance.FAIL and all_waived(h)]
+
+
+def status_compliance(host: Mapping[str, Any]) -> Compliance:
+    """The standing the host's status and evidence give, before waivers."""
     status = HostStatus(host["status"])
     if status in (HostStatus.COMPLIANT, HostStatus.REMEDIATED):
         return Compliance.PASS

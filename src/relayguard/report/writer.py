@@ -8,6 +8,7 @@ time). A run directory is never overwritten.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -15,9 +16,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from relayguard.report.drift import diff_reports
 from relayguard.report.render import render_all
+from relayguard.report.render.html import render_html
 from relayguard.report.run import RUN_ID_PATTERN
-from relayguard.report.schema import validate_report
+from relayguard.report.schema import ReportInvalid, validate_report
 from relayguard.report.scrub import scrub
 
 LATEST = "latest"
@@ -50,9 +53,25 @@ def point_latest(reports_dir: Path) -> Path | None:
     return runs[-1]
 
 
+def previous_report(reports_dir: Path, run_id: str) -> dict[str, Any] | None:
+    """The newest valid report.json under `reports_dir` older than `run_id` (None: none)."""
+    for run_dir in reversed(run_directories(reports_dir)):
+        if run_dir.name >= run_id:
+            continue
+        try:
+            doc = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
+            validate_report(doc)
+        except (OSError, UnicodeDecodeError, ValueError, ReportInvalid):
+            continue  # a damaged or foreign run does not stop this one being written
+        found: dict[str, Any] = doc
+        return found
+    return None
+
+
 def write_report(doc: Mapping[str, Any], reports_dir: Path | str) -> Path:
-    """Write report.json, report.xml, report.md and report.html of `doc` into
-    ``reports_dir/<run-id>/`` and update ``latest``; returns the run directory.
+    """Write report.json, report.xml, report.md, report.html, report.sarif and report.csv of
+    `doc` into ``reports_dir/<run-id>/`` and update ``latest``; returns the run directory.
+    When an older run is there, report.html also shows the drift since it.
 
     The document is scrubbed of secrets and validated first (`ReportInvalid`)."""
     clean = scrub(dict(doc))
@@ -63,6 +82,9 @@ def write_report(doc: Mapping[str, Any], reports_dir: Path | str) -> Path:
     root = Path(reports_dir)
     target = root / run_id
     files = render_all(clean)
+    previous = previous_report(root, run_id)
+    if previous is not None:  # the HTML page shows the change since the previous run
+        files["report.html"] = render_html(clean, diff_reports(previous, clean))
     try:
         root.mkdir(parents=True, exist_ok=True)
         if target.exists():

@@ -6,9 +6,11 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from relayguard.report.render.csv import render_csv
 from relayguard.report.render.html import render_html
 from relayguard.report.render.junit import render_junit
 from relayguard.report.render.markdown import render_markdown
+from relayguard.report.render.sarif import render_sarif
 
 
 def render_json(doc: Mapping[str, Any]) -> str:
@@ -24,11 +26,13 @@ FORMATS: dict[str, tuple[Renderer, str]] = {
     "junit": (render_junit, "report.xml"),
     "markdown": (render_markdown, "report.md"),
     "html": (render_html, "report.html"),
+    "sarif": (render_sarif, "report.sarif"),
+    "csv": (render_csv, "report.csv"),
 }
 
 
 def render(doc: Mapping[str, Any], fmt: str) -> str:
-    """`doc` in format `fmt` (json, junit, markdown or html)."""
+    """`doc` in format `fmt` (json, junit, markdown, html, sarif or csv)."""
     renderer, _ = FORMATS[fmt]
     return renderer(doc)
 
@@ -42,8 +46,10 @@ __all__ = [
     "FORMATS",
     "render",
     "render_all",
+    "render_csv",
     "render_html",
     "render_json",
     "render_junit",
     "render_markdown",
+    "render_sarif",
 ]

@@ -19,6 +19,7 @@ from markupsafe import Markup
 
 from relayguard.report.compliance import host_compliance, latest_probe
 from relayguard.report.controls import ControlResult, host_controls
+from relayguard.report.findings import findings_of
 from relayguard.report.text import visible
 from relayguard.vocabulary import HostStatus
 
@@ -80,9 +81,9 @@ def _exercises(test: Mapping[str, Any]) -> str:
     return ", ".join(value) if isinstance(value, list) else str(value or "")
 
 
-def host_view(index: int, host: Mapping[str, Any], mode: str) -> dict[str, Any]:
+def host_view(index: int, host: Mapping[str, Any], doc: Mapping[str, Any]) -> dict[str, Any]:
     """Everything the template shows about one host."""
-    controls: list[ControlResult] = host_controls(host, mode)
+    controls: list[ControlResult] = host_controls(host, doc["run"]["mode"])
     before, after = host.get("before"), host.get("after")
     tests = _paired(before, after, "tests")
     for row in tests:
@@ -99,13 +100,16 @@ def host_view(index: int, host: Mapping[str, Any], mode: str) -> dict[str, Any]:
         "latest": latest_probe(host),
         "probes": [(name, p) for name, p in (("before", before), ("after", after)) if p],
         "applied": sum(1 for c in host["changes"] if c["applied"]),
+        # the failing and waived findings, with their controls (issue 20)
+        "audit": [f for f in findings_of(doc, host) if f["result"] in ("fail", "waived")],
     }
 
 
-def page_view(doc: Mapping[str, Any]) -> dict[str, Any]:
-    """Everything the template shows: run, counts, hosts."""
+def page_view(doc: Mapping[str, Any], drift: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Everything the template shows: run, counts, hosts, and the drift since the previous
+    run (relayguard.report.drift) when there is one."""
     summary = doc["summary"]
-    hosts = [host_view(i, h, doc["run"]["mode"]) for i, h in enumerate(doc["hosts"], start=1)]
+    hosts = [host_view(i, h, doc) for i, h in enumerate(doc["hosts"], start=1)]
     return {
         "run": doc["run"],
         "summary": summary,
@@ -113,11 +117,13 @@ def page_view(doc: Mapping[str, Any]) -> dict[str, Any]:
         "statuses": [(s.value, summary["by_status"][s.value]) for s in STATUS_ORDER],
         "platforms": [(p, n) for p, n in summary["by_platform"].items() if n],
         "hosts": hosts,
+        "drift": drift,
     }
 
 
-def render_html(doc: Mapping[str, Any]) -> str:
-    """The report as one self-contained HTML page."""
+def render_html(doc: Mapping[str, Any], drift: Mapping[str, Any] | None = None) -> str:
+    """The report as one self-contained HTML page; with `drift`, the change since the
+    previous run."""
     env = _environment()
     css = env.get_template("report.css.j2").render()
     js = env.get_template("report.js.j2").render()
@@ -128,5 +134,5 @@ def render_html(doc: Mapping[str, Any]) -> str:
     # Our own packaged CSS and JS, never data: safe to embed unescaped.
     style, script = Markup(css), Markup(js)  # noqa: S704
     return env.get_template("report.html.j2").render(
-        page=page_view(doc), css=style, js=script, csp=csp
+        page=page_view(doc, drift), css=style, js=script, csp=csp
     )

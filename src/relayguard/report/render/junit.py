@@ -2,19 +2,22 @@
 
 One <testsuite> per host (name = host), one <testcase> per control (controls.py): relay
 closed, patch level, delivery confirmation, each RFC 2505 finding, remediation. fail is a
-<failure>, error (inconclusive) an <error>, notapplicable <skipped/>; the evidence goes in
-the failure text or <system-out>. Built with ElementTree, so markup in banners is escaped;
-characters XML 1.0 cannot carry are spelled out first (text.visible).
+<failure>, error (inconclusive) an <error>, notapplicable <skipped/> (a waived finding too,
+its waiver as the message); the evidence goes in the failure text or <system-out>. Built
+with ElementTree, so markup in banners is escaped; characters XML 1.0 cannot carry are
+spelled out first (text.visible).
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from relayguard.report.compliance import latest_probe
 from relayguard.report.controls import ControlResult, host_controls
+from relayguard.report.findings import waivers_by_finding
 from relayguard.report.text import visible
 from relayguard.vocabulary import FindingResult
 
@@ -52,8 +55,19 @@ def _counts(controls: list[ControlResult]) -> dict[str, int]:
     }
 
 
+def _waived(host: Mapping[str, Any], controls: list[ControlResult]) -> list[ControlResult]:
+    """A waived finding (issue 20) is a skipped test case that says whose waiver it is."""
+    notes = waivers_by_finding(host)
+    return [
+        replace(c, result=FindingResult.NOT_APPLICABLE, message=notes[c.control])
+        if c.control in notes
+        else c
+        for c in controls
+    ]
+
+
 def _suite(root: ET.Element, host: Mapping[str, Any], run: Mapping[str, Any]) -> dict[str, int]:
-    controls = host_controls(host, run["mode"])
+    controls = _waived(host, host_controls(host, run["mode"]))
     counts = _counts(controls)
     duration = float(host["timings"].get("duration_s") or 0.0)
     suite = _el(

@@ -14,6 +14,7 @@ from typing import Any
 
 from relayguard.report.compliance import EXIT_COMPLIANT, EXIT_NONCOMPLIANT
 from relayguard.report.controls import host_controls, show_value
+from relayguard.report.findings import controls_of_finding, waivers_by_finding
 from relayguard.report.text import one_line, visible
 from relayguard.vocabulary import FindingResult, HostStatus
 
@@ -126,12 +127,20 @@ def _failures(doc: Mapping[str, Any]) -> list[str]:
         if host.get("error"):
             lines.append(f"- **Why:** {md(host['error'])}")
         evidence: list[str] = []
+        waived, ids = waivers_by_finding(host), controls_of_finding(host)
         for control in host_controls(host, doc["run"]["mode"]):
             # The remediation control repeats the host's error, stated above as "Why".
             if control.control == "remediation":
                 continue
-            if control.result in (FindingResult.FAIL, FindingResult.ERROR):
-                lines.append(f"- {md(control.title)}: **{control.result}** — {md(control.message)}")
+            if control.control in waived:
+                lines.append(f"- {md(control.title)}: **waived** — {md(waived[control.control])}")
+            elif control.result in (FindingResult.FAIL, FindingResult.ERROR):
+                named = (
+                    f" (controls: {md(ids[control.control])})" if ids.get(control.control) else ""
+                )
+                lines.append(
+                    f"- {md(control.title)}: **{control.result}** — {md(control.message)}{named}"
+                )
                 if control.evidence:
                     evidence.append(control.evidence)
         lines.append("")
