@@ -57,12 +57,46 @@ def pending_change_findings(host: Mapping[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+_RULE_RESULTS = {"fail": FAIL, "unknown": AuditResult.ERROR.value, "pass": AuditResult.PASS.value}
+
+
+def rule_findings(host: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One finding per rule of the platform's rule table (the host record's `rules`, in the
+    table's order): fail when it fails on any subject, else error when a fact it needs could
+    not be read, else pass; the message names the subjects and why."""
+    by_rule: dict[str, list[Mapping[str, Any]]] = {}
+    for result in host.get("rules") or []:
+        by_rule.setdefault(result["id"], []).append(result)
+    out = []
+    for rule, results in by_rule.items():
+        worst = next(
+            (r for r in ("fail", "unknown", "pass") if any(x["result"] == r for x in results)),
+            "pass",
+        )
+        shown = [x for x in results if x["result"] == worst]
+        out.append(
+            {
+                "id": rule,
+                "title": f"rule {rule} ({shown[0]['source']})",
+                "result": _RULE_RESULTS[worst],
+                "message": one_line(
+                    "; ".join(f"{x['subject']}: {x['reason']}" for x in shown[:5])
+                    + (f"; and {len(shown) - 5} more" if len(shown) > 5 else "")
+                ),
+            }
+        )
+    return out
+
+
 def host_findings(
     host: Mapping[str, Any], mode: str, check_mode: bool, waivers: Sequence[Waiver] = ()
 ) -> list[dict[str, Any]]:
     """Every finding of one host, each with its controls, waived where a waiver applies."""
     found = check_findings(host, mode)
     if mode == "audit" or check_mode:
+        # the configuration as read: in an enforce run it is the state before the changes,
+        # which the remediation finding accounts for
+        found += rule_findings(host)
         found += pending_change_findings(host)
     out = []
     for finding in found:
