@@ -71,10 +71,11 @@ def _alive(pid: int) -> bool:
     return status[status.rfind(")") + 2 : status.rfind(")") + 3] not in {"Z", "X"}
 
 
-def processes(binary: Path, marker: str) -> list[int]:
+def processes(binary: Path, marker: str = "", cwd: Path | None = None) -> list[int]:
     """Live processes running `binary` with `marker` (the instance's configuration file path)
-    as one of their arguments."""
+    as one of their arguments, or (`cwd`) working in that directory."""
     wanted = os.path.realpath(binary)
+    directory = os.path.realpath(cwd) if cwd is not None else None
     found: list[int] = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -84,9 +85,11 @@ def processes(binary: Path, marker: str) -> list[int]:
             if os.path.realpath(f"/proc/{pid}/exe") != wanted:
                 continue
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            here = os.readlink(f"/proc/{pid}/cwd")
         except OSError:
             continue
-        if marker.encode() in argv and _alive(pid):
+        mine = (marker and marker.encode() in argv) or (directory is not None and here == directory)
+        if mine and _alive(pid):
             found.append(pid)
     return sorted(found)
 
