@@ -5,13 +5,13 @@ Layout of one instance under its root directory::
     ROOT/sendmail.mc, sendmail.cf   the m4 source and what m4 makes of it (``sendmail -C``)
     ROOT/access, mailertable        makemap sources (their .db next to them)
     ROOT/aliases, relay-domains     aliases (``sendmail -bi``) and class R
-    ROOT/deliver                    the local mailer: appends to ROOT/mail/<mailbox>
+    ROOT/deliver                    aliases pipe mail into it: appends to ROOT/mail/<mailbox>
     ROOT/spool/                     QueueDirectory
     ROOT/log/transcript             every SMTP session (``-X``; no syslog in containers)
     ROOT/mail/inbound, relayed      what it delivered to its own domain and what it relayed
 
-A ``mailertable`` entry ``.`` sends every other domain to the local mailer's ``relayed``
-mailbox, so a relayed message never leaves the machine. Macros and features:
+A ``mailertable`` entry ``.`` sends every other domain to the local user ``relayed``, an
+alias of the ``relayed`` mailbox, so a relayed message never leaves the machine. Macros and features:
 cf/README of sendmail-cf (docs/sources.md#sendmail-cf-readme).
 """
 
@@ -100,10 +100,15 @@ define(`confCR_FILE', `-o {root}/relay-domains')dnl
 define(`confDEF_USER_ID', `mail:mail')dnl
 define(`confDONT_BLAME_SENDMAIL', `TrustStickyBit')dnl
 define(`confTO_IDENT', `0s')dnl
+dnl The lab shares busy machines: never refuse or queue because of the load average.
+define(`confREFUSE_LA', `999')dnl
+define(`confQUEUE_LA', `999')dnl
+define(`confDELAY_LA', `0')dnl
+define(`confMAX_DAEMON_CHILDREN', `0')dnl
+define(`confCONNECTION_RATE_THROTTLE', `0')dnl
 define(`confBIND_OPTS', `-DNSRCH -DEFNAMES')dnl
-define(`LOCAL_MAILER_PATH', `{root}/deliver')dnl
-define(`LOCAL_MAILER_ARGS', `deliver $u')dnl
-MODIFY_MAILER_FLAGS(`LOCAL', `-w')dnl
+dnl One listener, on the instance's address: no default MSA on *:587.
+FEATURE(`no_default_msa')dnl
 FEATURE(`nocanonify')dnl
 FEATURE(`accept_unresolvable_domains')dnl
 FEATURE(`access_db', `hash -T<TMPF> {root}/access')dnl
@@ -120,13 +125,22 @@ def render_files(layout: SendmailLayout, lab_profile: SendmailProfile) -> dict[s
     return {
         # No DNS: the lab has no resolver (nsswitch-like, sendmail's own switch file).
         "service.switch": "hosts files\naliases files\n",
+        # Bound over /etc's inside the instance's mount namespace (instance.isolated).
+        "nsswitch.conf": "hosts: files\npasswd: files\ngroup: files\n",
+        "resolv.conf": "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
         "access": "".join(f"{key}\t{value}\n" for key, value in lab_profile.access),
         "mailertable": ".\tlocal:relayed\n",
-        "aliases": "postmaster: inbound\n",
+        # Only these local parts exist (the local mailer checks others against passwd).
+        "aliases": "".join(
+            f'{box}: "|{layout.file("deliver")} {box}"\n'
+            for box in MAILBOXES
+            if box != "postmaster"
+        )
+        + "postmaster: inbound\n",
         "relay-domains": "".join(f"{domain}\n" for domain in lab_profile.relay_domains),
         "deliver": (
             "#!/bin/sh\n"
-            "# The lab's local mailer: the mailbox is the last argument.\n"
+            "# The lab's mailboxes (aliases pipe into it): the mailbox is the last argument.\n"
             "for user; do :; done\n"
             f'case "$user" in {mailboxes}) ;; *) exit 67 ;; esac\n'
             f'cat >> "{layout.mail_dir}/$user"\n'

@@ -52,17 +52,37 @@ def _run(argv: list[str], stdin: str = "") -> subprocess.CompletedProcess[str]:
     )
 
 
-def in_own_uts(hostname: str, argv: list[str]) -> list[str]:
-    """`argv` run in a UTS namespace of its own whose host name is `hostname`.
+def isolated(layout: SendmailLayout, hostname: str, argv: list[str]) -> list[str]:
+    """`argv` run in UTS and mount namespaces of its own (unshare(1), root only).
 
-    Before it reads any configuration sendmail qualifies the machine's host name, and when
-    that name has no dot and no resolver knows it, it sleeps 60 s and retries ("My
+    Host name: before it reads any configuration sendmail qualifies the machine's host name,
+    and when that has no dot and no resolver knows it, it sleeps 60 s and retries ("My
     unqualified host name ... unknown; sleeping for retry", sendmail/daemon.c myhostname):
-    each lab instance gets its own fully qualified name instead (unshare(1), root only).
+    each instance gets its own fully qualified name. Name service: the daemon looks up every
+    client's address (gethostbyaddr, through the C library, not sendmail's service switch);
+    the instance's own nsswitch.conf ("hosts: files") and resolv.conf (a name server on
+    127.0.0.1) are bound over /etc's, so no query leaves loopback or waits on a resolver.
     """
     unshare = shutil.which("unshare") or "/usr/bin/unshare"
-    script = 'hostname "$0" && exec "$@"'
-    return [unshare, "--uts", "/bin/sh", "-c", script, hostname, *argv]
+    script = (
+        'hostname "$0" && mount --bind "$1" /etc/nsswitch.conf'
+        ' && { [ ! -e /etc/resolv.conf ] || mount --bind "$2" /etc/resolv.conf; }'
+        ' && shift 2 && exec "$@"'
+    )
+    files = [str(layout.file("nsswitch.conf")), str(layout.file("resolv.conf"))]
+    return [
+        unshare,
+        "--uts",
+        "--mount",
+        "--propagation",
+        "private",
+        "/bin/sh",
+        "-c",
+        script,
+        hostname,
+        *files,
+        *argv,
+    ]
 
 
 def build_cf(layout: SendmailLayout, hostname: str) -> None:
@@ -85,7 +105,9 @@ def build_cf(layout: SendmailLayout, hostname: str) -> None:
         )
         if result.returncode != 0:
             raise LabMtaError(f"makemap hash {source} failed: {result.stderr.strip()}")
-    aliases = _run(in_own_uts(hostname, [str(sendmail_binary()), "-C", str(layout.cf), "-bi"]))
+    aliases = _run(
+        isolated(layout, hostname, [str(sendmail_binary()), "-C", str(layout.cf), "-bi"])
+    )
     if aliases.returncode != 0:
         raise LabMtaError(f"sendmail -bi failed: {aliases.stderr.strip()}")
 
@@ -145,7 +167,7 @@ class SendmailInstance:
     def sendmail(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
         """Run the unpacked sendmail with this instance's sendmail.cf (``-C``)."""
         argv = [str(sendmail_binary()), "-C", str(self.layout.cf), *args]
-        return _run(in_own_uts(self.hostname, argv), stdin)
+        return _run(isolated(self.layout, self.hostname, argv), stdin)
 
     # -- lifecycle -----------------------------------------------------------------------
 
