@@ -11,8 +11,8 @@ Layout of one instance under its root directory::
     ROOT/mail/inbound, relayed      what it delivered to its own domain and what it relayed
 
 A ``mailertable`` entry ``.`` sends every other domain to the local user ``relayed``, an
-alias of the ``relayed`` mailbox, so a relayed message never leaves the machine. Macros and features:
-cf/README of sendmail-cf (docs/sources.md#sendmail-cf-readme).
+alias of the ``relayed`` mailbox, so a relayed message never leaves the machine. Macros and
+features: cf/README of sendmail-cf (docs/sources.md#sendmail-cf-readme).
 """
 
 from __future__ import annotations
