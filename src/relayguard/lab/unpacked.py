@@ -1,6 +1,7 @@
 """What the lab's Exim and Sendmail instances share: the unpacked packages, their processes.
 
-Debian's MTAs conflict (one mail-transport-agent package at a time), so beside the installed
+Debian's MTAs conflict (one mail-transport-agent package at a time,
+docs/sources.md#debian-mta-conflicts), so beside the installed
 Postfix the lab runs Exim and Sendmail from their Debian packages unpacked with ``dpkg -x`` by
 scripts/system-packages.sh into the checkout's ``.mta/exim4`` and ``.mta/sendmail`` (or
 ``$RELAYGUARD_MTA_DIR``). Each instance is a directory with its own configuration, spool and

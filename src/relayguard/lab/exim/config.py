@@ -11,7 +11,7 @@ Layout of one instance under its root directory::
 Exim syntax and semantics: the Exim specification, chapters "The default configuration file",
 "Domain, host, address, and local part lists" (list separators: an IPv6 address in a
 colon-separated list needs the separator changed, ``<; ...``, or its colons doubled) and
-"Access control lists" (docs/sources.md#exim-lists, #exim-acl).
+"Access control lists" (docs/sources.md#exim-lists, docs/sources.md#exim-acl).
 """
 
 from __future__ import annotations

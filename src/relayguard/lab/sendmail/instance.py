@@ -3,7 +3,7 @@
 An instance is a directory (`relayguard.lab.sendmail.config`) whose sendmail.cf is made from
 its sendmail.mc by m4 with sendmail-cf's macros, its maps by makemap and its aliases by
 ``sendmail -bi``, then run by root as ``sendmail -C ROOT/sendmail.cf -bd`` from the unpacked
-sendmail-bin (`relayguard.lab.unpacked`). Needs root, m4 and scripts/system-packages.sh's
+sendmail-bin (`relayguard.lab.unpacked`; options: docs/sources.md#sendmail-op-guide). Needs root, m4 and scripts/system-packages.sh's
 unpacked Sendmail.
 
     with SendmailInstance(root, "127.0.120.1", "closed") as server:
