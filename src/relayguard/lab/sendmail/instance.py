@@ -3,8 +3,8 @@
 An instance is a directory (`relayguard.lab.sendmail.config`) whose sendmail.cf is made from
 its sendmail.mc by m4 with sendmail-cf's macros, its maps by makemap and its aliases by
 ``sendmail -bi``, then run by root as ``sendmail -C ROOT/sendmail.cf -bd`` from the unpacked
-sendmail-bin (`relayguard.lab.unpacked`; options: docs/sources.md#sendmail-op-guide). Needs root, m4 and scripts/system-packages.sh's
-unpacked Sendmail.
+sendmail-bin (`relayguard.lab.unpacked`; options: docs/sources.md#sendmail-op-guide). Needs
+root, m4 and scripts/system-packages.sh's unpacked Sendmail.
 
     with SendmailInstance(root, "127.0.120.1", "closed") as server:
         ...  # server.banner, server.target, server.transcript_text()
