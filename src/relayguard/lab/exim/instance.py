@@ -13,10 +13,15 @@ daemon_smtp_ports). Needs root and scripts/system-packages.sh's unpacked Exim.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import pwd
 import shutil
+import signal
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -27,6 +32,42 @@ from relayguard.lab.postfix.config import Listener, instance_name_for, validate_
 from relayguard.lab.unpacked import LabMtaError
 
 EXIM_USER = "Debian-exim"  # exim4-base's system user; the binary looks it up at start
+# Debian's Exim keeps root for a -C file listed here (its compiled-in TRUSTED_CONFIG_LIST;
+# the file must be root's and not group/world-writable), so the daemon can bind port 25 again
+# when SIGHUP makes it re-execute itself, as a system Exim does on reload.
+TRUSTED_CONFIGS = Path("/etc/exim4/trusted_configs")
+_TRUSTED_LOCK = Path("/run/lock/relayguard-exim-trusted.lock")
+
+
+@contextlib.contextmanager
+def _trusted_lock() -> Iterator[None]:
+    fallback = Path(tempfile.gettempdir()) / _TRUSTED_LOCK.name
+    lock = _TRUSTED_LOCK if _TRUSTED_LOCK.parent.is_dir() else fallback
+    with open(lock, "a", encoding="ascii") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _set_trusted(config: Path, present: bool) -> None:
+    """List `config` in TRUSTED_CONFIGS (or drop it), keeping every other line."""
+    with _trusted_lock():
+        try:
+            lines = TRUSTED_CONFIGS.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            lines = []
+        wanted = [line for line in lines if line.strip() != str(config)]
+        if present:
+            wanted.append(str(config))
+        if wanted == lines:
+            return
+        TRUSTED_CONFIGS.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        temporary = TRUSTED_CONFIGS.with_name(f".trusted_configs.{os.getpid()}")
+        temporary.write_text("".join(f"{line}\n" for line in wanted), encoding="utf-8")
+        temporary.chmod(0o644)
+        os.replace(temporary, TRUSTED_CONFIGS)
 
 
 def exim_binary() -> Path:
@@ -113,6 +154,7 @@ class EximInstance:
             os.chown(directory, owner.pw_uid, owner.pw_gid)
             directory.chmod(0o750)
         self.write_config(render(layout, self.listener, self.name, self.profile, exim_binary()))
+        _set_trusted(layout.config, True)
 
     def write_config(self, text: str) -> None:
         """Replace exim.conf (root-owned, as Exim wants a -C file) after ``exim -bV`` accepts
@@ -154,8 +196,9 @@ class EximInstance:
 
     def reload(self) -> None:
         """SIGHUP: the daemon re-executes itself with the (new) configuration."""
-        self.stop()
-        self.start()
+        for pid in unpacked.processes(exim_binary(), "-bdf"):
+            if str(self.layout.config) in _cmdline(pid):
+                os.kill(pid, signal.SIGHUP)
 
     def stop(self, timeout: float = 15.0) -> None:
         unpacked.stop_processes(self.pids, timeout)
@@ -191,4 +234,12 @@ def discard(root: Path) -> None:
             binary = None
         if binary is not None:
             unpacked.stop_processes(lambda: unpacked.processes(binary, str(layout.config)))
+    _set_trusted(layout.config, False)
     shutil.rmtree(layout.root, ignore_errors=True)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
