@@ -23,7 +23,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from exim_config import (
@@ -404,3 +404,27 @@ def plan_text(facts: EximFacts, changes: tuple[Change, ...]) -> str:
             kind = "hostlist" if name == "relay_from_hosts" else "domainlist"
             text = set_named_list(text, kind, name, _split(facts, change.after))
     return text
+
+
+def desired_state(params: dict[str, Any]) -> EximDesired:
+    """The module options as an EximDesired; ValueError names a bad option (nothing read or
+    written yet)."""
+    networks = tuple(str(n) for n in params.get("relay_allowed_networks") or ())
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=True)
+        except ValueError:
+            raise ValueError(
+                f"relay_allowed_networks: {network!r} is not a network (CIDR)"
+            ) from None
+    partners = tuple(str(d) for d in params.get("relay_partner_domains") or ())
+    for domain in partners:
+        if not re.match(r"^([A-Za-z0-9-]{1,63}\.)*[A-Za-z0-9-]{1,63}$", domain):
+            raise ValueError(f"relay_partner_domains: {domain!r} is not a domain name")
+    authenticated = str(params.get("relay_authenticated", KEEP)).lower()
+    authenticated = {"yes": TRUE, "no": FALSE, "1": TRUE, "0": FALSE}.get(
+        authenticated, authenticated
+    )
+    if authenticated not in (KEEP, TRUE, FALSE):
+        raise ValueError(f"relay_authenticated: {authenticated!r} is not keep, true or false")
+    return EximDesired(networks, partners, authenticated)
