@@ -167,7 +167,7 @@ class EximBackend:
         facts = self.facts(desired)
         left = self.plan(facts, desired)
         if left.changed:
-            return "; ".join(problem for _, problem in left.findings)
+            return "; ".join(finding[1] for finding in left.findings)
         return self.relay_refused()
 
     def restore(self, backup: Backup) -> None:
@@ -190,7 +190,7 @@ def _write_like(path: str, text: str) -> None:
 
 def _run(argv: list[str], stdin: str = "") -> subprocess.CompletedProcess[str]:
     try:
-        return subprocess.run(
+        return subprocess.run(  # pylint: disable=ansible-bad-function
             argv, input=stdin, capture_output=True, text=True, timeout=_TIMEOUT, check=False
         )
     except (OSError, subprocess.TimeoutExpired) as exc:

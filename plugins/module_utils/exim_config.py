@@ -138,8 +138,8 @@ def named_list(text: str, name: str) -> tuple[int, int, str] | None:
 
 
 def main_option(text: str, name: str) -> str | None:
-    for _, _, line in main_section(text):
-        match = _OPTION.match(line)
+    for entry in main_section(text):
+        match = _OPTION.match(entry[2])
         if match and match.group(1) == name:
             return match.group(2).strip()
     return None

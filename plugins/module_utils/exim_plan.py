@@ -267,7 +267,7 @@ def _refuses(statement: AclStatement) -> bool:
     domains = statement.condition("domains")
     if domains is None:
         return False
-    others = {k for k, _ in statement.conditions} - {"domains", "message", "log_message"}
+    others = {pair[0] for pair in statement.conditions} - {"domains", "message", "log_message"}
     if statement.verb == "deny":
         return not others and "!+local_domains" in domains.replace(" ", "")
     return statement.verb == "require" and domains.replace(" ", "").startswith("+local_domains")

@@ -101,7 +101,7 @@ def check_features(facts: SendmailFacts, desired: SendmailDesired) -> str | None
     opening = _opening(facts)
     if not opening:
         return None
-    return "sendmail.mc opens relaying: " + ", ".join(f"FEATURE({n})" for n, _ in opening)
+    return "sendmail.mc opens relaying: " + ", ".join(f"FEATURE({n})" for n, line in opening)
 
 
 def fix_features(facts: SendmailFacts, desired: SendmailDesired) -> list[Change]:

@@ -113,10 +113,15 @@ changes:
   returned: always
   type: list
   elements: dict
-  sample: [{"rule": "exim-relay-nets", "target": "exim.conf relay_from_hosts",
-            "before": "0.0.0.0/0", "after": "127.0.0.1", "reason": "...", "removes": ["0.0.0.0/0"]}]
+  sample:
+    - rule: exim-relay-nets
+      target: exim.conf relay_from_hosts
+      before: "127.0.0.1 : 0.0.0.0/0"
+      after: "127.0.0.1"
+      reason: relay only for the allowed networks (and this host)
+      removes: ["0.0.0.0/0"]
 removals:
-  description: Every network or domain the plan drops, "target: item".
+  description: 'Every network or domain the plan drops, each as "target: item".'
   returned: always
   type: list
   elements: str
