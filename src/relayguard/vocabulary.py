@@ -88,6 +88,8 @@ class Platform(StrEnum):
     EXCHANGE2019 = "exchange2019"
     EXCHANGESE = "exchangese"
     POSTFIX = "postfix"
+    EXIM = "exim"
+    SENDMAIL = "sendmail"
     UNKNOWN = "unknown"
 
 
@@ -100,6 +102,8 @@ class Family(StrEnum):
 
     EXCHANGE = "exchange"  # WinRM, PowerShell payloads (relayguard.exchange)
     POSTFIX = "postfix"  # SSH, postconf (plugins/module_utils/postfix_relay_backend.py)
+    EXIM = "exim"  # SSH, Exim's configuration (Debian update-exim4.conf.conf or exim.conf)
+    SENDMAIL = "sendmail"  # SSH, sendmail.mc + m4, access db + makemap
 
 
 class ExchangeGeneration(StrEnum):
@@ -130,6 +134,8 @@ PLATFORM_FAMILY: Mapping[Platform, Family] = MappingProxyType(
         Platform.EXCHANGE2019: Family.EXCHANGE,
         Platform.EXCHANGESE: Family.EXCHANGE,
         Platform.POSTFIX: Family.POSTFIX,
+        Platform.EXIM: Family.EXIM,
+        Platform.SENDMAIL: Family.SENDMAIL,
     }
 )
 
@@ -140,11 +146,18 @@ GROUP_FAMILY: Mapping[str, Family] = MappingProxyType(
         "exchange55": Family.EXCHANGE,
         "exchange_modern": Family.EXCHANGE,
         "postfix": Family.POSTFIX,
+        "exim": Family.EXIM,
+        "sendmail": Family.SENDMAIL,
     }
 )
 # The platform a group fixes; exchange_modern leaves the exact version to detection.
 GROUP_PLATFORM: Mapping[str, Platform] = MappingProxyType(
-    {"exchange55": Platform.EXCHANGE55, "postfix": Platform.POSTFIX}
+    {
+        "exchange55": Platform.EXCHANGE55,
+        "postfix": Platform.POSTFIX,
+        "exim": Platform.EXIM,
+        "sendmail": Platform.SENDMAIL,
+    }
 )
 
 
@@ -190,7 +203,8 @@ def exchange_generation(platform: Platform | str) -> ExchangeGeneration:
 
 
 def inventory_group(platform: Platform | str) -> str:
-    """The inventory group of a host of `platform`: exchange55, exchange_modern or postfix."""
+    """The inventory group of a host of `platform`: exchange55, exchange_modern, postfix,
+    exim or sendmail."""
     family = family_of(platform)
     for group, fixed in GROUP_PLATFORM.items():
         if fixed == platform:

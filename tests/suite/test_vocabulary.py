@@ -66,6 +66,8 @@ def test_every_platform_but_unknown_has_a_family_and_a_group() -> None:
         (Platform.EXCHANGE2016, Family.EXCHANGE, "exchange_modern"),
         ("exchangese", Family.EXCHANGE, "exchange_modern"),
         (Platform.POSTFIX, Family.POSTFIX, "postfix"),
+        ("exim", Family.EXIM, "exim"),
+        (Platform.SENDMAIL, Family.SENDMAIL, "sendmail"),
     ],
 )
 def test_family_and_group_of_a_platform(platform: str, family: Family, group: str) -> None:
@@ -73,7 +75,7 @@ def test_family_and_group_of_a_platform(platform: str, family: Family, group: st
     assert inventory_group(platform) == group
 
 
-@pytest.mark.parametrize("platform", [Platform.UNKNOWN, "exim", "modern", ""])
+@pytest.mark.parametrize("platform", [Platform.UNKNOWN, "qmail", "modern", ""])
 def test_no_family_for_an_unknown_platform(platform: str) -> None:
     with pytest.raises(UnknownPlatform):
         family_of(platform)

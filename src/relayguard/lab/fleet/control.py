@@ -1,10 +1,10 @@
 """`relayguard lab up / down / status`: bring a fleet up in the background, and take it down.
 
 `up` writes the lab directory (states, CA and certificates, packages, manifest, secrets,
-inventory), starts real Postfix instances (root only), spawns the lab daemon for the Exchange
-twins and returns once every listener answers. `down` stops the daemon and the Postfix
-instances by pid, waits until no lab address listens any more and removes what `up` wrote
-(the CA stays, so clients that trust it keep working). Both are idempotent.
+inventory), starts the real Postfix, Exim and Sendmail instances (root only), spawns the lab
+daemon for the Exchange twins and returns once every listener answers. `down` stops the
+daemon and the real servers by pid, waits until no lab address listens any more and removes
+what `up` wrote (the CA stays, so clients that trust it keep working). Both are idempotent.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from relayguard.lab.exchange import profiles
 from relayguard.lab.exchange.packages import write_packages
 from relayguard.lab.exchange.state import LabKnobs, TwinState
 from relayguard.lab.exchange.store import StateStore
-from relayguard.lab.fleet import layout, planning
+from relayguard.lab.fleet import layout, planning, servers
 from relayguard.lab.fleet.inventory import write_inventory
 from relayguard.lab.fleet.layout import HostEntry, LabDir, Manifest
 from relayguard.lab.fleet.planning import FIRST_ADDRESS
@@ -79,8 +79,8 @@ def up(lab: LabDir, options: UpOptions) -> dict[str, Any]:
         raise LabError(str(exc)) from None
     left_out = []
     if not is_root():
-        left_out = [p.name for p in plans if p.platform == Platform.POSTFIX]
-        plans = [p for p in plans if p.platform != Platform.POSTFIX]
+        left_out = [p.name for p in plans if servers.is_real(p.platform)]
+        plans = [p for p in plans if not servers.is_real(p.platform)]
     smtp_port = SMTP_PORT_ROOT if is_root() else SMTP_PORT_USER
     _check_free(plans, smtp_port)
     lab.root.mkdir(parents=True, exist_ok=True)
@@ -103,7 +103,7 @@ def up(lab: LabDir, options: UpOptions) -> dict[str, Any]:
     layout.write_manifest(lab, manifest)  # first, so `down` can clean up a failed `up`
     try:
         for plan in plans:
-            if plan.platform == Platform.POSTFIX:
+            if servers.is_real(plan.platform):
                 continue
             secret = {"username": USERNAME, "password": random.token_urlsafe(18)}
             if plan.platform == Platform.EXCHANGE55:
@@ -115,7 +115,7 @@ def up(lab: LabDir, options: UpOptions) -> dict[str, Any]:
             )
         layout.write_private_json(lab.secrets, secrets)
         write_inventory(lab, manifest, secrets)
-        _start_postfix(lab, [p for p in plans if p.platform == Platform.POSTFIX])
+        _start_real(lab, [p for p in plans if servers.is_real(p.platform)])
         _start_daemon(lab, manifest, options.timeout)
     except BaseException:
         with contextlib.suppress(Exception):
@@ -133,18 +133,12 @@ def resume(lab: LabDir, timeout: float) -> dict[str, Any]:
         raise LabError(f"{lab.root} held a half-written lab; it was cleaned, run `lab up` again")
     _stop_stray_daemons(lab)
     if is_root():
-        from relayguard.lab.postfix.instance import PostfixError, PostfixInstance
-
-        for host in (h for h in manifest.hosts if h.is_postfix):
-            instance = PostfixInstance.from_profile(
-                lab.postfix_root(host.name), host.address, host.profile, port=25
-            )
+        for host in (h for h in manifest.hosts if h.is_real_server):
+            root = lab.server_root(host.platform, host.name)
             try:
-                if not instance.is_running():
-                    instance.create()
-                    instance.start()
-            except PostfixError as exc:
-                raise LabError(f"Postfix host {host.name}: {exc}") from None
+                servers.ensure_running(host.platform, root, host.address, host.profile)
+            except servers.ServerError as exc:
+                raise LabError(f"host {host.name}: {exc}") from None
     _start_daemon(lab, manifest, timeout)
     doc = summary(lab, already_up=False)
     doc["resumed"] = True
@@ -180,7 +174,7 @@ def _write_twin(lab: LabDir, plan: planning.HostPlan, options: UpOptions, smtp_p
 def _check_free(plans: list[planning.HostPlan], smtp_port: int) -> None:
     """Refuse to start over something else that already listens on a lab address."""
     for plan in plans:
-        ports = [25] if plan.platform == Platform.POSTFIX else [smtp_port, WINRM_PORT]
+        ports = [25] if servers.is_real(plan.platform) else [smtp_port, WINRM_PORT]
         for port in ports:
             if _answers(plan.address, port, timeout=0.5):
                 raise LabError(
@@ -197,25 +191,19 @@ def _answers(address: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-def _start_postfix(lab: LabDir, plans: list[planning.HostPlan]) -> None:
-    if not plans:
-        return
-    from relayguard.lab.postfix.instance import PostfixError, PostfixInstance
-
-    (lab.root / "postfix").mkdir(mode=0o755, exist_ok=True)
+def _start_real(lab: LabDir, plans: list[planning.HostPlan]) -> None:
+    """Start the fleet's real servers: Postfix, Exim and Sendmail instances (root only)."""
     for plan in plans:
-        instance = PostfixInstance.from_profile(
-            lab.postfix_root(plan.name), plan.address, plan.profile, port=25
-        )
+        root = lab.server_root(plan.platform.value, plan.name)
+        root.parent.mkdir(mode=0o755, exist_ok=True)
         try:
-            instance.create()
-            instance.start()
-        except PostfixError as exc:
-            raise LabError(f"Postfix host {plan.name}: {exc}") from None
+            servers.ensure_running(plan.platform, root, plan.address, plan.profile)
+        except servers.ServerError as exc:
+            raise LabError(f"host {plan.name}: {exc}") from None
 
 
 def _start_daemon(lab: LabDir, manifest: Manifest, timeout: float) -> None:
-    twins = [h for h in manifest.hosts if not h.is_postfix]
+    twins = [h for h in manifest.hosts if not h.is_real_server]
     if not twins:
         return
     with lab.log_file.open("ab") as log:
@@ -263,15 +251,11 @@ def down(lab: LabDir) -> dict[str, Any]:
     if pid is not None and layout.daemon_alive(pid):
         _stop_pid(pid)
     _stop_stray_daemons(lab)
-    postfix_hosts = [h for h in manifest.hosts if h.is_postfix]
-    if postfix_hosts:
-        from relayguard.lab.postfix.instance import PostfixError, discard_instance
-
-        for host in postfix_hosts:
-            try:
-                discard_instance(lab.postfix_root(host.name))
-            except PostfixError as exc:
-                raise LabError(f"Postfix host {host.name}: {exc}") from None
+    for host in (h for h in manifest.hosts if h.is_real_server):
+        try:
+            servers.discard(host.platform, lab.server_root(host.platform, host.name))
+        except servers.ServerError as exc:
+            raise LabError(f"host {host.name}: {exc}") from None
     _wait_closed(manifest)
     for path in (
         lab.state_file("x").parent,
@@ -279,7 +263,7 @@ def down(lab: LabDir) -> dict[str, Any]:
         lab.root / "mail",
         lab.host_vars,
         lab.packages,
-        lab.root / "postfix",
+        *(lab.root / platform.value for platform in servers.REAL_PLATFORMS),
     ):
         shutil.rmtree(path, ignore_errors=True)
     for path in (lab.inventory, lab.secrets, lab.pid_file, lab.manifest):
@@ -316,7 +300,7 @@ def _stop_stray_daemons(lab: LabDir) -> None:
 def _wait_closed(manifest: Manifest) -> None:
     deadline = time.monotonic() + STOP_TIMEOUT
     for host in manifest.hosts:
-        ports = [25] if host.is_postfix else [manifest.smtp_port, manifest.winrm_port]
+        ports = [25] if host.is_real_server else [manifest.smtp_port, manifest.winrm_port]
         for port in ports:
             while _answers(host.address, port, timeout=0.5):
                 if time.monotonic() > deadline:
@@ -341,11 +325,9 @@ def summary(lab: LabDir, *, already_up: bool) -> dict[str, Any]:
             "expected": host.expected,
             "address": host.address,
         }
-        if host.is_postfix:
-            from relayguard.lab.postfix.config import InstanceLayout
-
+        if host.is_real_server:
             item["smtp"] = f"{host.address}:25"
-            item["config_dir"] = str(InstanceLayout(lab.postfix_root(host.name)).config_dir)
+            item.update(servers_config(lab, host))
         else:
             secret = secrets.get(host.name, {})
             item["smtp"] = f"{host.address}:{manifest.smtp_port}"
@@ -369,6 +351,19 @@ def summary(lab: LabDir, *, already_up: bool) -> dict[str, Any]:
     }
 
 
+def servers_config(lab: LabDir, host: HostEntry) -> dict[str, str]:
+    """Where a real server's configuration is: Postfix's config_dir, Exim's exim.conf,
+    Sendmail's sendmail.mc (its sendmail.cf beside it)."""
+    root = lab.server_root(host.platform, host.name).absolute()
+    if host.platform == Platform.POSTFIX:
+        from relayguard.lab.postfix.config import InstanceLayout
+
+        return {"config_dir": str(InstanceLayout(root).config_dir)}
+    if host.platform == Platform.EXIM:
+        return {"config_file": str(root / "exim.conf")}
+    return {"config_file": str(root / "sendmail.mc")}
+
+
 def status(lab: LabDir) -> dict[str, Any]:
     """Whether the lab is up and each listener answers; no secrets."""
     if not lab.manifest.exists():
@@ -378,7 +373,7 @@ def status(lab: LabDir) -> dict[str, Any]:
     alive = pid is not None and layout.daemon_alive(pid)
     hosts = []
     for host in manifest.hosts:
-        smtp_port = 25 if host.is_postfix else manifest.smtp_port
+        smtp_port = 25 if host.is_real_server else manifest.smtp_port
         item: dict[str, Any] = {
             "name": host.name,
             "platform": host.platform,
@@ -386,7 +381,7 @@ def status(lab: LabDir) -> dict[str, Any]:
             "smtp": f"{host.address}:{smtp_port}",
             "smtp_answers": _answers(host.address, smtp_port, timeout=1.0),
         }
-        if not host.is_postfix:
+        if not host.is_real_server:
             item["winrm_answers"] = _answers(host.address, manifest.winrm_port, timeout=1.0)
             store = StateStore(lab.state_file(host.name))
             with contextlib.suppress(OSError, ValueError):

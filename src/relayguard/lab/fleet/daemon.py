@@ -61,7 +61,7 @@ def build_endpoint(
 async def serve(lab: layout.LabDir) -> int:
     manifest = layout.read_manifest(lab)
     secrets = layout.read_secrets(lab)
-    twins = [h for h in manifest.hosts if not h.is_postfix]
+    twins = [h for h in manifest.hosts if not h.is_real_server]
     listeners = [
         TwinListener(
             StateStore(lab.state_file(h.name)), h.address, manifest.smtp_port, lab.mail_log(h.name)

@@ -54,6 +54,11 @@ def _host_vars(lab: LabDir, manifest: Manifest, host: HostEntry) -> dict[str, An
             InstanceLayout(lab.postfix_root(host.name).absolute()).config_dir
         )
         out["relayguard_smtp"] = f"{host.address}:25"
+    elif host.is_real_server:
+        root = lab.server_root(host.platform, host.name).absolute()
+        name = "exim.conf" if host.family is Family.EXIM else "sendmail.mc"
+        out[f"relayguard_{host.platform}_config_file"] = str(root / name)
+        out["relayguard_smtp"] = f"{host.address}:25"
     else:
         out["relayguard_winrm"] = f"https://{host.address}:{manifest.winrm_port}/wsman"
     return out

@@ -11,6 +11,8 @@
 .lab/mail/<host>.jsonl   what each twin did with the messages it accepted
 .lab/packages/           lab patch packages (`packages`)
 .lab/postfix/<host>/     each real Postfix instance
+.lab/exim/<host>/        each real Exim instance (exim.conf, spool, log)
+.lab/sendmail/<host>/    each real Sendmail instance (sendmail.mc/.cf, maps, spool)
 """
 
 from __future__ import annotations
@@ -80,6 +82,10 @@ class LabDir:
     def postfix_root(self, host: str) -> Path:
         return self.root / "postfix" / host
 
+    def server_root(self, platform: str, host: str) -> Path:
+        """Where a real server (postfix, exim, sendmail) of the fleet lives."""
+        return self.root / platform / host
+
 
 @dataclass(frozen=True)
 class HostEntry:
@@ -98,6 +104,11 @@ class HostEntry:
     @property
     def is_postfix(self) -> bool:
         return self.family is Family.POSTFIX
+
+    @property
+    def is_real_server(self) -> bool:
+        """A real MTA on port 25 (Postfix, Exim, Sendmail), not an Exchange twin."""
+        return self.family is not Family.EXCHANGE
 
 
 @dataclass(frozen=True)

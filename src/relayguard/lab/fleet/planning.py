@@ -53,7 +53,11 @@ KIND_PROFILES: dict[Platform, tuple[str, ...]] = {
     Platform.EXCHANGE2019: profiles.MODERN_PROFILES,
     Platform.EXCHANGESE: profiles.MODERN_PROFILES,
     Platform.POSTFIX: ("open_relay", "debian_default", "closed"),
+    Platform.EXIM: ("open_relay", "closed"),
+    Platform.SENDMAIL: ("open_relay", "closed"),
 }
+# Real servers (no twin, no NetBIOS name) and their host name prefixes.
+_REAL_PREFIX = {Platform.POSTFIX: "pf", Platform.EXIM: "exim", Platform.SENDMAIL: "sm"}
 
 
 class FleetError(ValueError):
@@ -74,7 +78,7 @@ class HostPlan:
 
     @property
     def group(self) -> str:
-        """The inventory group: exchange55, exchange_modern or postfix."""
+        """The inventory group: exchange55, exchange_modern, postfix, exim or sendmail."""
         return inventory_group(self.platform)
 
 
@@ -90,9 +94,19 @@ _DEFAULT: tuple[tuple[str, Platform, str, str], ...] = (
     ("pf-open-relay", Platform.POSTFIX, "open_relay", ""),
     ("pf-debian-default", Platform.POSTFIX, "debian_default", ""),
 )
+# Every real MTA the lab runs, open and closed (issue 18): Postfix, Exim, Sendmail.
+_MTA: tuple[tuple[str, Platform, str, str], ...] = (
+    ("pf-open-relay", Platform.POSTFIX, "open_relay", ""),
+    ("pf-debian-default", Platform.POSTFIX, "debian_default", ""),
+    ("exim-open-relay", Platform.EXIM, "open_relay", ""),
+    ("exim-closed", Platform.EXIM, "closed", ""),
+    ("sm-open-relay", Platform.SENDMAIL, "open_relay", ""),
+    ("sm-closed", Platform.SENDMAIL, "closed", ""),
+)
 FLEETS: dict[str, tuple[tuple[str, Platform, str, str], ...]] = {
     "default": _DEFAULT,
     "exchange": tuple(h for h in _DEFAULT if h[1] != Platform.POSTFIX),
+    "mta": _MTA,
 }
 
 
@@ -150,7 +164,7 @@ def parse_hosts_spec(spec: str) -> list[tuple[Platform, str | None, int]]:
         if not count_text.isdigit() or int(count_text) < 1:
             raise FleetError(f"invalid host count {count_text!r} in --hosts (expected e.g. :10)")
         named = KIND_PROFILES[platform]
-        if platform not in (Platform.EXCHANGE55, Platform.POSTFIX):
+        if platform not in (Platform.EXCHANGE55, *_REAL_PREFIX):
             named = profiles.MODERN_NAMED_PROFILES
         if profile and profile not in named:
             known = ", ".join(named)
@@ -177,10 +191,8 @@ def plan_spec(spec: str, first: str = FIRST_ADDRESS) -> list[HostPlan]:
                 raise FleetError(
                     "--hosts asks for more hosts than the lab's address range"
                 ) from None
-            prefix = (
-                "pf" if platform == Platform.POSTFIX else platform.value.replace("exchange", "ex")
-            )
-            server = "" if platform == Platform.POSTFIX else f"{prefix.upper()}N{index:04d}"
+            prefix = _prefix(platform)
+            server = "" if platform in _REAL_PREFIX else f"{prefix.upper()}N{index:04d}"
             plans.append(
                 HostPlan(
                     name=f"{prefix}-{prof.replace('_', '-')}-{index:04d}",
@@ -195,4 +207,4 @@ def plan_spec(spec: str, first: str = FIRST_ADDRESS) -> list[HostPlan]:
 
 def _prefix(platform: Platform) -> str:
     """Host name prefix of a kind: pf, ex55, ex2019..."""
-    return "pf" if platform == Platform.POSTFIX else platform.value.replace("exchange", "ex")
+    return _REAL_PREFIX.get(platform) or platform.value.replace("exchange", "ex")
