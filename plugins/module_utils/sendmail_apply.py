@@ -100,7 +100,8 @@ def desired_state(params: dict[str, Any]) -> SendmailDesired:
 
 
 def _run(argv: list[str], stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    # A module_utils file outside AnsibleModule (the lab and tests call it too).
+    return subprocess.run(  # pylint: disable=ansible-bad-function
         argv,
         input=stdin,
         capture_output=True,
@@ -137,6 +138,7 @@ class SendmailBackend:
         )
         self.restart = params.get("restart", True)
         self.m4_problem: str | None = None
+        self.reloaded = False  # whether this run told the daemon (restore tells it again)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -214,6 +216,7 @@ class SendmailBackend:
             return False
         before = os.stat(facts.pid_file).st_mtime_ns
         os.kill(pid, signal.SIGHUP)
+        self.reloaded = True
         deadline = time.monotonic() + RELOAD_WAIT
         while time.monotonic() < deadline:
             if os.path.exists(facts.pid_file) and os.stat(facts.pid_file).st_mtime_ns != before:
@@ -234,7 +237,7 @@ class SendmailBackend:
             elif os.path.exists(original):
                 os.remove(original)
         facts = self.facts(SendmailDesired())
-        if self.daemon_pid(facts) is not None:
+        if self.reloaded and self.daemon_pid(facts) is not None:
             self.reload(facts)
 
 

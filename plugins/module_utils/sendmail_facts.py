@@ -211,7 +211,7 @@ def parse_facts(
     features, auth, domains = _mc_settings(mc_path, lines)
     access_path = _access_source(lines)
     cr_file = relay_domains_file(lines, cf_text)
-    for number, key, _ in table_lines(relay_domains_text):
+    for number, key, _value in table_lines(relay_domains_text):
         domains.append(Setting(key.lower(), "R", Origin("file", cr_file, f"line {number}")))
     relays = tuple(
         Setting(key, value, Origin("table", access_path, f"line {number}"))

@@ -151,7 +151,8 @@ def fix_trusting(facts: SendmailFacts, desired: SendmailDesired) -> list[Change]
 
 
 def _with_removes(change: Change, removes: tuple[str, ...]) -> Change:
-    assert isinstance(change, SendmailChange)
+    if not isinstance(change, SendmailChange):
+        raise TypeError(f"not a SendmailChange: {change!r}")
     return SendmailChange(
         change.rule,
         change.target,
