@@ -336,6 +336,11 @@ def warnings(facts: SendmailFacts) -> tuple[str, ...]:
         notes.append("access From: RELAY entries stay but do nothing without relay_mail_from")
     if not facts.access_path:
         notes.append("no FEATURE(`access_db'): the host itself relays only by class R")
+    if facts.feature("relay_based_on_MX"):
+        notes.append(
+            "relay_based_on_MX goes: a domain relayed only because its MX names this host is "
+            "refused afterwards; list such domains in relay_partner_domains"
+        )
     return tuple(notes)
 
 

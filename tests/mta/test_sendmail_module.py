@@ -9,6 +9,7 @@ import ast
 import glob
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -104,3 +105,39 @@ def test_target_side_code_compiles_and_plans(version: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "access Connect:10: Connect:10" in done.stdout
+
+
+def _ansible(*args: str) -> subprocess.CompletedProcess[str]:
+    ansible = str(Path(sys.executable).parent / "ansible")
+    argv = [ansible, "localhost", "-m", "relayguard.mail.sendmail_relay", *args]
+    env = {**os.environ, "ANSIBLE_STDOUT_CALLBACK": "default", "ANSIBLE_NOCOLOR": "1"}
+    return subprocess.run(
+        argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def test_module_check_mode_shows_the_diff_and_changes_nothing(tmp_path: Path) -> None:
+    stock = (Path(__file__).parent / "fixtures" / "debian-sendmail.mc").read_text("utf-8")
+    opened = stock.replace(
+        "FEATURE(`use_cw_file')", "FEATURE(`promiscuous_relay')dnl\nFEATURE(`use_cw_file')"
+    )
+    mc = tmp_path / "sendmail.mc"
+    mc.write_text(opened, encoding="utf-8")
+
+    done = _ansible("-a", f"mc_path={mc}", "--check", "--diff")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "CHANGED" in done.stdout and "-FEATURE(`promiscuous_relay')dnl" in done.stdout
+    assert mc.read_text(encoding="utf-8") == opened
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sendmail.mc"]
+
+
+def test_module_bad_input_fails_naming_it(tmp_path: Path) -> None:
+    mc = tmp_path / "sendmail.mc"
+    mc.write_text("FEATURE(`promiscuous_relay')dnl\n", encoding="utf-8")
+
+    done = _ansible("-a", f"mc_path={mc} relay_allowed_networks=10.0.0.0/12")
+
+    assert done.returncode != 0
+    assert "10.0.0.0/12" in done.stdout and "whole octets" in done.stdout, done.stdout
+    assert mc.read_text(encoding="utf-8") == "FEATURE(`promiscuous_relay')dnl\n"

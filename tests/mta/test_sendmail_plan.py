@@ -203,3 +203,9 @@ def test_access_keys_and_networks() -> None:
 def test_bad_input_names_the_problem(params: dict[str, object], problem: str) -> None:
     with pytest.raises(sendmail_facts.SendmailFactsError, match=problem):
         sendmail_apply.desired_state({"mc_path": "/etc/mail/sendmail.mc", **params})
+
+
+def test_removing_relay_based_on_mx_warns_about_the_domains_it_relayed() -> None:
+    facts = _lab("closed", "FEATURE(`relay_based_on_MX')dnl\n")
+    made = sendmail_plan.plan(facts, Desired())
+    assert any("relay_partner_domains" in w for w in made.warnings), made.warnings
