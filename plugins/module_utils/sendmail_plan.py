@@ -251,7 +251,8 @@ def _in_class_r(facts: SendmailFacts, domain: str) -> bool:
         if e.name.lower().startswith("to:") or ":" not in e.name
     }
     parts = domain.lower().split(".")
-    return any(".".join(parts[i:]) in names for i in range(len(parts)))
+    # a whole top-level domain does not count: sendmail-wide-destinations removes it
+    return any(".".join(parts[i:]) in names for i in range(len(parts) - 1))
 
 
 def check_partners(facts: SendmailFacts, desired: SendmailDesired) -> str | None:
@@ -281,6 +282,53 @@ def fix_partners(facts: SendmailFacts, desired: SendmailDesired) -> list[Change]
                 text,
             )
         )
+    return changes
+
+
+def _is_wide(domain: str) -> bool:
+    """A class R or To: name that matches a whole top-level domain (or every domain)."""
+    name = domain.strip(".").lower()
+    return "." not in name and not name.startswith("[") and connect_network(name) is None
+
+
+def _wide_destinations(facts: SendmailFacts) -> list[tuple[str, str, str, str]]:
+    """(name, path, origin scope, target) of each destination matching a whole TLD."""
+    found = [
+        (d.name, d.origin.path, d.origin.scope, f"{_short(d.origin.path, facts)} {d.name}")
+        for d in facts.relay_domains
+        if _is_wide(d.name)
+    ]
+    for entry in facts.access_relays:
+        lowered = entry.name.lower()
+        if lowered.startswith("to:") or ":" not in lowered:
+            name = lowered.split(":", 1)[-1]
+            if _is_wide(name):
+                found.append((name, facts.access_path, entry.origin.scope, f"access {entry.name}"))
+    return found
+
+
+def _short(path: str, facts: SendmailFacts) -> str:
+    return "sendmail.mc" if path == facts.mc_path else "relay-domains"
+
+
+def check_wide(facts: SendmailFacts, desired: SendmailDesired) -> str | None:
+    wide = [name for name, _path, _scope, _target in _wide_destinations(facts)]
+    return f"relay destinations matching a whole top-level domain: {wide}" if wide else None
+
+
+def fix_wide(facts: SendmailFacts, desired: SendmailDesired) -> list[Change]:
+    changes: list[Change] = []
+    for name, path, scope, target in _wide_destinations(facts):
+        if any(p in (f"{name}.", name) for p in desired.partner_domains):
+            continue
+        change = _drop(
+            "sendmail-wide-destinations",
+            path,
+            scope,
+            target,
+            f"{name} relays to every domain under it for any client",
+        )
+        changes.append(_with_removes(change, (name,)))
     return changes
 
 
@@ -323,6 +371,7 @@ RULES: tuple[Rule[SendmailFacts, SendmailDesired, Change], ...] = (
     Rule("sendmail-opening-feature", check_opening, fix_opening, SOURCE_FEATURES),
     Rule("sendmail-trusting-feature", check_trusting, fix_trusting, SOURCE_FEATURES),
     Rule("sendmail-access-networks", check_networks, fix_networks, SOURCE_ACCESS),
+    Rule("sendmail-wide-destinations", check_wide, fix_wide, SOURCE_CLASS_R),
     Rule("sendmail-partner-domains", check_partners, fix_partners, SOURCE_CLASS_R),
     Rule("sendmail-authenticated", check_auth, fix_auth, SOURCE_AUTH),
 )

@@ -22,6 +22,8 @@ description:
     entries exactly those networks and removes C(relay_entire_domain); every network it drops
     is named (RV(removals)) and the run is refused unless O(relay_allow_removals) is true.
     Entries naming hosts or domains, C(To:) entries and class R (relay destinations) stay.
+  - Removes class R members and C(To:) RELAY entries that name a whole top-level domain
+    (C(com) relays to every .com domain for anyone); each is named as a removal.
   - Adds each O(relay_partner_domains) domain that is not relayed yet to class R (the
     relay-domains file the sendmail.cf reads, else a C(RELAY_DOMAIN) line in the mc).
   - Backs up the mc, sendmail.cf, the access source and map and the relay-domains file,

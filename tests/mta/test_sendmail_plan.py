@@ -209,3 +209,22 @@ def test_removing_relay_based_on_mx_warns_about_the_domains_it_relayed() -> None
     facts = _lab("closed", "FEATURE(`relay_based_on_MX')dnl\n")
     made = sendmail_plan.plan(facts, Desired())
     assert any("relay_partner_domains" in w for w in made.warnings), made.warnings
+
+
+def test_a_whole_top_level_domain_in_class_r_or_to_is_a_named_removal() -> None:
+    facts = sendmail_facts.parse_facts(
+        str(ROOT / "sendmail.mc"),
+        "FEATURE(`access_db', `hash /srv/lab/sm-x/access')dnl\nMAILER(`smtp')dnl\n",
+        f"FR-o {ROOT}/relay-domains\n",
+        "To:com\tRELAY\nTo:partner.example\tRELAY\n",
+        "org\nbackup.example\n",
+    )
+
+    made = sendmail_plan.plan(facts, Desired(partner_domains=("partner.org",)))
+
+    assert made.removals() == ("relay-domains org: org", "access To:com: com")
+    assert [c.target for c in made.changes][-1] == "relay-domains partner.org"
+    files = sendmail_plan.rendered(facts, made)
+    assert files[str(ROOT / "relay-domains")] == "backup.example\npartner.org\n"
+    assert files[str(ROOT / "access")] == "To:partner.example\tRELAY\n"
+    assert relay_backend.removal_refusal(made.removals(), True, False) is not None
