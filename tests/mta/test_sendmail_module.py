@@ -141,3 +141,24 @@ def test_module_bad_input_fails_naming_it(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert "10.0.0.0/12" in done.stdout and "whole octets" in done.stdout, done.stdout
     assert mc.read_text(encoding="utf-8") == "FEATURE(`promiscuous_relay')dnl\n"
+
+
+def test_check_mode_names_a_removal_enforce_would_refuse(tmp_path: Path) -> None:
+    for name in ("relay_backend", "sendmail_facts", "sendmail_plan"):
+        module_utils.load(name)
+    sendmail_apply = module_utils.load("sendmail_apply")
+    access = tmp_path / "access"
+    access.write_text("Connect:127\tRELAY\nConnect:10\tRELAY\n", encoding="utf-8")
+    mc = tmp_path / "sendmail.mc"
+    mc.write_text(f"FEATURE(`access_db', `hash {access}')dnl\nMAILER(`smtp')dnl\n", "utf-8")
+    params = {"mc_path": str(mc), "relay_allowed_networks": ["127.0.0.0/8"]}
+
+    result = sendmail_apply.run(params, True, True)
+
+    assert result["removals"] == ["access Connect:10: Connect:10"]
+    assert any("would be refused" in w and "Connect:10" in w for w in result["warnings"])
+    assert result["diff"][0]["after"] == "Connect:127\tRELAY\n"
+    assert access.read_text(encoding="utf-8") == "Connect:127\tRELAY\nConnect:10\tRELAY\n"
+    with pytest.raises(sendmail_apply.SendmailFactsError, match="relay_allow_removals"):
+        sendmail_apply.run(params, False, False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["access", "sendmail.mc"]
