@@ -169,3 +169,30 @@ def test_build_cf_of_the_lab_still_matches_after_a_close(open_sendmail: Sendmail
     # The lab can rebuild the closed instance from the edited files (makemap, aliases).
     build_cf(open_sendmail.layout, open_sendmail.hostname)
     assert "promiscuous" not in open_sendmail.layout.cf.read_text(encoding="utf-8")
+
+
+class _NeverVerified(sendmail_apply.SendmailBackend):  # type: ignore[misc,name-defined]
+    """The real backend whose verification fails after the reload (a plan that did not take)."""
+
+    def verify(self, desired: object) -> str | None:
+        return "forced failure after the reload"
+
+
+def test_a_failed_verification_restores_the_files_and_the_daemon(
+    broken_sendmail: SendmailInstance,
+) -> None:
+    params = _params(broken_sendmail)
+    before = _files(broken_sendmail)
+    daemon = broken_sendmail.layout.pid_file.read_text(encoding="utf-8")
+    backend = _NeverVerified(params)
+    desired = sendmail_apply.desired_state(params)
+    facts = backend.facts(desired)
+
+    with pytest.raises(relay_backend.ChangeFailed, match="forced failure") as failed:
+        relay_backend.change(backend, facts, backend.plan(facts, desired), desired)
+
+    assert failed.value.restored is True
+    assert _files(broken_sendmail) == before
+    # told twice (the change, then the restore): a new daemon, open again as before
+    assert broken_sendmail.layout.pid_file.read_text(encoding="utf-8") != daemon
+    assert _rcpt(broken_sendmail, "someone@example.org") == SWAKS_OK
