@@ -99,7 +99,9 @@ def desired_state(params: dict[str, Any]) -> SendmailDesired:
     )
 
 
-def _run(argv: list[str], stdin: str = "") -> subprocess.CompletedProcess[str]:
+def _run(
+    argv: list[str], stdin: str = "", cwd: str | None = None
+) -> subprocess.CompletedProcess[str]:
     # A module_utils file outside AnsibleModule (the lab and tests call it too).
     return subprocess.run(  # pylint: disable=ansible-bad-function
         argv,
@@ -108,6 +110,7 @@ def _run(argv: list[str], stdin: str = "") -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
         check=False,
+        cwd=cwd,
     )
 
 
@@ -176,7 +179,8 @@ class SendmailBackend:
 
     def regenerate(self, facts: SendmailFacts) -> None:
         """m4 mc > cf (what m4 says is kept for validate) and makemap of the access map."""
-        made = _run([self.m4, self.mc_path])
+        # in the mc's directory: an mc may include(`../m4/cf.m4') relative to it
+        made = _run([self.m4, self.mc_path], cwd=os.path.dirname(self.mc_path))
         self.m4_problem = None
         if made.returncode != 0 or "ERROR" in made.stderr or not made.stdout.strip():
             self.m4_problem = f"m4 {self.mc_path}: {made.stderr.strip() or 'no output'}"

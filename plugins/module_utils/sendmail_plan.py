@@ -328,7 +328,11 @@ def fix_wide(facts: SendmailFacts, desired: SendmailDesired) -> list[Change]:
             target,
             f"{name} relays to every domain under it for any client",
         )
-        changes.append(_with_removes(change, (name,)))
+        # a RELAY_DOMAIN line goes whole: every domain on it is named
+        same_line = tuple(
+            d.name for d in facts.relay_domains if (d.origin.path, d.origin.scope) == (path, scope)
+        )
+        changes.append(_with_removes(change, same_line or (name,)))
     return changes
 
 

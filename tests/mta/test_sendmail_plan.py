@@ -228,3 +228,16 @@ def test_a_whole_top_level_domain_in_class_r_or_to_is_a_named_removal() -> None:
     assert files[str(ROOT / "relay-domains")] == "backup.example\npartner.org\n"
     assert files[str(ROOT / "access")] == "To:partner.example\tRELAY\n"
     assert relay_backend.removal_refusal(made.removals(), True, False) is not None
+
+
+def test_a_relay_domain_line_with_a_top_level_domain_goes_whole_and_names_each() -> None:
+    mc = "RELAY_DOMAIN(`net backup.example')dnl\nMAILER(`smtp')dnl\n"
+    facts = sendmail_facts.parse_facts("/etc/mail/sendmail.mc", mc)
+
+    made = sendmail_plan.plan(facts, Desired())
+
+    assert made.removals() == (
+        "sendmail.mc net: net",
+        "sendmail.mc net: backup.example",
+    )
+    assert sendmail_plan.rendered(facts, made) == {"/etc/mail/sendmail.mc": "MAILER(`smtp')dnl\n"}
