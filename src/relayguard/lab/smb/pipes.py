@@ -5,8 +5,10 @@ DCE/RPC "operation number out of range"), so a client can fall back to an older 
 
 from __future__ import annotations
 
+import copy
 import logging
 import struct
+import threading
 from typing import Any
 
 from impacket.dcerpc.v5.rpcrt import (
@@ -23,9 +25,42 @@ log = logging.getLogger("relayguard.lab.smb")
 
 
 class PipeServer(DCERPCServer):  # type: ignore[misc]
+    """impacket's server serves one pipe connection at a time and keeps serving it until the
+    client closes it; SMB clients that log off without closing their pipes would block every
+    later client. Here each connection has its own thread and its own RPC state (bound
+    interface, call ids), sharing the handle tables of the listening server."""
+
     def __init__(self) -> None:
         DCERPCServer.__init__(self)
         self.daemon = True
+
+    def run(self) -> None:
+        self._sock.listen(10)
+        while True:
+            try:
+                client, _ = self._sock.accept()
+            except OSError:
+                return
+            session = copy.copy(self)
+            session._clientSock = client
+            session._boundUUID = b""
+            session._callid = 1
+            session._max_frag = None
+            threading.Thread(target=session.serve_client, daemon=True).start()
+
+    def serve_client(self) -> None:
+        try:
+            while True:
+                data = self.recv()
+                if data is None:
+                    break
+                answer = self.processRequest(data)
+                if answer is not None:
+                    self.send(answer)
+        except (OSError, ValueError, struct.error):
+            pass
+        finally:
+            self._clientSock.close()
 
     def processRequest(self, data: bytes) -> Any:
         packet = MSRPCHeader(data)

@@ -55,6 +55,11 @@ class OneShot:
     exit_code: int = 0
 
 
+def _handle_bytes(handle: Any) -> bytes:
+    """A parsed SC_RPC_HANDLE: impacket hands its one field (bytes) or the structure."""
+    return handle if isinstance(handle, bytes) else bytes(handle["Data"])
+
+
 def _null_handle() -> Any:
     handle = scmr.SC_RPC_HANDLE()
     handle["Data"] = b"\0" * 20
@@ -105,9 +110,9 @@ class SvcctlServer(PipeServer):
             self._handles[data] = name
         return handle
 
-    def _name(self, handle: Any) -> str | None:
+    def _service_of(self, handle: Any) -> str | None:
         with self._lock:
-            return self._handles.get(bytes(handle["Data"]))
+            return self._handles.get(_handle_bytes(handle))
 
     def _status(self, name: str) -> Any:
         status = scmr.SERVICE_STATUS()
@@ -152,7 +157,7 @@ class SvcctlServer(PipeServer):
         request = scmr.ROpenServiceW(data)
         answer = scmr.ROpenServiceWResponse()
         name = _text(request["lpServiceName"]).lower()
-        if self._name(request["hSCManager"]) != "":
+        if self._service_of(request["hSCManager"]) != "":
             answer["lpServiceHandle"] = _null_handle()
             answer["ErrorCode"] = ERROR_INVALID_HANDLE
         elif not self._exists(name):
@@ -166,7 +171,7 @@ class SvcctlServer(PipeServer):
     def close_handle(self, data: bytes) -> Any:
         request = scmr.RCloseServiceHandle(data)
         with self._lock:
-            self._handles.pop(bytes(request["hSCObject"]["Data"]), None)
+            self._handles.pop(_handle_bytes(request["hSCObject"]), None)
         answer = scmr.RCloseServiceHandleResponse()
         answer["hSCObject"] = _null_handle()
         answer["ErrorCode"] = 0
@@ -175,7 +180,7 @@ class SvcctlServer(PipeServer):
     def query_status(self, data: bytes) -> Any:
         request = scmr.RQueryServiceStatus(data)
         answer = scmr.RQueryServiceStatusResponse()
-        name = self._name(request["hService"])
+        name = self._service_of(request["hService"])
         answer["lpServiceStatus"] = self._status(name or "")
         answer["ErrorCode"] = 0 if name else ERROR_INVALID_HANDLE
         return answer
@@ -183,7 +188,7 @@ class SvcctlServer(PipeServer):
     def control_service(self, data: bytes) -> Any:
         request = scmr.RControlService(data)
         answer = scmr.RControlServiceResponse()
-        name = self._name(request["hService"]) or ""
+        name = self._service_of(request["hService"]) or ""
         code = 0
         if name != IMC or request["dwControl"] != scmr.SERVICE_CONTROL_STOP:
             code = ERROR_ACCESS_DENIED  # the twin stops MSExchangeIMC only (lab choice)
@@ -207,7 +212,7 @@ class SvcctlServer(PipeServer):
     def start_service(self, data: bytes) -> Any:
         request = scmr.RStartServiceW(data)
         answer = scmr.RStartServiceWResponse()
-        name = self._name(request["hService"]) or ""
+        name = self._service_of(request["hService"]) or ""
         if name == IMC:
             answer["ErrorCode"] = self._start_imc()
         elif name in self._oneshots:
@@ -268,7 +273,7 @@ class SvcctlServer(PipeServer):
     def delete_service(self, data: bytes) -> Any:
         request = scmr.RDeleteService(data)
         answer = scmr.RDeleteServiceResponse()
-        name = self._name(request["hService"]) or ""
+        name = self._service_of(request["hService"]) or ""
         with self._lock:
             removed = self._oneshots.pop(name, None)
         answer["ErrorCode"] = 0 if removed is not None else ERROR_ACCESS_DENIED
