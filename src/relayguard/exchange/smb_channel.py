@@ -42,7 +42,9 @@ from impacket.dcerpc.v5.rpcrt import DCERPCException
 from impacket.smbconnection import SessionError, SMBConnection
 
 from relayguard.exchange import payloads
-from relayguard.exchange.facts import ExchangeFacts, facts_from_documents
+from relayguard.exchange.assess import HostAssessment, judge
+from relayguard.exchange.facts import ExchangeFacts, FactsError, facts_from_documents
+from relayguard.exchange.patch_level import PatchPolicy
 from relayguard.exchange.rules55 import ROUTING_STORAGE_UNKNOWN
 from relayguard.exchange.transport import FailureCause, Secret, TransportError
 
@@ -671,3 +673,19 @@ def collect_facts_smb(
         return facts_from_documents(options.host, detect, config, as_of=as_of or date.today())
     finally:
         channel.close()
+
+
+def assess_smb(
+    options: SmbOptions,
+    *,
+    as_of: date | None = None,
+    policy: PatchPolicy = PatchPolicy.LATEST,
+    connect: Callable[[SmbOptions], Any] | None = None,
+) -> HostAssessment:
+    """`assess` over SMB: collect, then judge with the same rules; errors become `error`."""
+    day = as_of or date.today()
+    try:
+        facts = collect_facts_smb(options, as_of=day, connect=connect)
+    except (TransportError, FactsError) as exc:
+        return HostAssessment(options.host, None, None, None, error=str(exc))
+    return judge(facts, policy=policy, as_of=day)

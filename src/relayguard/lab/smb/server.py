@@ -61,13 +61,14 @@ class SmbTwin:
         computer = store.current().exchange55
         self.lsarpc = LsarpcServer("TWIN" if computer is None else computer.ServerName)
         self.winreg = WinregServer(store, self._fault)
-        self.svcctl = SvcctlServer(store, self.disk_path, self._fault)
+        self.svcctl = SvcctlServer(store, self.disk_path, self._fault, self.sync_disk)
         self._server.registerNamedPipe("lsarpc", ("127.0.0.1", self.lsarpc.getListenPort()))
         self._server.registerNamedPipe("winreg", ("127.0.0.1", self.winreg.getListenPort()))
         self._server.registerNamedPipe("svcctl", ("127.0.0.1", self.svcctl.getListenPort()))
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._written: str | None = None
+        self._disk_lock = threading.Lock()
 
     # --- the disk ------------------------------------------------------------------------
 
@@ -84,6 +85,10 @@ class SmbTwin:
 
     def sync_disk(self) -> None:
         """Write msexcimc.exe when the state's file version changed."""
+        with self._disk_lock:
+            self._sync_disk()
+
+    def _sync_disk(self) -> None:
         x = self.store.current().exchange55
         if x is None or x.ImcFileVersion == self._written:
             return
@@ -120,6 +125,9 @@ class SmbTwin:
         self.winreg.start()
         self.svcctl.start()
         server = self._server.getServer()
+        # A client that never logs off must not keep the twin from stopping.
+        server.daemon_threads = True
+        server.block_on_close = False
         serve = threading.Thread(target=server.serve_forever, name=f"smb-{self.address}")
         serve.daemon = True
         serve.start()

@@ -79,8 +79,15 @@ def program_of(binary_path: str) -> str:
 
 
 class SvcctlServer(PipeServer):
-    def __init__(self, store: StateStore, disk_path: DiskPath, fail: Fault | None = None) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        disk_path: DiskPath,
+        fail: Fault | None = None,
+        on_install: Callable[[], None] | None = None,
+    ) -> None:
         PipeServer.__init__(self)
+        self.on_install = on_install or (lambda: None)
         self.store = store
         self.disk_path = disk_path
         self.fail = fail or (lambda operation: False)
@@ -253,6 +260,7 @@ class SvcctlServer(PipeServer):
             return _apply_package(package, state)
 
         shot.exit_code = self.store.update(install)
+        self.on_install()  # the installer replaced msexcimc.exe on the disk
         return ERROR_SERVICE_REQUEST_TIMEOUT  # not a service: it ran, then SCM gave up on it
 
     def create_service(self, data: bytes) -> Any:
