@@ -55,6 +55,13 @@ class SmbTwin:
         self._server = smbserver.SimpleSMBServer(listenAddress=address, listenPort=port)
         self._server.setSMB2Support(False)  # NT 4.0 / 2000 speak SMB1 only
         self._server.setSMBChallenge("")
+        x = store.current().exchange55
+        if x is not None:  # the NetBIOS name a client sees in the NTLM challenge
+            config = self._server._SimpleSMBServer__smbConfig
+            config.set("global", "server_name", x.ServerName)
+            config.set("global", "server_domain", "WORKGROUP")
+            self._server.getServer().setServerConfig(config)
+            self._server.getServer().processConfigFile()
         self._server.addShare("C$", str(self.drive_c), "Default share")
         self._server.addShare("ADMIN$", str(self.drive_c / "WINNT"), "Remote Admin")
         self._server.addCredential(username, 500, "", compute_nthash(password).hex())
