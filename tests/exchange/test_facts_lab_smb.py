@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import subprocess
 
+from support.realserver import require_tool
+
 from relayguard.exchange.smb_channel import SmbChannel, SmbOptions, SmbRunner
 from relayguard.exchange.transport import Secret
-from support.realserver import require_tool
 
 from .lab_fleet import running_lab
 

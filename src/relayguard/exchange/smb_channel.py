@@ -353,8 +353,15 @@ class SmbChannel:
             ) from None
         return buffer.getvalue()
 
+    def _make_dirs(self, share: str, path: str) -> None:
+        parts = path.split("\\")[:-1]
+        for depth in range(1, len(parts) + 1):
+            with contextlib.suppress(SessionError):  # it exists already
+                self.smb.createDirectory(share, "\\".join(parts[:depth]))
+
     def write_file(self, windows_path: str, data: bytes, *, append: bool = False) -> int:
         share, path = share_path(windows_path)
+        self._make_dirs(share, path)
         if append:
             data = (self.read_file(windows_path) or b"") + data
         self._call(
