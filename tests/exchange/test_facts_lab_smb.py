@@ -1,8 +1,8 @@
 """`relayguard lab up --json` gives each 5.5 twin an SMB endpoint; Samba's `net rpc registry`
 and relayguard's SMB channel read the same IMS values from every one of them.
 
-Brings up the lab on its fixed addresses: run under `flock /work/notes-tmp/lab.lock` like the
-other lab tests (tests/exchange/test_facts_lab.py).
+Brings up the lab on its fixed addresses, like the other lab tests
+(tests/exchange/test_facts_lab.py): never two such runs at once.
 """
 
 from __future__ import annotations

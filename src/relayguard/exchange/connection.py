@@ -131,6 +131,22 @@ def client_for(options: WinRMOptions) -> WinRMClient:
     return WinRMClient(options)
 
 
+def smb_options(params: Mapping[str, Any], options: WinRMOptions) -> SmbOptions:
+    """The SMB options of an Exchange 5.5 host: its WinRM credentials on `smb_port`."""
+    port = validate.port("smb_port", params.get("smb_port") or 445)
+    if options.username is None or options.password is None:
+        raise InputError("winrm_password", None, "and winrm_username are needed with channel smb")
+    domain, _, user = options.username.rpartition("\\")
+    return SmbOptions(
+        options.host,
+        user,
+        options.password,
+        port=port,
+        domain=domain,
+        timeout=options.command_timeout,
+    )
+
+
 def runner_for(
     params: Mapping[str, Any],
     options: WinRMOptions,
@@ -141,18 +157,7 @@ def runner_for(
     channel = _one_of("channel", params.get("channel") or "winrm", CHANNELS)
     if channel == "winrm":
         return client_factory(options)
-    port = validate.port("smb_port", params.get("smb_port") or 445)
-    if options.username is None or options.password is None:
-        raise InputError("winrm_password", None, "and winrm_username are needed with channel smb")
-    domain, _, user = options.username.rpartition("\\")
-    smb = SmbOptions(
-        options.host,
-        user,
-        options.password,
-        port=port,
-        domain=domain,
-        timeout=options.command_timeout,
-    )
+    smb = smb_options(params, options)
     return SmbRunner(SmbChannel(smb))
 
 
