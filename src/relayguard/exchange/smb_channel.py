@@ -631,6 +631,10 @@ class SmbRunner:
         before = None if target is None else self.channel.file_version(target)
         arguments = " ".join(str(a) for a in params.get("Arguments") or ())
         code = self.channel.run_once(f'"{path}" {arguments}'.strip())
+        # The installer stops and starts the IMS around the file it replaces: wait until it
+        # runs again, as the WinRM payload does before it answers.
+        if self.channel.service_state(IMC_SERVICE) is not None:
+            self.channel.wait_state(IMC_SERVICE, "Running")
         after = None if target is None else self.channel.file_version(target)
         return {
             "Path": path,
