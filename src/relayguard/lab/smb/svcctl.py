@@ -25,7 +25,7 @@ from typing import Any
 
 from impacket.dcerpc.v5 import scmr
 
-from relayguard.lab.exchange.ops import _applies, _apply_package
+from relayguard.lab.exchange.ops import MSI_BAD_PACKAGE, _applies, _apply_package
 from relayguard.lab.exchange.packages import parse_package
 from relayguard.lab.exchange.state import TwinState
 from relayguard.lab.exchange.store import StateStore
@@ -251,7 +251,8 @@ class SvcctlServer(PipeServer):
             return ERROR_FILE_NOT_FOUND
         package = parse_package(path.read_bytes())
         if self.fail("patch.run") or package is None:
-            shot.exit_code = 1603  # a fatal error during installation (Windows Installer)
+            # the installer cannot open its package: it installs nothing (1620)
+            shot.exit_code = MSI_BAD_PACKAGE
             return ERROR_SERVICE_REQUEST_TIMEOUT
 
         def install(state: TwinState) -> int:
