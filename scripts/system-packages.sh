@@ -10,7 +10,7 @@
 # and spool (src/relayguard/lab/exim, src/relayguard/lab/sendmail).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-packages=(postfix nmap swaks openssh-server iproute2 chromium nsd
+packages=(postfix nmap swaks openssh-server iproute2 chromium nsd smbclient samba-common-bin
   # shared libraries and tools of the unpacked exim4-daemon-light and sendmail-bin
   m4 libidn12 libgnutls-dane0 libgnutls30 libpcre2-8-0 libdb5.3 libnsl2 libcrypt1
   libwrap0 liblockfile1 libldap-2.5-0 libsasl2-2 libssl3)

@@ -88,6 +88,20 @@ options:
     type: float
     default: 600
     aliases: [command_timeout]
+  channel:
+    description:
+      - How to manage the host. V(winrm) runs the PowerShell payloads over WinRM (Exchange
+        2013 and later). V(smb) manages an Exchange 5.5 host on Windows NT 4.0 or 2000, which
+        have no WinRM, over SMB1 with NTLM - the remote registry (MS-RRP), the service control
+        manager (MS-SCMR) and the C$ / ADMIN$ shares - as O(winrm_username) with
+        O(winrm_password) on O(smb_port); the same rules, facts, backups and rollback.
+    type: str
+    choices: [winrm, smb]
+    default: winrm
+  smb_port:
+    description: SMB port of the host when O(channel=smb).
+    type: int
+    default: 445
   smtp_wait:
     description:
       - After a service restart, an install or a reboot, wait until the SMTP listener at
@@ -179,4 +193,18 @@ options:
     type: float
     default: 600
     aliases: [command_timeout]
+  channel:
+    description:
+      - How to manage the host. V(winrm) runs the PowerShell payloads over WinRM (Exchange
+        2013 and later). V(smb) manages an Exchange 5.5 host on Windows NT 4.0 or 2000, which
+        have no WinRM, over SMB1 with NTLM - the remote registry (MS-RRP), the service control
+        manager (MS-SCMR) and the C$ / ADMIN$ shares - as O(winrm_username) with
+        O(winrm_password) on O(smb_port); the same rules, facts, backups and rollback.
+    type: str
+    choices: [winrm, smb]
+    default: winrm
+  smb_port:
+    description: SMB port of the host when O(channel=smb).
+    type: int
+    default: 445
 """

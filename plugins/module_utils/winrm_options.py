@@ -18,6 +18,7 @@ from typing import Any
 
 WINRM_TRANSPORTS = ["ntlm", "kerberos", "credssp", "certificate", "basic"]
 WINRM_SCHEMES = ["https", "http"]
+CHANNELS = ["winrm", "smb"]
 
 # How to reach one Exchange server over WinRM.
 WINRM_CONNECTION_SPEC: dict[str, dict[str, Any]] = {
@@ -38,6 +39,9 @@ WINRM_CONNECTION_SPEC: dict[str, dict[str, Any]] = {
     "winrm_operation_timeout": {"type": "int", "default": 20, "aliases": ["operation_timeout"]},
     "winrm_read_timeout": {"type": "int"},
     "winrm_command_timeout": {"type": "float", "default": 600, "aliases": ["command_timeout"]},
+    # Exchange 5.5 on NT 4.0 / 2000 has no WinRM: SMB (relayguard.exchange.smb_channel)
+    "channel": {"type": "str", "choices": CHANNELS, "default": "winrm"},
+    "smb_port": {"type": "int", "default": 445},
 }
 
 # After a service restart, an install or a reboot: wait for the SMTP greeting again.

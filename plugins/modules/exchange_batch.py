@@ -130,6 +130,16 @@ options:
             type: float
             default: 600
             aliases: [command_timeout]
+          channel:
+            description: V(winrm), or V(smb) for an Exchange 5.5 host on Windows NT 4.0 or 2000,
+              which have no WinRM (as in exchange_relay).
+            type: str
+            choices: [winrm, smb]
+            default: winrm
+          smb_port:
+            description: SMB port of the host when O(hosts[].relay.channel=smb).
+            type: int
+            default: 445
           smtp_wait:
             description: After a restart, an install or a reboot, wait for the SMTP greeting.
             type: bool

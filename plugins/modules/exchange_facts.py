@@ -19,7 +19,9 @@ description:
     payloads on it; nothing on the server is changed.
   - Exchange 5.5 - the Setup key, the C(MSExchangeIMC) service, C(msexcimc.exe)'s file version
     and the IMS routing restrictions under
-    C(HKLM\SYSTEM\CurrentControlSet\Services\MSExchangeIMC\Parameters) (KB Q193922).
+    C(HKLM\SYSTEM\CurrentControlSet\Services\MSExchangeIMC\Parameters) (KB Q193922). With
+    O(channel=smb) the same facts are read over SMB (remote registry, service control manager,
+    C$), as Windows NT 4.0 and 2000 have no WinRM.
   - Exchange 2013, 2016, 2019 and Subscription Edition - C(ExSetup.exe)'s file version, the
     v15 Setup key, installed updates, receive connectors, ANONYMOUS LOGON rights, accepted
     domains and recipient validation, read through the Exchange shell (the snap-in, else
@@ -149,8 +151,9 @@ from ansible_collections.relayguard.mail.plugins.module_utils.winrm_options impo
 
 try:
     from relayguard.exchange.assess import assess
-    from relayguard.exchange.connection import winrm_options
+    from relayguard.exchange.connection import smb_options, winrm_options
     from relayguard.exchange.patch_level import PatchPolicy
+    from relayguard.exchange.smb_channel import assess_smb
     from relayguard.validate import InputError
 
     IMPORT_ERROR = None
@@ -167,9 +170,14 @@ def main() -> None:
         module.fail_json(msg=missing_required_lib(RELAYGUARD), exception=IMPORT_ERROR)
     try:
         options = winrm_options(module.params)
+        smb = None
+        if module.params["channel"] == "smb":  # Exchange 5.5 on NT 4.0 / 2000: no WinRM
+            smb = smb_options(module.params, options)
     except InputError as exc:
         module.fail_json(msg=str(exc))
-    result = assess(options, policy=PatchPolicy(module.params["patch_policy"])).to_dict()
+    policy = PatchPolicy(module.params["patch_policy"])
+    assessed = assess(options, policy=policy) if smb is None else assess_smb(smb, policy=policy)
+    result = assessed.to_dict()
     if result["error"] is not None:
         module.fail_json(msg=result["error"], host=result["host"])
     module.exit_json(

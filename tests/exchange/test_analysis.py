@@ -497,9 +497,10 @@ def test_flag_members(text: str | None, members: tuple[str, ...]) -> None:
 
 
 def test_range_parsers() -> None:
-    assert str(parse_net_mask("192.0.2.0;255.255.255.0")) == "192.0.2.0/24"
-    assert parse_net_mask("192.0.2.0;255.0.255.0") is None  # not a contiguous mask
-    assert parse_net_mask("192.0.2.0") is None
+    assert str(parse_net_mask("192.0.2.0;255.255.255.0")) == "192.0.2.0;255.255.255.0"
+    assert str(parse_net_mask("192.0.2.7")) == "192.0.2.7;255.255.255.255"  # KB Q193922
+    assert parse_net_mask("192.0.2.0;mask") is None
+    assert parse_net_mask("host.example") is None
     assert parse_remote_range("192.0.2.1-192.0.2.4") is not None
     assert parse_remote_range("192.0.2.9-192.0.2.1") is None
     assert parse_remote_range("2001:db8::/32") is not None

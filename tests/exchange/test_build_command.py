@@ -45,10 +45,31 @@ def test_exchange55_with_file_version(capsys: pytest.CaptureFixture[str]) -> Non
     assert (document["level"], document["relay_fix"]) == ("SP2", True)
     status, out, _ = _run(capsys, "5.5.2448")
     assert "  relay fix: no" in out.splitlines()
-    status, out, _ = _run(capsys, "5.5.2650.1")
+    # A four-part 5.5 build the catalog does not list is matched on its first three parts.
+    status, out, _ = _run(capsys, "5.5.2650.5")
     assert status == 3
-    assert "  relay fix: unknown" in out.splitlines()
-    assert "msexcimc" in out
+    assert "  relay fix: yes" in out.splitlines()
+    assert "first three parts are SP3" in out
+
+
+def test_real_four_part_builds_name_their_service_pack(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """What real 5.5 servers print (5.5.2650.21 is SP3 with the MS99-027 relay fix)."""
+    status, out, _ = _run(capsys, "5.5.2650.21", "--json")
+    document = json.loads(out)
+    assert status == 0
+    assert (document["known"], document["level"], document["relay_fix"]) == (True, "SP3", True)
+    for version in ("5.5.2653.13", "5.5.2653.19", "5.5.2653.23"):
+        _, out, _ = _run(capsys, version, "--json")
+        assert (json.loads(out)["level"], json.loads(out)["relay_fix"]) == ("SP4", True)
+    _, out, _ = _run(capsys, "5.5.2448.4", "--json")
+    assert (json.loads(out)["level"], json.loads(out)["relay_fix"]) == ("SP2", False)
+    # the file version decides over the service pack (KB Q237927: msexcimc.exe >= 5.5.2650.1)
+    _, out, _ = _run(capsys, "5.5.2448.4", "--msexcimc", "5.5.2650.1", "--json")
+    assert json.loads(out)["relay_fix"] is True
+    _, out, _ = _run(capsys, "5.5.2650.21", "--msexcimc", "5.5.2650.0", "--json")
+    assert json.loads(out)["relay_fix"] is False
 
 
 def test_unknown_build_exits_3(capsys: pytest.CaptureFixture[str]) -> None:

@@ -104,7 +104,7 @@ def test_threshold_is_data() -> None:
 def test_unknown_exchange55_build_with_file_version() -> None:
     result = explain("5.5.2600", as_of=TODAY, msexcimc="5.5.2650.1")
     assert not result.known
-    assert (result.nearest_below, result.nearest_above) == ("5.5.2448", "5.5.2650")
+    assert (result.nearest_below, result.nearest_above) == ("5.5.2448.4", "5.5.2650")
     assert result.relay_fix is True  # the file version proves it whatever the build
     without = explain("5.5.2600", as_of=TODAY)
     assert without.relay_fix is None
@@ -226,7 +226,6 @@ def test_conflicting_sources_are_both_kept_and_flagged() -> None:
         ("15.2.1545.0", "15.2.1544.48", "15.2.1748.10"),
         ("15.0.1.0", None, "15.0.516.32"),
         ("15.1.9999.0", "15.1.2507.75", None),
-        ("5.5.2650.1", "5.5.2650", "5.5.2653"),  # a file version is not a build
         ("5.5.1000", None, "5.5.1960"),
     ],
 )
@@ -321,7 +320,7 @@ def test_catalog_integrity() -> None:
         for level in product.supported_levels:
             assert (product.id, level) in levels
     counts = Counter(row.product for row in catalog.builds)
-    assert counts["exchange55"] == 5
+    assert counts["exchange55"] == 11  # KB Q158530 three-part rows, six four-part
     assert counts["exchange2013"] >= 50
     assert counts["exchange2016"] >= 100
     assert counts["exchange2019"] >= 100

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from relayguard.lab.exchange import profiles
-from relayguard.lab.exchange.state import TwinState
+from relayguard.lab.exchange.state import RoutingEntry, TwinState
 
 from .conftest import TRUSTED, UNTRUSTED, TwinServer, next_address
 from .smtpclient import banner, rcpt
@@ -61,7 +61,8 @@ def test_too_wide_allow_list_relays_for_untrusted(twin_server: Make) -> None:
 def test_restrictions_refuse_untrusted_allow_trusted(twin_server: Make) -> None:
     server = twin_server(profiles.ex55_sp4_closed(spec("closed")))
     code, text = rcpt(addr(server), FOREIGN, source=UNTRUSTED)
-    assert (code, text) == (550, "5.7.1 Unable to relay for relaytest@example.com")
+    # the 5.5 IMS's own refusal (KB Q193922, Q256856), not IIS's "5.7.1 Unable to relay"
+    assert (code, text) == (550, "Relaying is prohibited")
     assert rcpt(addr(server), FOREIGN, source=TRUSTED)[0] == 250
     # mail to an inbound domain is still accepted, in any letter case (RFC 2505 §2.1)
     assert rcpt(addr(server), "<alice@CORP.EXAMPLE>", source=UNTRUSTED)[0] == 250
@@ -87,21 +88,94 @@ def _restricted_sp(service_pack: int) -> TwinState:
 
 
 @pytest.mark.parametrize(
-    ("service_pack", "imcea", "percent", "quoted"),
+    ("service_pack", "imcea", "percent"),
     [
-        (2, 250, 250, 250),  # below 5.5.2650.1: MS99-027 hole, and the Q264330 form
-        (3, 550, 550, 250),  # SP3 has the Q237927 fix, not the Q264330 one
-        (4, 550, 550, 550),  # SP4 fixes both
+        (2, 250, 250),  # below msexcimc.exe 5.5.2650.1: the MS99-027 hole (KB Q237927)
+        (3, 550, 550),  # SP3 has the Q237927 fix
+        (4, 550, 550),
     ],
 )
 def test_encapsulated_addresses_bypass_restrictions_below_the_fix(
-    twin_server: Make, service_pack: int, imcea: int, percent: int, quoted: int
+    twin_server: Make, service_pack: int, imcea: int, percent: int
 ) -> None:
     server = twin_server(_restricted_sp(service_pack))
     assert rcpt(addr(server), FOREIGN, source=UNTRUSTED)[0] == 550
     assert rcpt(addr(server), IMCEA, source=UNTRUSTED)[0] == imcea
-    assert rcpt(addr(server), PERCENT, source=UNTRUSTED)[0] == percent
+    assert rcpt(addr(server), PERCENT, source=UNTRUSTED)[0] == percent  # unsourced: lab choice
+    # KB Q264330 needs forward-all plus authenticate-only: not this configuration
+    assert rcpt(addr(server), QUOTED_IMCEA, source=UNTRUSTED)[0] == 550
+
+
+@pytest.mark.parametrize(("service_pack", "quoted"), [(2, 250), (3, 250), (4, 550)])
+def test_quoted_imcea_needs_forward_all_and_authenticate_only(
+    twin_server: Make, service_pack: int, quoted: int
+) -> None:
+    """KB Q264330: "Forward all messages to host" plus a restriction to authenticated
+    clients only; fixed in SP4."""
+    state = _restricted_sp(service_pack)
+    x = state.exchange55
+    assert x is not None
+    x.Parameters.RelayFlags = 8
+    x.Routing.ForwardAllHost = "smarthost.corp.example"
+    x.Running = x.snapshot()
+    server = twin_server(state)
     assert rcpt(addr(server), QUOTED_IMCEA, source=UNTRUSTED)[0] == quoted
+    assert rcpt(addr(server), FOREIGN, source=UNTRUSTED)[0] == 550
+
+
+def _with_routing(entries: list[RoutingEntry], allow: list[str] | None = None) -> TwinState:
+    state = profiles.ex55_sp4_closed(spec("routing"))
+    x = state.exchange55
+    assert x is not None
+    x.Routing.RoutingList = entries
+    if allow is not None:
+        x.Parameters.RelayAllowList = allow
+    x.Running = x.snapshot()
+    return state
+
+
+def test_routing_domains_match_subdomains_and_hash_matches_exactly(twin_server: Make) -> None:
+    """KB Q169683 / Q259531: an entry covers its subdomains; "#domain" that domain only."""
+    server = twin_server(
+        _with_routing(
+            [
+                RoutingEntry(Domain="corp.example", Action="Inbound"),
+                RoutingEntry(Domain="#only.example", Action="Inbound"),
+            ]
+        )
+    )
+    assert rcpt(addr(server), "<alice@mail.corp.example>", source=UNTRUSTED)[0] == 250
+    assert rcpt(addr(server), "<bob@only.example>", source=UNTRUSTED)[0] == 250
+    assert rcpt(addr(server), "<bob@sub.only.example>", source=UNTRUSTED) == (
+        550,
+        "Relaying is prohibited",
+    )
+
+
+def test_only_always_relay_entries_relay_for_anyone(twin_server: Make) -> None:
+    """A Reroute entry obeys the routing restrictions unless it has "Override relay
+    restrictions. Always relay." (KB Q259531)."""
+    server = twin_server(
+        _with_routing(
+            [
+                RoutingEntry(Domain="corp.example", Action="Inbound"),
+                RoutingEntry(Domain="partner.example", Action="Reroute", Host="mx.partner"),
+                RoutingEntry(
+                    Domain="branch.example", Action="Reroute", Host="mx.b", AlwaysRelay=True
+                ),
+            ]
+        )
+    )
+    assert rcpt(addr(server), "<x@partner.example>", source=UNTRUSTED)[0] == 550
+    assert rcpt(addr(server), "<x@partner.example>", source=TRUSTED)[0] == 250
+    assert rcpt(addr(server), "<x@shop.branch.example>", source=UNTRUSTED)[0] == 250
+
+
+def test_list_lines_per_q193922(twin_server: Make) -> None:
+    """A line without ";mask" is one host; a net with host bits set matches nobody."""
+    server = twin_server(_with_routing([], allow=[TRUSTED, f"{UNTRUSTED};255.255.255.0"]))
+    assert rcpt(addr(server), FOREIGN, source=TRUSTED)[0] == 250
+    assert rcpt(addr(server), FOREIGN, source=UNTRUSTED)[0] == 550
 
 
 def test_registry_change_needs_a_restart(twin_server: Make) -> None:

@@ -23,7 +23,9 @@ from relayguard.exchange.apply import read_backup
 from relayguard.lab.exchange.state import Fault, TwinState
 from relayguard.lab.exchange.store import StateStore
 
-FLEET = "exchange2019/anon-relay:2,exchange2016/star-domain:1,exchange55/sp2-noreroute:2"
+# The 5.5 hosts reroute: over SMB the Routing tab cannot be written (its storage is unknown),
+# so a "Do not reroute" host is never closed automatically (docs/exchange.md).
+FLEET = "exchange2019/anon-relay:2,exchange2016/star-domain:1,exchange55/sp2-reroute-open:2"
 # One batch, and one host's failure does not stop the others.
 ONE_BATCH = {"relay_serial": ["100%"], "relay_max_fail_percentage": 100}
 RELAY_TASK = "Only the allowed networks relay; the inbound domains stay accepted"
@@ -37,6 +39,8 @@ class Injected:
     fault: Fault
     task: str  # the playbook task the error names
     says: tuple[str, ...]  # further words the error must hold (the step, what was done)
+    # A WinRM fault's message reaches the error; over SMB only a Win32 error code does.
+    message_in_error: bool = True
 
 
 def _faults() -> dict[str, Injected]:
@@ -57,15 +61,20 @@ def _faults() -> dict[str, Injected]:
             RELAY_TASK,
             ("step 1/", "failed:", restored),
         ),
+        # Exchange 5.5 is reached over SMB (relay_exchange_channel defaults to smb for it):
+        # the faults are the SMB twin's.
         "exchange55/0": Injected(
-            fault("exchange.install_patch", "IMS hotfix installer crashed"),
+            fault("smb.patch.run", "IMS hotfix installer crashed"),
             PATCH_TASK,
-            ("msexcimc.exe is still", "nothing was installed"),
+            ("the installer cannot open the package", "nothing was installed"),
+            message_in_error=False,
         ),
         "exchange55/1": Injected(
-            fault("exchange.restart_service", "MSExchangeIMC did not start"),
+            fault("smb.service.start", "MSExchangeIMC did not start"),
             RELAY_TASK,
-            ("step 3/3 (restart MSExchangeIMC", "failed:", restored),
+            # two steps over SMB: the Routing tab's storage is unknown, so it is not written
+            ("step 2/2 (restart MSExchangeIMC", "failed:", restored),
+            message_in_error=False,
         ),
     }
 
@@ -128,7 +137,8 @@ def test_faults_during_a_whole_run_roll_back_and_a_rerun_converges() -> None:
             # The report says what happened: the step, the cause, what became of the host.
             error = host["error"] or ""
             assert error.startswith(injected.task), (name, error)
-            assert injected.fault.message in error, (name, error)
+            if injected.message_in_error:
+                assert injected.fault.message in error, (name, error)
             for words in injected.says:
                 assert words in error, (name, words, error)
             # Never half-changed: the relay configuration is the one before the run, and

@@ -1,5 +1,5 @@
 """secure-relay.yml at -vvv on the lab: every host closed — the Exchange 5.5 SP2 twin through
-the SP4-level IMS package (KB Q264330) — and none of the lab's passwords anywhere: not in
+the SP4-level IMS package (KB Q264330), over SMB — and none of the lab's passwords anywhere: not in
 the output, not in the reports, not in the lab's logs."""
 
 from __future__ import annotations
@@ -8,7 +8,9 @@ from pathlib import Path
 
 from playbook.fleet import lab_fleet
 
-FLEET = "exchange55/sp2-noreroute:1,exchange2019/anon-relay:1,postfix/open_relay:1"
+# The 5.5 twin is reached over SMB (relay_exchange_channel's default for exchange55), where
+# the Routing tab cannot be written: a rerouting SP2 twin, which SMB can close.
+FLEET = "exchange55/sp2-reroute-open:1,exchange2019/anon-relay:1,postfix/open_relay:1"
 
 
 def _texts(root: Path) -> list[tuple[Path, str]]:

@@ -23,6 +23,8 @@ _PACKAGES = {
     "ip": "iproute2",
     "chromium": "chromium",
     "nsd": "nsd",
+    "smbclient": "smbclient",
+    "net": "samba-common-bin",
 }
 
 

@@ -8,6 +8,11 @@ comes only from an environment variable (`--password-env VAR`) or a prompt, neve
 Export-Clixml files that `relayguard facts --collector` (a read-only PowerShell script an
 Exchange admin runs) writes. A file missing from a capture makes its facts unknown.
 
+`relayguard facts --channel smb --username U --password-env VAR HOST` reads an Exchange 5.5
+host on Windows NT 4.0 / 2000 (no WinRM there) over SMB with NTLM: the remote registry, the
+service control manager and the C$ share (relayguard.exchange.smb_channel); same rules, same
+facts.
+
 Exit statuses: 0 every host closed and patched; 2 any host relays or misses its fix;
 3 any host could not be read or a deciding fact is unknown; 1 usage error.
 """
@@ -31,6 +36,7 @@ from relayguard.exchange.assess import (
 )
 from relayguard.exchange.capture import COLLECTOR
 from relayguard.exchange.patch_level import PatchPolicy
+from relayguard.exchange.smb_channel import SmbOptions, assess_smb
 from relayguard.exchange.transport import Secret
 from relayguard.exchange.winrm_settings import CERT_VALIDATION, TRANSPORTS, winrm_settings
 from relayguard.validate import InputError
@@ -66,8 +72,16 @@ def register(subparsers: Any) -> None:
         metavar="VAR",
         help="environment variable holding the password (default: prompt)",
     )
+    parser.add_argument(
+        "--channel",
+        choices=("winrm", "smb"),
+        default="winrm",
+        help="winrm (Exchange 2013+, or 5.5 twins) or smb (Exchange 5.5 on NT 4.0 / 2000)",
+    )
     parser.add_argument("--transport", choices=TRANSPORTS, default="ntlm")
-    parser.add_argument("--port", type=int, help="WinRM port (default 5986 for HTTPS)")
+    parser.add_argument(
+        "--port", type=int, help="WinRM port (default 5986 for HTTPS); SMB port (default 445)"
+    )
     parser.add_argument("--ca-trust-path", metavar="FILE", help="CA bundle (PEM) to trust")
     parser.add_argument(
         "--server-cert-validation",
@@ -157,6 +171,28 @@ def _print(results: list[HostAssessment], as_json: bool) -> int:
     return exit_status(results)
 
 
+def _run_smb(args: argparse.Namespace) -> int:
+    try:
+        if not args.username:
+            raise InputError("--username", None, "is needed for --channel smb")
+        password = _password(args)
+        if password is None:
+            raise InputError("--password-env", None, "is needed for --channel smb")
+        port = 445 if args.port is None else args.port
+        if not 0 < port < 65536:
+            raise InputError("--port", port, "is not a TCP port")
+        domain, _, user = args.username.rpartition("\\")
+        options = [
+            SmbOptions(host, user, password, port=port, domain=domain, timeout=args.timeout)
+            for host in args.hosts
+        ]
+    except InputError as exc:
+        print(f"relayguard facts: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    policy = PatchPolicy(args.patch_policy)
+    return _print([assess_smb(option, policy=policy) for option in options], args.json)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.collector:
         sys.stdout.write(COLLECTOR.read_text(encoding="utf-8"))
@@ -167,6 +203,8 @@ def run(args: argparse.Namespace) -> int:
     if args.capture:
         policy = PatchPolicy(args.patch_policy)
         return _print([assess_capture(d, policy=policy) for d in args.capture], args.json)
+    if args.channel == "smb":
+        return _run_smb(args)
     try:
         password = _password(args)
         options = [

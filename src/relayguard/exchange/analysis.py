@@ -12,7 +12,6 @@ reported with `opens_relay` false. `patch_status` says whether the relay fix is 
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -20,7 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 from relayguard.exchange.catalog import Catalog, InvalidVersionError, load_catalog, parse_version
-from relayguard.exchange.facts import Exchange55Relay, ExchangeFacts
+from relayguard.exchange.facts import ExchangeFacts
 from relayguard.exchange.findings import ExposureFinding
 from relayguard.exchange.patch_level import PatchLevel, PatchPolicy, patch_level
 from relayguard.exchange.rules import (
@@ -34,16 +33,30 @@ from relayguard.exchange.rules import (
     SRC_VALIDATION,
     parse_remote_range,
     run_modern_rules,
-    too_wide,
+)
+from relayguard.exchange.rules55 import (
+    RELAY_ALLOW,
+    RELAY_AUTHENTICATED,
+    RELAY_DENY,
+    RELAY_LOCAL_IP,
+    SRC_Q193922,
+    SRC_Q237927,
+    parse_net_mask,
+    run_exchange55_rules,
 )
 from relayguard.vocabulary import Platform, RuleResult, Verdict
 
 __all__ = [
     "ACCEPT_ANY_RECIPIENT",
     "ANONYMOUS_LOGON",
+    "RELAY_ALLOW",
+    "RELAY_AUTHENTICATED",
+    "RELAY_DENY",
     "RELAY_DOMAIN_TYPES",
+    "RELAY_LOCAL_IP",
     "SRC_ANON_RIGHT",
     "SRC_EXTERNAL_AUTH",
+    "SRC_Q193922",
     "SRC_RELAY_DOMAIN",
     "SRC_STAR_DOMAIN",
     "SRC_VALIDATION",
@@ -60,17 +73,6 @@ __all__ = [
 # A relay grant wider than this many prefix bits counts as "everyone" (a /8 allow list lets a
 # whole network of strangers relay). Callers with a different policy pass their own.
 DEFAULT_MAX_GRANT_PREFIX = 16
-
-# KB Q193922: RelayFlags bits of the IMS routing restrictions.
-RELAY_DENY = 1
-RELAY_ALLOW = 2
-RELAY_LOCAL_IP = 4
-RELAY_AUTHENTICATED = 8
-
-
-SRC_Q193922 = "KB Q193922 (IMS routing restrictions in the registry)"
-SRC_Q169683 = "KB Q169683 / Q259531 (IMS Routing tab); RFC 2505 sections 1.5, 1.6"
-SRC_Q237927 = "KB Q237927 (MS99-027, encapsulated SMTP address relay)"
 
 
 class PatchState(StrEnum):
@@ -119,106 +121,7 @@ class PatchStatus:
         }
 
 
-# --- address ranges ------------------------------------------------------------------------
-
-
-def parse_net_mask(entry: str) -> ipaddress.IPv4Network | None:
-    """An IMS list entry "net;mask" (KB Q193922), or None when malformed (the IMS skips it)."""
-    parts = entry.strip().split(";")
-    if len(parts) != 2:
-        return None
-    try:
-        return ipaddress.IPv4Network(f"{parts[0].strip()}/{parts[1].strip()}", strict=False)
-    except ValueError:
-        return None
-
-
 # --- Exchange 5.5 --------------------------------------------------------------------------
-
-
-def _exchange55_findings(
-    relay: Exchange55Relay, max_prefix: int
-) -> tuple[list[ExposureFinding], list[str]]:
-    findings: list[ExposureFinding] = []
-    unknowns: list[str] = []
-    flags = relay.relay_flags
-    subject = f"{relay.parameters_path}\\RelayFlags"
-    if not flags:
-        findings.append(
-            ExposureFinding(
-                "ims-no-routing-restrictions",
-                subject,
-                True,
-                "RelayFlags is "
-                + ("absent" if flags is None else "0")
-                + ": no routing restrictions, every client may relay",
-                SRC_Q193922,
-            )
-        )
-    else:
-        grants = flags & (RELAY_ALLOW | RELAY_LOCAL_IP | RELAY_AUTHENTICATED)
-        if not grants:
-            findings.append(
-                ExposureFinding(
-                    "ims-deny-list-only",
-                    subject,
-                    True,
-                    f"RelayFlags is {flags}: a deny list only, every client not on it may relay",
-                    SRC_Q193922,
-                )
-            )
-        if flags & RELAY_ALLOW:
-            findings.extend(_allow_list_findings(relay, max_prefix))
-        if flags & RELAY_LOCAL_IP and relay.relay_local_ip_list:
-            findings.append(
-                ExposureFinding(
-                    "ims-local-ip-list",
-                    f"{relay.parameters_path}\\RelayLocalIPList",
-                    False,
-                    "every client connecting to one of the server addresses "
-                    + ", ".join(relay.relay_local_ip_list)
-                    + " may relay; open if one of them faces the Internet",
-                    SRC_Q193922,
-                )
-            )
-    if relay.reroute_incoming is None:
-        unknowns.append(
-            "the IMS Routing tab (reroute switch, inbound domains) could not be read "
-            f"(source: {relay.routing_source})"
-        )
-    elif not relay.reroute_incoming:
-        findings.append(
-            ExposureFinding(
-                "ims-do-not-reroute",
-                "IMS Routing tab: Do not reroute incoming SMTP mail",
-                True,
-                "'Do not reroute' accepts RCPT for every domain and sends an NDR after DATA: "
-                "to any client it is an open relay at RCPT time",
-                SRC_Q169683,
-            )
-        )
-    return findings, unknowns
-
-
-def _allow_list_findings(relay: Exchange55Relay, max_prefix: int) -> list[ExposureFinding]:
-    out: list[ExposureFinding] = []
-    subject = f"{relay.parameters_path}\\RelayAllowList"
-    for entry in relay.relay_allow_list or ():
-        network = parse_net_mask(entry)
-        if network is None:
-            continue  # malformed lines are skipped by the IMS: they grant nothing
-        if too_wide([network], max_prefix):
-            out.append(
-                ExposureFinding(
-                    "ims-allow-list-too-wide",
-                    subject,
-                    True,
-                    f"allow-list entry {entry!r} ({network}) lets a network wider than "
-                    f"/{max_prefix} relay",
-                    SRC_Q193922,
-                )
-            )
-    return out
 
 
 def _encapsulation_finding(facts: ExchangeFacts) -> ExposureFinding | None:
@@ -251,9 +154,8 @@ def relay_exposure(
         if facts.exchange55 is None:
             unknowns.append("the IMS relay configuration was not read")
         else:
-            found, unknown = _exchange55_findings(facts.exchange55, max_grant_prefix)
-            findings += found
-            unknowns += unknown
+            checks, unknowns = run_exchange55_rules(facts.exchange55, max_grant_prefix)
+            findings = [f for f in checks if f.result is RuleResult.FAIL]
         encapsulation = _encapsulation_finding(facts)
         if encapsulation is not None:
             findings.append(encapsulation)

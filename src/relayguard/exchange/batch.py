@@ -19,6 +19,7 @@ from relayguard.exchange.assess import assess
 from relayguard.exchange.patch_level import PatchPolicy
 from relayguard.exchange.patch_task import run_patch_task
 from relayguard.exchange.relay_task import TaskFailure, run_relay_task
+from relayguard.exchange.smb_channel import assess_smb
 from relayguard.exchange.transport import WinRMClient, WinRMOptions
 from relayguard.validate import InputError
 
@@ -53,7 +54,14 @@ def assess_host(request: HostRequest, client_factory: ClientFactory) -> dict[str
     except ValueError:
         choices = ", ".join(p.value for p in PatchPolicy)
         return failure(f"patch_policy {request.patch_policy!r} is not one of {choices}")
-    result = assess(options, policy=policy, client_factory=client_factory).to_dict()
+    if request.relay.get("channel") == "smb":
+        try:
+            smb = connection.smb_options(request.relay, options)
+        except InputError as exc:
+            return failure(str(exc))
+        result = assess_smb(smb, policy=policy).to_dict()
+    else:
+        result = assess(options, policy=policy, client_factory=client_factory).to_dict()
     if result["error"] is not None:
         return failure(result["error"], host=result["host"])
     return {

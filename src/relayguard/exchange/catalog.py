@@ -485,6 +485,14 @@ def _fix_status(
     )
 
 
+def _exchange55_level(catalog: Catalog, version: BuildVersion) -> BuildRow | None:
+    """Exchange 5.5 servers print four parts (5.5.2650.21) where KB Q158530 gives three
+    (5.5.2650): an unlisted fourth part is matched to its service pack by the first three."""
+    if (version.major, version.minor) != (5, 5) or not version.revision:
+        return None
+    return catalog.by_version.get((version.major, version.minor, version.build, 0))
+
+
 def explain(
     version: str | BuildVersion,
     *,
@@ -498,7 +506,8 @@ def explain(
     parsed = _as_version(version)
     file_version = None if msexcimc is None else _as_version(msexcimc)
     product = catalog.product_of(parsed)
-    row = catalog.by_version.get(parsed.key)
+    exact = catalog.by_version.get(parsed.key)
+    row = exact or _exchange55_level(catalog, parsed)
     notes: list[str] = []
     if product is None:
         return BuildExplanation(
@@ -539,12 +548,12 @@ def explain(
     below, above = (None, None) if row is not None else nearest_builds(catalog, product, parsed)
     if row is None:
         notes.insert(0, f"{parsed} is not in the catalog; it is reported, not guessed")
-        if product.platform is Platform.EXCHANGE55 and parsed.revision:
-            notes.insert(
-                1,
-                "Exchange 5.5 builds have three parts; a fourth suggests a file version "
-                "(msexcimc.exe's belongs in the msexcimc argument)",
-            )
+    elif exact is None:
+        notes.insert(
+            0,
+            f"{parsed} is not in the catalog; its first three parts are {row.level} "
+            f"({row.version}, {catalog.sources[row.source].title})",
+        )
     else:
         if row.released_source is not None:
             notes.append(f"release date from {catalog.sources[row.released_source].title}")
@@ -552,7 +561,7 @@ def explain(
             notes.append(row.note)
     return BuildExplanation(
         version=str(parsed),
-        known=row is not None,
+        known=exact is not None,
         product=product.name,
         platform=product.platform.value,
         level=None if row is None else row.level,

@@ -6,23 +6,28 @@ argument specs (plugins/module_utils/winrm_options.py: the options, their defaul
 aliases). The library reads the values those specs produce: `winrm_options` checks each one
 (no network traffic; the choices are `SCHEMES` and `winrm_settings.TRANSPORTS`, held equal to
 the spec's by tests/exchange_remediation/test_module_docs.py); `client_for` turns the result
-into a `WinRMClient`.
+into a `WinRMClient`; `runner_for` picks the channel (`channel`: winrm, or smb for an
+Exchange 5.5 host on Windows NT 4.0 / 2000).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from relayguard import validate
 from relayguard.exchange import winrm_settings
 from relayguard.exchange.apply import SmtpWait
+from relayguard.exchange.current import PayloadRunner
+from relayguard.exchange.smb_channel import TEMP_DIR as SMB_TEMP_DIR
+from relayguard.exchange.smb_channel import SmbChannel, SmbOptions, SmbRunner
 from relayguard.exchange.transport import AuthMethod, Secret, WinRMClient, WinRMOptions
 from relayguard.validate import InputError
 
 SCHEMES = ("https", "http")
+CHANNELS = ("winrm", "smb")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -124,3 +129,40 @@ def smtp_wait(params: Mapping[str, Any], host: str) -> SmtpWait | None:
 
 def client_for(options: WinRMOptions) -> WinRMClient:
     return WinRMClient(options)
+
+
+def smb_options(params: Mapping[str, Any], options: WinRMOptions) -> SmbOptions:
+    """The SMB options of an Exchange 5.5 host: its WinRM credentials on `smb_port`."""
+    port = validate.port("smb_port", params.get("smb_port") or 445)
+    if options.username is None or options.password is None:
+        raise InputError("winrm_password", None, "and winrm_username are needed with channel smb")
+    domain, _, user = options.username.rpartition("\\")
+    return SmbOptions(
+        options.host,
+        user,
+        options.password,
+        port=port,
+        domain=domain,
+        timeout=options.command_timeout,
+    )
+
+
+def runner_for(
+    params: Mapping[str, Any],
+    options: WinRMOptions,
+    client_factory: Callable[[WinRMOptions], PayloadRunner] = client_for,
+) -> PayloadRunner:
+    """The channel the module's `channel` option names: WinRM, or SMB for an Exchange 5.5
+    host on NT 4.0 / 2000 (relayguard.exchange.smb_channel), with the same credentials."""
+    channel = _one_of("channel", params.get("channel") or "winrm", CHANNELS)
+    if channel == "winrm":
+        return client_factory(options)
+    smb = smb_options(params, options)
+    return SmbRunner(SmbChannel(smb))
+
+
+def remote_temp_dir(params: Mapping[str, Any]) -> str | None:
+    """Where packages go: NT 4.0 and 2000 have no C:\\Windows, so SMB uses %SystemRoot%\\Temp."""
+    if params.get("remote_temp_dir"):
+        return str(params["remote_temp_dir"])
+    return SMB_TEMP_DIR if params.get("channel") == "smb" else None

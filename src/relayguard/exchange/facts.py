@@ -63,6 +63,8 @@ class RoutingEntry:
     domain: str
     action: str  # "Inbound" (accepted as inbound) or "Reroute"
     host: str
+    # "Override relay restrictions. Always relay." (KB Q169683, Q259531): relays for anyone
+    always_relay: bool = False
 
 
 @dataclass(frozen=True)
@@ -296,6 +298,7 @@ def exchange55_relay_from(document: Any) -> Exchange55Relay:
                 domain=_str(_get(e, "Domain", where), f"{where}.RoutingList.Domain"),
                 action=_str(_get(e, "Action", where), f"{where}.RoutingList.Action"),
                 host=_opt_str(e.get("Host"), f"{where}.RoutingList.Host") or "",
+                always_relay=_bool(e.get("AlwaysRelay", False), f"{where}.RoutingList.AlwaysRelay"),
             )
             for e in entries
         )

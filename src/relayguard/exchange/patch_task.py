@@ -38,10 +38,10 @@ def run_patch_task(
             reboot=params.get("reboot", False),
         )
         temp_dir = host_path(
-            "remote_temp_dir", params.get("remote_temp_dir") or DEFAULT_REMOTE_TEMP_DIR
+            "remote_temp_dir", connection.remote_temp_dir(params) or DEFAULT_REMOTE_TEMP_DIR
         )
         with host_lock(options.host):
-            client = client_factory(options)
+            client = connection.runner_for(params, options, client_factory)
             result = install_patch(
                 client,
                 request,

@@ -63,7 +63,7 @@ def run_relay_task(
         if params.get("state", "present") == "restored":
             backup = Path(controller_path("backup_file", params.get("backup_file")))
             with host_lock(options.host):
-                client = client_factory(options)
+                client = connection.runner_for(params, options, client_factory)
                 restored = restore_relay(client, backup, check_mode=check_mode, smtp=smtp)
             result = restored.as_dict()
             result["diff"] = restored.plan.diff()
@@ -85,7 +85,7 @@ def run_relay_task(
             reports = controller_path("reports_dir", params.get("reports_dir") or "reports")
             backup = backup_path(reports, run_id, host)
         with host_lock(options.host):
-            client = client_factory(options)
+            client = connection.runner_for(params, options, client_factory)
             applied = apply_relay(
                 client,
                 desired,

@@ -4,18 +4,27 @@ Every reply derives from the twin's state, and from the part of it the running
 MSExchangeIMC loaded at its last start (`Exchange55.loaded()`): the IMS reads its registry
 parameters when it starts, so a registry change takes effect after a restart (KB Q193922).
 
-Sources (docs/sources.md#kb-q169683, docs/sources.md#kb-q193922, docs/lab.md):
+Sources (docs/sources.md#kb-q193922, #kb-q169683, #kb-q255695, #ms99-027, #kb-q264330,
+#kb-q256856, #exchange55-percent-hack-unsourced, docs/lab.md):
 - "Do not reroute incoming SMTP mail": the IMS accepts RCPT for any domain with 250, accepts
-  DATA and sends a non-delivery report later (KB Q169683; RFC 2505 §1.5 calls this out).
-- "Reroute incoming SMTP mail" with the Routing list (KB Q169683, Q259531): domains marked
-  "should be accepted as inbound" are local; everything else is rerouted (relayed), for
-  everyone unless routing restrictions are set (SP1+, KB Q196626).
+  DATA and sends a non-delivery report later (KB Q255695, Q237927).
+- "Reroute incoming SMTP mail" with the Routing list (KB Q169683, Q259531): an entry matches
+  its domain and every subdomain, `#domain` that domain only. Domains "accepted as inbound"
+  are local; mail elsewhere is rerouted (relayed) for clients the routing restrictions allow
+  (SP1+, KB Q196626); only an entry with "Override relay restrictions. Always relay." relays
+  for every client.
 - Routing restrictions (KB Q193922): `RelayFlags` bits 1 deny list, 2 allow list, 4 local-IP
-  list, 8 authenticated clients; lists of `net;mask`. Refusal: `550 5.7.1 Unable to relay`.
+  list, 8 authenticated clients; lists of `net;mask`, a line without `;mask` is one host
+  (mask 255.255.255.255), and a client matches when `(IP AND mask) == net` (a net with host
+  bits set matches no client). Refusal: `550 Relaying is prohibited` (KB Q193922, Q256856).
 - Encapsulated addresses (MS99-027, KB Q237927): below msexcimc.exe 5.5.2650.1 an
-  `IMCEASMTP-...@local` address or a `%`-hack address at a local domain is rerouted without
-  applying the restrictions. The quoted `"IMCEA..."@local` variant is fixed only in SP4
-  (5.5.2653, KB Q264330).
+  `IMCEASMTP-...@local` address at a local domain is rerouted without applying the
+  restrictions. The quoted `"IMCEA..."@local` variant (KB Q264330, fixed in SP4) needs
+  "Forward all messages to host" plus a restriction to authenticated clients only.
+- The `%`-hack (`user%foreign@local`) as an MS99-027 bypass: UNSOURCED. No KB or bulletin we
+  found says the 5.5 IMS reroutes it; the twin treats it like the IMCEA form (lab choice,
+  docs/sources.md#exchange55-percent-hack-unsourced) so the probe's percent-hack tests
+  have something to find.
 """
 
 from __future__ import annotations
@@ -25,11 +34,16 @@ import ipaddress
 
 from relayguard.lab.exchange.dialogue import Disposition, Reply, SessionFacts
 from relayguard.lab.exchange.mailpath import MailPath, decode_imcea
-from relayguard.lab.exchange.state import Exchange55, ImsParameters, ImsRunning
+from relayguard.lab.exchange.state import Exchange55, ImsParameters, ImsRunning, RoutingEntry
 
 # Thresholds as data (docs/sources.md#ms99-027-secondary-threshold).
 IMCEA_FIX = (5, 5, 2650, 1)  # MS99-027, KB Q237927
 QUOTED_IMCEA_FIX = (5, 5, 2653, 0)  # Exchange 5.5 SP4, KB Q264330
+
+# KB Q193922, Q256856: the 5.5 IMS's refusal ("5.7.1 Unable to relay" is IIS / Exchange 2000,
+# KB Q304897).
+REFUSAL = "Relaying is prohibited"
+HOST_MASK = 0xFFFFFFFF  # KB Q193922: a line without ";mask" is one host
 
 RELAY_DENY = 1
 RELAY_ALLOW = 2
@@ -81,7 +95,7 @@ def rcpt_reply(
 ) -> Reply:
     """The IMS's answer to `RCPT TO:` for this state, client and path."""
     run = x.loaded()
-    refuse = Reply(550, f"5.7.1 Unable to relay for {path.text}")
+    refuse = Reply(550, REFUSAL)
     if not path.domain:
         return Reply(501, "5.5.4 Invalid Address")
     if legit_flow_broken:
@@ -92,7 +106,7 @@ def rcpt_reply(
 
     local = is_inbound(x, run, path.domain)
     target = encapsulated_target(path) if local and not path.route else None
-    bypass = target is not None and _bypasses_restrictions(path, run.ImcFileVersion)
+    bypass = target is not None and _bypasses_restrictions(path, run)
 
     if not run.Routing.RerouteIncoming:
         # "Do not reroute": 250 for any recipient; the NDR comes after DATA.
@@ -103,8 +117,9 @@ def rcpt_reply(
             return accept(_local_disposition(x, path))
         return accept(Disposition.NDR)
 
-    if rerouted_domain(run, path.domain) and not path.route:
-        return accept(Disposition.RELAY)  # a Routing-list "Reroute" entry: intended
+    entry = rerouted_entry(run, path.domain)
+    if entry is not None and not path.route and entry.AlwaysRelay:
+        return accept(Disposition.RELAY)  # "Override relay restrictions" (KB Q259531)
     if local and target is None:
         return accept(_local_disposition(x, path))
     if target is not None:
@@ -127,25 +142,35 @@ def _domain_of(address: str) -> str:
     return address.rpartition("@")[2]
 
 
+def routing_domain_matches(pattern: str, domain: str) -> bool:
+    """A Routing-tab entry matches its domain and every subdomain; `#domain` only itself
+    (KB Q169683, Q259531). Case-insensitive (RFC 2505 §2.1)."""
+    wanted = domain.lower().rstrip(".")
+    text = pattern.strip().lower().rstrip(".")
+    if text.startswith("#"):
+        return wanted == text[1:]
+    return wanted == text or wanted.endswith("." + text)
+
+
 def is_inbound(x: Exchange55, run: ImsRunning, domain: str) -> bool:
     """The site's SMTP domain and the Routing list's "accepted as inbound" domains.
 
-    Domain comparison is case-insensitive (RFC 2505 §2.1). A domain literal is not local:
-    the IMS matches names from its address space and Routing list only (lab choice).
+    A domain literal is not local: the IMS matches names from its address space and Routing
+    list only (lab choice).
     """
-    wanted = domain.lower().rstrip(".")
-    if wanted == x.LocalDomain.lower():
+    if domain.lower().rstrip(".") == x.LocalDomain.lower():
         return True
     return any(
-        e.Action == "Inbound" and e.Domain.lower() == wanted for e in run.Routing.RoutingList
+        e.Action == "Inbound" and routing_domain_matches(e.Domain, domain)
+        for e in run.Routing.RoutingList
     )
 
 
-def rerouted_domain(run: ImsRunning, domain: str) -> bool:
-    wanted = domain.lower().rstrip(".")
-    return any(
-        e.Action == "Reroute" and e.Domain.lower() == wanted for e in run.Routing.RoutingList
-    )
+def rerouted_entry(run: ImsRunning, domain: str) -> RoutingEntry | None:
+    for entry in run.Routing.RoutingList:
+        if entry.Action == "Reroute" and routing_domain_matches(entry.Domain, domain):
+            return entry
+    return None
 
 
 def encapsulated_target(path: MailPath) -> str | None:
@@ -176,10 +201,16 @@ def encapsulated_target(path: MailPath) -> str | None:
     return None
 
 
-def _bypasses_restrictions(path: MailPath, imc_version: str) -> bool:
-    version = version_tuple(imc_version)
+def _bypasses_restrictions(path: MailPath, run: ImsRunning) -> bool:
+    version = version_tuple(run.ImcFileVersion)
     if path.quoted:
-        return version < QUOTED_IMCEA_FIX
+        # KB Q264330: only with "Forward all messages to host" and a restriction to
+        # authenticated clients only (RelayFlags grants bit 8 and nothing else).
+        flags = run.Parameters.RelayFlags or 0
+        auth_only = flags & (RELAY_ALLOW | RELAY_LOCAL_IP | RELAY_AUTHENTICATED) == (
+            RELAY_AUTHENTICATED
+        )
+        return version < QUOTED_IMCEA_FIX and bool(run.Routing.ForwardAllHost) and auth_only
     return version < IMCEA_FIX
 
 
@@ -206,25 +237,28 @@ def may_relay(params: ImsParameters, session: SessionFacts) -> bool:
     return bool(flags & RELAY_LOCAL_IP and _in_list(session.server_ip, params.RelayLocalIPList))
 
 
-def parse_net_mask(entry: str) -> ipaddress.IPv4Network | None:
-    """`10.0.0.0;255.0.0.0` -> 10.0.0.0/8; None for a malformed line (the IMS skips it)."""
+def parse_net_mask(entry: str) -> tuple[int, int] | None:
+    """`10.0.0.0;255.0.0.0` -> (net, mask); `10.1.2.3` -> mask 255.255.255.255 (KB Q193922).
+    None when a part is not a dotted IPv4 address (the line grants nothing)."""
     net, sep, mask = entry.strip().partition(";")
-    if not sep:
-        return None
     try:
-        return ipaddress.IPv4Network(f"{net.strip()}/{mask.strip()}", strict=False)
+        net_int = int(ipaddress.IPv4Address(net.strip()))
+        mask_int = int(ipaddress.IPv4Address(mask.strip())) if sep else HOST_MASK
     except ValueError:
         return None
+    return net_int, mask_int
 
 
 def _in_list(address: str, entries: list[str] | None) -> bool:
+    """KB Q193922: a client matches a line when (IP AND mask) == net; a net with host bits
+    set outside its mask matches nobody (no widening to the enclosing network)."""
     try:
-        ip = ipaddress.IPv4Address(address)
+        ip = int(ipaddress.IPv4Address(address))
     except ValueError:
         return False
     for entry in entries or []:
-        network = parse_net_mask(entry)
-        if network is not None and ip in network:
+        parsed = parse_net_mask(entry)
+        if parsed is not None and ip & parsed[1] == parsed[0]:
             return True
     return False
 

@@ -88,9 +88,11 @@ class ImsParameters:
 class RoutingEntry:
     """One row of the IMS Routing tab's list (KB Q169683, Q259531)."""
 
-    Domain: str
+    Domain: str  # matches its subdomains too; "#domain" only itself (KB Q169683, Q259531)
     Action: Literal["Inbound", "Reroute"] = "Inbound"
     Host: str = ""  # for Reroute: the host mail to Domain is sent to
+    # "Override relay restrictions. Always relay." (KB Q169683, Q259531): relays for anyone
+    AlwaysRelay: bool = False
 
 
 @dataclass
@@ -99,6 +101,8 @@ class ImsRouting:
 
     RerouteIncoming: bool = False
     RoutingList: list[RoutingEntry] = field(default_factory=list)
+    # Connections tab "Forward all messages to host" (KB Q264330 needs it; "" = not set)
+    ForwardAllHost: str = ""
 
 
 @dataclass
@@ -156,6 +160,7 @@ class Exchange55:
             Routing=ImsRouting(
                 RerouteIncoming=self.Routing.RerouteIncoming,
                 RoutingList=[dataclasses.replace(e) for e in self.Routing.RoutingList],
+                ForwardAllHost=self.Routing.ForwardAllHost,
             ),
             ImcFileVersion=self.ImcFileVersion,
         )

@@ -36,6 +36,8 @@ from relayguard.vocabulary import Platform
 WINRM_PORT = 5986
 SMTP_PORT_ROOT = 25
 SMTP_PORT_USER = 2525
+SMB_PORT_ROOT = 445
+SMB_PORT_USER = 10445
 USERNAME = "relayguard"
 STOP_TIMEOUT = 30.0
 DAEMON_MODULE = "relayguard.lab.fleet.daemon"  # python -m DAEMON_MODULE: the twins' process
@@ -99,6 +101,7 @@ def up(lab: LabDir, options: UpOptions) -> dict[str, Any]:
         hosts=[_entry(p) for p in plans],
         left_out=left_out,
         packages=package_list,
+        smb_port=smb_port(),
     )
     layout.write_manifest(lab, manifest)  # first, so `down` can clean up a failed `up`
     try:
@@ -171,10 +174,16 @@ def _write_twin(lab: LabDir, plan: planning.HostPlan, options: UpOptions, smtp_p
     lab.mail_log(plan.name).parent.mkdir(parents=True, exist_ok=True)
 
 
+def smb_port() -> int:
+    return SMB_PORT_ROOT if is_root() else SMB_PORT_USER
+
+
 def _check_free(plans: list[planning.HostPlan], smtp_port: int) -> None:
     """Refuse to start over something else that already listens on a lab address."""
     for plan in plans:
         ports = [25] if servers.is_real(plan.platform) else [smtp_port, WINRM_PORT]
+        if plan.platform == Platform.EXCHANGE55:
+            ports.append(smb_port())
         for port in ports:
             if _answers(plan.address, port, timeout=0.5):
                 raise LabError(
@@ -217,6 +226,7 @@ def _start_daemon(lab: LabDir, manifest: Manifest, timeout: float) -> None:
         )
     deadline = time.monotonic() + timeout + 0.2 * len(twins)
     pending = [(h.address, p) for h in twins for p in (manifest.smtp_port, manifest.winrm_port)]
+    pending += [(h.address, manifest.smb_port) for h in twins if h.serves_smb and manifest.smb_port]
     while pending:
         if process.poll() is not None:
             raise LabError(f"the lab daemon exited ({process.returncode}): {_log_tail(lab)}")
@@ -301,6 +311,8 @@ def _wait_closed(manifest: Manifest) -> None:
     deadline = time.monotonic() + STOP_TIMEOUT
     for host in manifest.hosts:
         ports = [25] if host.is_real_server else [manifest.smtp_port, manifest.winrm_port]
+        if host.serves_smb and manifest.smb_port:
+            ports.append(manifest.smb_port)
         for port in ports:
             while _answers(host.address, port, timeout=0.5):
                 if time.monotonic() > deadline:
@@ -332,6 +344,8 @@ def summary(lab: LabDir, *, already_up: bool) -> dict[str, Any]:
             secret = secrets.get(host.name, {})
             item["smtp"] = f"{host.address}:{manifest.smtp_port}"
             item["winrm"] = f"https://{host.address}:{manifest.winrm_port}/wsman"
+            if host.serves_smb and manifest.smb_port:
+                item["smb"] = f"{host.address}:{manifest.smb_port}"
             item["server"] = host.server
             item["username"] = secret.get("username")
             item["password"] = secret.get("password")

@@ -1,8 +1,9 @@
 """The lab daemon: one background process serving every Exchange twin of a lab directory.
 
 `python -m relayguard.lab.fleet.daemon --dir .lab` reads the lab manifest (`lab.json`) and secrets
-(`secrets.json`), then serves, per twin, the SMTP listener (asyncio, `smtp_twin`) and the
-WinRM endpoint (threads, `wsman.server`) over the twin's state document. The state lives on
+(`secrets.json`), then serves, per twin, the SMTP listener (asyncio, `smtp_twin`), the
+WinRM endpoint (threads, `wsman.server`) and, for Exchange 5.5 twins, the SMB endpoint
+(threads, `smb.server`) over the twin's state document. The state lives on
 disk, so stopping and starting the daemon keeps every twin as it was. It writes its pid file
 once everything listens and removes it when it stops (SIGTERM / SIGINT).
 """
@@ -24,6 +25,7 @@ from relayguard.lab.exchange.ops import registry
 from relayguard.lab.exchange.smtp_twin import TwinListener, run_listeners
 from relayguard.lab.exchange.store import StateStore
 from relayguard.lab.fleet import layout
+from relayguard.lab.smb.server import SmbTwin
 from relayguard.lab.wsman.auth import WinRMAccount
 from relayguard.lab.wsman.dispatch import PayloadDispatcher
 from relayguard.lab.wsman.server import EndpointConfig, EndpointError, WinRMEndpoint
@@ -58,6 +60,24 @@ def build_endpoint(
     return endpoint
 
 
+def build_smb(
+    lab: layout.LabDir,
+    host: layout.HostEntry,
+    manifest: layout.Manifest,
+    secrets: dict[str, dict[str, str]],
+) -> SmbTwin:
+    """The 5.5 twin's SMB endpoint (winreg, svcctl, C$) over the same state document."""
+    secret = secrets[host.name]
+    return SmbTwin(
+        StateStore(lab.state_file(host.name)),
+        host.address,
+        manifest.smb_port,
+        secret["username"],
+        secret["password"],
+        lab.twin_dir(host.name) / "smb",
+    )
+
+
 async def serve(lab: layout.LabDir) -> int:
     manifest = layout.read_manifest(lab)
     secrets = layout.read_secrets(lab)
@@ -68,7 +88,7 @@ async def serve(lab: layout.LabDir) -> int:
         )
         for h in twins
     ]
-    endpoints: list[WinRMEndpoint] = []
+    endpoints: list[WinRMEndpoint | SmbTwin] = []
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -78,6 +98,10 @@ async def serve(lab: layout.LabDir) -> int:
             endpoint = build_endpoint(lab, host, manifest, secrets)
             endpoint.start()
             endpoints.append(endpoint)
+            if host.serves_smb and manifest.smb_port:
+                smb = build_smb(lab, host, manifest, secrets)
+                smb.start()
+                endpoints.append(smb)
         for listener in listeners:
             await listener.sync()
         layout.write_pid(lab, os.getpid())
@@ -90,9 +114,9 @@ async def serve(lab: layout.LabDir) -> int:
     finally:
         for listener in listeners:
             await listener.stop()
-        for endpoint in endpoints:
+        for running in endpoints:
             with contextlib.suppress(Exception):
-                endpoint.stop()
+                running.stop()
         layout.remove_pid(lab, os.getpid())
 
 

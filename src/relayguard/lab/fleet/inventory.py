@@ -61,6 +61,8 @@ def _host_vars(lab: LabDir, manifest: Manifest, host: HostEntry) -> dict[str, An
         out["relayguard_smtp"] = f"{host.address}:25"
     else:
         out["relayguard_winrm"] = f"https://{host.address}:{manifest.winrm_port}/wsman"
+        if host.serves_smb and manifest.smb_port:
+            out["relayguard_smb"] = f"{host.address}:{manifest.smb_port}"
     return out
 
 

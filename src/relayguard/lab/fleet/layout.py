@@ -102,6 +102,11 @@ class HostEntry:
         return family_of(self.platform)
 
     @property
+    def serves_smb(self) -> bool:
+        """Exchange 5.5 twins: NT 4.0 / 2000 hosts are managed over SMB (no WinRM there)."""
+        return self.platform == "exchange55"
+
+    @property
     def is_postfix(self) -> bool:
         return self.family is Family.POSTFIX
 
@@ -120,6 +125,8 @@ class Manifest:
     left_out: list[str]
     packages: list[dict[str, str]]
     schema: str = MANIFEST_SCHEMA
+    # The SMB endpoint of each Exchange 5.5 twin (445 as root, as on Windows); 0: none
+    smb_port: int = 0
 
 
 def write_private_json(path: Path, document: Any, mode: int = 0o600) -> None:
