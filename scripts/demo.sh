@@ -68,6 +68,6 @@ set -e
 echo
 "$rg" report reports/latest --format markdown | sed -n '1,60p'
 echo
-echo "demo: report written to $(readlink -f reports/latest)/ (report.json, .xml, .md, .html)"
+echo "demo: report written to $(readlink -f reports/latest)/ (report.json, .xml, .md, .html, .sarif, .csv)"
 echo "demo: enforce run exit status ${enforce}; audit run exit status ${audit} (0: every host compliant)"
 exit "$audit"

@@ -59,8 +59,9 @@ options:
   hosts:
     description:
       - One record per host, with the fields of a report host (C(host), C(platform),
-        C(build), C(patch), C(before), C(after), C(changes), C(status), C(timings),
-        C(error)); missing optional parts are filled in.
+        C(build), C(patch), C(before), C(after), C(changes), C(rules) (the platform's rule
+        table on the configuration as read), C(status), C(timings), C(error)); missing optional
+        parts are filled in.
     type: list
     elements: dict
     required: true

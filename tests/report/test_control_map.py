@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import relayguard.exchange.plan
+import relayguard.exchange.rules55
 import relayguard.probe.judge
 from relayguard.exchange.plan_modern import MODERN_FIXES
 from relayguard.exchange.rules import MODERN_RULES
@@ -39,12 +40,19 @@ def exchange55_plan_ids() -> list[str]:
     return ids
 
 
+def exchange55_rule_finding_ids() -> list[str]:
+    """Every finding id the 5.5 rule table can give (its rules name them as string literals)."""
+    source = Path(relayguard.exchange.rules55.__file__).read_text(encoding="utf-8")
+    return sorted(set(re.findall(r'"(ims-[a-z-]+)"', source)))
+
+
 def known_finding_ids() -> list[str]:
     module_utils.load("command_runner")  # the backend's import of it, outside Ansible
     postfix = module_utils.load("postfix_relay_backend")
     return [
         *CHECK_IDS,
         *(r.id for r in MODERN_RULES),
+        *exchange55_rule_finding_ids(),
         *(f"rfc2505-{c.id}" for c in CONFORMANCE_CHECKS),
         *(f"rfc2505-{i}" for i in judge_finding_ids()),
         *(f"sender-{s}" for s in SENDER_FINDINGS),

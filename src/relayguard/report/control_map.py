@@ -241,6 +241,23 @@ ROWS: tuple[FindingMap, ...] = (
         (RFC2505_BOUNCES,),
         "Unknown recipients are refused at RCPT time, not bounced later.",
     ),
+    # the Exchange 5.5 IMS rule table (relayguard.exchange.rules55, KB Q193922 / Q169683): the
+    # finding ids its rules give
+    *(
+        _row(finding, (RFC2505_RELAY,), what)
+        for finding, what in (
+            ("ims-routing-restrictions", "The IMS restricts relaying (RelayFlags set)."),
+            ("ims-no-routing-restrictions", "The IMS restricts relaying (RelayFlags set)."),
+            ("ims-deny-list-only", "Relaying is granted by an allow list, not a deny list."),
+            ("ims-allow-list", "The IMS allow list names the allowed networks only."),
+            ("ims-allow-list-too-wide", "The IMS allow list names the allowed networks only."),
+            ("ims-allow-entry-matches-nothing", "Every IMS allow-list entry matches a host."),
+            ("ims-local-ip-list", "The local-IP list does not widen relaying."),
+            ("ims-routing-tab", "Incoming SMTP mail is rerouted with restrictions."),
+            ("ims-do-not-reroute", "Incoming SMTP mail is rerouted with restrictions."),
+            ("ims-routing-always-relay", "No Routing-tab entry relays for anyone."),
+        )
+    ),
     # Exchange remediation plans: a finding per control with changes pending (an audit); the
     # role records each planner control as exchange-<control> (roles/exchange_detect plan.yml)
     *(

@@ -45,6 +45,7 @@ def host_entry(host: Mapping[str, Any]) -> dict[str, Any]:
         "before": host.get("before"),
         "after": host.get("after"),
         "changes": list(host.get("changes", [])),
+        "rules": list(host.get("rules") or []),
         "status": host["status"],
         "timings": {**EMPTY_TIMINGS, **host.get("timings", {})},
         "error": host.get("error"),
