@@ -40,6 +40,13 @@ def exchange55_plan_ids() -> list[str]:
     return ids
 
 
+def mta_rules(plan: str, table: str) -> Any:
+    """A target-side rule table, loaded as the modules load it (its dependencies first)."""
+    for name in ("relay_backend", "exim_config", "sendmail_facts"):
+        module_utils.load(name)
+    return getattr(module_utils.load(plan), table)
+
+
 def exchange55_rule_finding_ids() -> list[str]:
     """Every finding id the 5.5 rule table can give (its rules name them as string literals)."""
     source = Path(relayguard.exchange.rules55.__file__).read_text(encoding="utf-8")
@@ -53,6 +60,8 @@ def known_finding_ids() -> list[str]:
         *CHECK_IDS,
         *(r.id for r in MODERN_RULES),
         *exchange55_rule_finding_ids(),
+        *(r.id for r in mta_rules("exim_plan", "EXIM_RULES")),
+        *(r.id for r in mta_rules("sendmail_plan", "RULES")),
         *(f"rfc2505-{c.id}" for c in CONFORMANCE_CHECKS),
         *(f"rfc2505-{i}" for i in judge_finding_ids()),
         *(f"sender-{s}" for s in SENDER_FINDINGS),

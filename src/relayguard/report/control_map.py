@@ -241,6 +241,27 @@ ROWS: tuple[FindingMap, ...] = (
         (RFC2505_BOUNCES,),
         "Unknown recipients are refused at RCPT time, not bounced later.",
     ),
+    # the Exim and Sendmail rule tables (plugins/module_utils/exim_plan.py, sendmail_plan.py):
+    # the RHEL STIG relay items check Postfix only, so RFC 2505 is what these evidence
+    *(
+        _row(finding, (RFC2505_RELAY,), what)
+        for finding, what in (
+            ("exim-relay-nets", "Exim relays only for the allowed networks (relay_from_hosts)."),
+            ("exim-relay-domains", "Exim relays only to the declared relay domains."),
+            ("exim-authenticated", "Authenticated relay is as the inventory says."),
+            ("exim-rcpt-acl", "The RCPT ACL refuses foreign domains (deny !+local_domains)."),
+            ("sendmail-opening-feature", "No mc FEATURE opens relaying (promiscuous_relay, ...)."),
+            ("sendmail-trusting-feature", "No mc FEATURE trusts a whole domain's hosts."),
+            ("sendmail-access-networks", "access RELAY entries name the allowed networks only."),
+            ("sendmail-wide-destinations", "No relay destination is a whole top-level domain."),
+            ("sendmail-authenticated", "Authenticated relay is as the inventory says."),
+        )
+    ),
+    _none(
+        "sendmail-partner-domains",
+        "The declared partner relay domains stay accepted.",
+        "a legitimate relay path the inventory declares, not a restriction any benchmark names",
+    ),
     # the Exchange 5.5 IMS rule table (relayguard.exchange.rules55, KB Q193922 / Q169683): the
     # finding ids its rules give
     *(
