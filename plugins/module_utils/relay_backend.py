@@ -1,0 +1,213 @@
+"""The backend protocol every MTA implements (Postfix, Exim, Sendmail), target side.
+
+Runs on the managed host, shipped by Ansible with the modules: standard library only, valid on
+the Pythons targets ship (3.7+; `typing.Protocol` is only used under TYPE_CHECKING).
+
+A run goes through the same steps on every MTA:
+
+    facts -> plan (pure, over the shared rule shape) -> backup -> apply
+          -> validate (the MTA's own checker) -> reload -> verify -> restore on any failure
+
+* Facts are the *effective* configuration: every value carries its `Origin` (main.cf,
+  a master.cf service's `-o` override, a lookup table, the compiled-in default...), so a plan
+  can fix a value where it is set, not where one expects it.
+* A `Rule` is (id, check, fix, source): `check` says what is wrong (None: compliant), `fix`
+  returns the `Change`s that correct it, both pure; `source` cites the primary source.
+* A `Change` names what it removes (`removes`: relay destinations or trusted networks a site
+  may rely on). RFC 2505 section 2 asks an MTA to relay only for its own clients and
+  destinations; it does not ask to drop the ones a site declared legitimate, so a plan that
+  drops one names it in the diff and, in enforce mode, is refused unless the inventory says
+  `relay_allow_removals: true` (`removal_refusal`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Protocol
+else:  # typing.Protocol is Python 3.8+; at run time the protocol is documentation only
+    Protocol = Generic
+
+F = TypeVar("F")  # a backend's facts
+D = TypeVar("D")  # a backend's desired state (validated module options)
+P = TypeVar("P")  # a backend's plan (usually `Plan`)
+DC = TypeVar("DC", contravariant=True)  # the desired state, as the protocol takes it
+
+# Where a value comes from (Origin.kind).
+ORIGIN_KINDS = ("default", "main", "override", "table", "file")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where an effective value is set: `kind` is one of ORIGIN_KINDS, `path` the file,
+    `scope` the part of it (a master.cf service "smtp/inet", an Exim router, an mc FEATURE)."""
+
+    kind: str
+    path: str = ""
+    scope: str = ""
+
+    def describe(self) -> str:
+        where = self.path or self.kind
+        return f"{where} ({self.scope})" if self.scope else where
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One effective configuration value and its origin."""
+
+    name: str
+    value: str
+    origin: Origin
+
+
+@dataclass(frozen=True)
+class Change:
+    """One edit a plan makes. `target` says where ("main.cf mynetworks",
+    "master.cf smtp/inet mynetworks", "cidr:/etc/postfix/networks"); `removes` lists the relay
+    destinations or trusted networks the edit drops (never silently: see removal_refusal)."""
+
+    rule: str
+    target: str
+    before: str
+    after: str
+    reason: str
+    removes: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, object]:  # JSON for the module's return
+        return {
+            "rule": self.rule,
+            "target": self.target,
+            "before": self.before,
+            "after": self.after,
+            "reason": self.reason,
+            "removes": list(self.removes),
+        }
+
+
+@dataclass(frozen=True)
+class Rule(Generic[F, D]):
+    """The shared rule shape: pure `check` (a problem, or None when compliant) and pure `fix`
+    (the changes that correct it), with the primary `source` it implements."""
+
+    id: str
+    check: Callable[[F, D], str | None]
+    fix: Callable[[F, D], Sequence[Change]]
+    source: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a backend will change (empty: compliant), its warnings, and the findings
+    (rule id -> problem) it was made from."""
+
+    changes: tuple[Change, ...] = ()
+    warnings: tuple[str, ...] = ()
+    findings: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+    def removals(self) -> tuple[str, ...]:
+        """Everything the plan drops, "target: item", in plan order."""
+        return tuple(f"{c.target}: {item}" for c in self.changes for item in c.removes)
+
+
+def evaluate(rules: Sequence[Rule[F, D]], facts: F, desired: D) -> Plan:
+    """Run each rule's check and, where it finds a problem, its fix (pure)."""
+    changes: list[Change] = []
+    findings: list[tuple[str, str]] = []
+    for rule in rules:
+        problem = rule.check(facts, desired)
+        if problem is None:
+            continue
+        findings.append((rule.id, problem))
+        changes.extend(rule.fix(facts, desired))
+    return Plan(tuple(changes), (), tuple(findings))
+
+
+def removal_refusal(removals: Sequence[str], enforce: bool, allow_removals: bool) -> str | None:
+    """Why an enforce run must not apply a plan that removes destinations or networks
+    (None: it may). Audit/check runs only report them."""
+    if not removals or not enforce or allow_removals:
+        return None
+    return (
+        "the plan removes " + "; ".join(removals) + ": refused in enforce mode (nothing was "
+        "changed); list them in the inventory to keep them, or set relay_allow_removals: true"
+    )
+
+
+@dataclass(frozen=True)
+class Backup:
+    """Copies taken before a change: (original path, backup path) pairs."""
+
+    files: tuple[tuple[str, str], ...]
+
+    @property
+    def primary(self) -> str | None:
+        return self.files[0][1] if self.files else None
+
+
+class MtaBackend(Protocol[F, DC, P]):
+    """What every MTA backend implements. Reads and writes happen only in facts, backup,
+    apply, validate, reload, verify and restore; `plan` is pure."""
+
+    name: str
+
+    def facts(self, desired: DC) -> F:
+        """The effective configuration, each value with its Origin."""
+
+    def plan(self, facts: F, desired: DC) -> P:
+        """Pure: the changes (rule table over facts) that reach `desired`."""
+
+    def backup(self, facts: F) -> Backup:
+        """Copy every file `apply` may write."""
+
+    def apply(self, facts: F, plan: P) -> None:
+        """Write the plan (configuration files, tables, their compiled maps)."""
+
+    def validate(self, facts: F) -> str | None:
+        """The MTA's own checker on the written configuration (None: valid)."""
+
+    def reload(self, facts: F) -> bool:
+        """Make a running MTA use the configuration; False when it is not running."""
+
+    def verify(self, desired: DC) -> str | None:
+        """Re-read the facts; a problem when the plan did not take effect (None: done)."""
+
+    def restore(self, backup: Backup) -> None:
+        """Put every backed-up file back (and reload if the MTA is running)."""
+
+
+class ChangeFailed(Exception):
+    """A step after the backup failed; `restored` says whether the backup was put back."""
+
+    def __init__(self, message: str, backup: Backup, restored: bool) -> None:
+        super().__init__(message)
+        self.backup = backup
+        self.restored = restored
+
+
+def change(backend: MtaBackend[F, D, P], facts: F, plan: P, desired: D) -> tuple[Backup, bool]:
+    """The common sequence: backup, apply, validate, reload, verify; on any failure restore
+    the backup and raise ChangeFailed. Returns the backup and whether the MTA was reloaded."""
+    backup = backend.backup(facts)
+    try:
+        backend.apply(facts, plan)
+        problem = backend.validate(facts)
+        if problem is not None:
+            raise ValueError(f"{backend.name} rejected the new configuration: {problem}")
+        reloaded = backend.reload(facts)
+        problem = backend.verify(desired)
+        if problem is not None:
+            raise ValueError(f"the change did not take effect: {problem}")
+    except Exception as exc:  # any failure after the backup: put it back
+        try:
+            backend.restore(backup)
+        except Exception as again:
+            raise ChangeFailed(f"{exc}; restoring ALSO failed: {again}", backup, False) from None
+        raise ChangeFailed(f"{exc}; configuration restored", backup, True) from None
+    return backup, reloaded
