@@ -34,6 +34,7 @@ else:  # typing.Protocol is Python 3.8+; at run time the protocol is documentati
 F = TypeVar("F")  # a backend's facts
 D = TypeVar("D")  # a backend's desired state (validated module options)
 P = TypeVar("P")  # a backend's plan (usually `Plan`)
+C = TypeVar("C")  # a backend's change type (`Change`, or one that carries more)
 DC = TypeVar("DC", contravariant=True)  # the desired state, as the protocol takes it
 
 # Where a value comes from (Origin.kind).
@@ -88,13 +89,14 @@ class Change:
 
 
 @dataclass(frozen=True)
-class Rule(Generic[F, D]):
+class Rule(Generic[F, D, C]):
     """The shared rule shape: pure `check` (a problem, or None when compliant) and pure `fix`
-    (the changes that correct it), with the primary `source` it implements."""
+    (the changes that correct it: `Change`, or a backend's richer change type), with the
+    primary `source` it implements."""
 
     id: str
     check: Callable[[F, D], str | None]
-    fix: Callable[[F, D], Sequence[Change]]
+    fix: Callable[[F, D], Sequence[C]]
     source: str
 
 
@@ -116,7 +118,7 @@ class Plan:
         return tuple(f"{c.target}: {item}" for c in self.changes for item in c.removes)
 
 
-def evaluate(rules: Sequence[Rule[F, D]], facts: F, desired: D) -> Plan:
+def evaluate(rules: Sequence[Rule[F, D, Change]], facts: F, desired: D) -> Plan:
     """Run each rule's check and, where it finds a problem, its fix (pure)."""
     changes: list[Change] = []
     findings: list[tuple[str, str]] = []
