@@ -1,0 +1,26 @@
+"""The relay-policy options every MTA backend module shares (postfix_relay, and the Exim and
+Sendmail modules), as static argument specs. Declared only here.
+
+Standard library only, Python 3.7+. The values are checked by each backend (for Postfix:
+postfix_validate.desired_state), which also accepts them outside Ansible.
+
+* relay_authenticated: keep (default) leaves authenticated relay as the MTA has it
+  (Postfix: permit_sasl_authenticated stays or stays absent); true/false add or remove it.
+  RFC 2505 section 2 allows relaying for authenticated clients, so it is never dropped
+  unless the inventory says so.
+* relay_partner_domains: relay destinations (partners, backup MX) that must stay accepted
+  from outside; a missing one is added, none is removed, and verification checks each.
+* relay_allow_removals: an enforce run refuses a plan that removes a relay destination or a
+  trusted network unless this is true (the plan names each one).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+RELAY_POLICY_SPEC: dict[str, dict[str, Any]] = {
+    # raw: a bool or the word keep (Ansible's bool type cannot carry the third value)
+    "relay_authenticated": {"type": "raw", "default": "keep"},
+    "relay_partner_domains": {"type": "list", "elements": "str", "default": []},
+    "relay_allow_removals": {"type": "bool", "default": False},
+}
