@@ -485,19 +485,25 @@ def _gate(facts: PostfixFacts, desired: DesiredRelayState, tokens: Sequence[str]
 
 def close_restrictions(tokens: Sequence[str], authenticated: bool | None, gate: str) -> list[str]:
     """A restriction list that can no longer permit relaying to anyone: the first bare
-    `permit` before a gate becomes the gate, and a list without a gate gets one at its end
-    (a list that runs out permits). permit_sasl_authenticated goes only when
-    `authenticated` is False. A list that already gates before any permit is unchanged."""
+    `permit` before a gate, or the end of a list without a gate (a list that runs out
+    permits), becomes permit_mynetworks (and permit_sasl_authenticated when `authenticated` is
+    True), then the gate. permit_sasl_authenticated goes only when `authenticated` is False.
+    A list that already gates before any permit is unchanged."""
     out: list[str] = []
     for index, token in enumerate(tokens):
         if token in GATES:
             return [*out, *tokens[index:]]
         if token == PERMIT_ALL:
-            return [*out, gate, *tokens[index + 1 :]]
+            return [*out, *_trusted(out, authenticated), gate, *tokens[index + 1 :]]
         if token == PERMIT_SASL and authenticated is False:
             continue
         out.append(token)
-    return [*out, gate]
+    return [*out, *_trusted(out, authenticated), gate]
+
+
+def _trusted(before: Sequence[str], authenticated: bool | None) -> list[str]:
+    wanted = ["permit_mynetworks", *([PERMIT_SASL] if authenticated else [])]
+    return [token for token in wanted if token not in before]
 
 
 def _can_grant(token: str) -> bool:

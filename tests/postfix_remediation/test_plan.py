@@ -281,7 +281,9 @@ def test_master_cf_override_is_planned_and_disabled_sasl_warned() -> None:
     facts = make_facts(overrides=(relay, routing))
     plan = backend.plan_relay(facts, desired(relay_authenticated=True))
     assert plan.override_settings() == {
-        "smtp/inet/smtpd_relay_restrictions": "defer_unauth_destination"
+        "smtp/inet/smtpd_relay_restrictions": (
+            "permit_mynetworks,permit_sasl_authenticated,defer_unauth_destination"
+        )
     }
     change = next(c for c in plan.changes if c.service)
     assert change.rule == "postfix-master-overrides"

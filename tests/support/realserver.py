@@ -23,6 +23,7 @@ _PACKAGES = {
     "ip": "iproute2",
     "chromium": "chromium",
     "nsd": "nsd",
+    "saslpasswd2": "sasl2-bin",
 }
 
 
