@@ -237,8 +237,9 @@ class DesiredRelayState:
 
     `None` for networks or domains means "not managed": that parameter is left as it is.
     `relay_authenticated` None means keep: `permit_sasl_authenticated` stays where it is
-    (RFC 2505 section 2 allows relaying for authenticated clients). `partner_domains` are
-    relay destinations (backup MX, partners) that stay accepted from outside;
+    (RFC 2505 section 2 refuses unauthorised relaying; an authenticated client is
+    authorised). `partner_domains` are relay destinations (backup MX, partners) that stay
+    accepted from outside;
     `allow_removals` lets an enforce run drop a destination or network it names.
     """
 

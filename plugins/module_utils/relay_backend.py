@@ -14,8 +14,8 @@ A run goes through the same steps on every MTA:
 * A `Rule` is (id, check, fix, source): `check` says what is wrong (None: compliant), `fix`
   returns the `Change`s that correct it, both pure; `source` cites the primary source.
 * A `Change` names what it removes (`removes`: relay destinations or trusted networks a site
-  may rely on). RFC 2505 section 2 asks an MTA to relay only for its own clients and
-  destinations; it does not ask to drop the ones a site declared legitimate, so a plan that
+  may rely on). RFC 2505 section 2 asks an MTA to refuse unauthorised relaying; it
+  does not ask to drop the clients and destinations a site authorised, so a plan that
   drops one names it in the diff and, in enforce mode, is refused unless the inventory says
   `relay_allow_removals: true` (`removal_refusal`).
 """

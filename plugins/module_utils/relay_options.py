@@ -6,8 +6,8 @@ postfix_validate.desired_state), which also accepts them outside Ansible.
 
 * relay_authenticated: keep (default) leaves authenticated relay as the MTA has it
   (Postfix: permit_sasl_authenticated stays or stays absent); true/false add or remove it.
-  RFC 2505 section 2 allows relaying for authenticated clients, so it is never dropped
-  unless the inventory says so.
+  RFC 2505 section 2 asks to refuse unauthorised relaying, and a client authenticated with
+  SMTP AUTH (RFC 4954) is authorised, so it is never dropped unless the inventory says so.
 * relay_partner_domains: relay destinations (partners, backup MX) that must stay accepted
   from outside; a missing one is added, none is removed, and verification checks each.
 * relay_allow_removals: an enforce run refuses a plan that removes a relay destination or a

@@ -103,8 +103,8 @@ options:
     description:
       - Whether SASL-authenticated clients may relay (C(permit_sasl_authenticated)).
       - V(keep) leaves C(permit_sasl_authenticated) as the host has it (RFC 2505 section 2
-        allows relaying for authenticated clients); V(true) adds it and V(false) removes it
-        (a boolean is accepted too).
+        asks to refuse unauthorised relaying; a client authenticated with SMTP AUTH is
+        authorised); V(true) adds it and V(false) removes it (a boolean is accepted too).
       - SASL itself is not configured by this module; a warning is given if it is not
         enabled.
     type: raw
