@@ -3,7 +3,7 @@
 # are missing. Without root, say what is missing and carry on: the tests that need them skip
 # outside CI with an install hint, and fail in CI.
 set -euo pipefail
-packages=(postfix nmap swaks openssh-server iproute2 chromium nsd sasl2-bin)
+packages=(postfix nmap swaks openssh-server iproute2 chromium nsd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -376,6 +376,18 @@ def _validate_and_reload(
     return True
 
 
+def require_valid(tools: PostfixTools, config_dir: str) -> None:
+    """Refuse to start when `postfix check` already fails (nothing is written then)."""
+    precheck = postfix_check(tools, config_dir)
+    if precheck.returncode != 0:
+        raise ApplyError(
+            f"postfix check fails before any change, so nothing was written: {precheck.summary()}",
+            rolled_back=False,
+            backup_file=None,
+            wrote=False,
+        )
+
+
 def apply_plan(
     tools: PostfixTools,
     facts: PostfixFacts,
@@ -390,15 +402,7 @@ def apply_plan(
     """
     config_dir = facts.config_dir
     with backups.lock(config_dir):
-        precheck = postfix_check(tools, config_dir)
-        if precheck.returncode != 0:
-            raise ApplyError(
-                f"postfix check fails before any change, so nothing was written: "
-                f"{precheck.summary()}",
-                rolled_back=False,
-                backup_file=None,
-                wrote=False,
-            )
+        require_valid(tools, config_dir)
         running = postfix_running(tools, config_dir)
         backup = backups.create(facts.main_cf)
         backups.mark_pending({"config_dir": config_dir, "backup_file": backup})

@@ -266,13 +266,13 @@ class TableContents:
     error: str = ""
 
     def keys(self) -> tuple[str, ...]:
-        return tuple(key for key, _ in self.entries)
+        return tuple(entry[0] for entry in self.entries)
 
 
 def read_table(tools: PostfixTools, config_dir: str, table: str) -> TableContents:
     """Read a table's entries: cidr:/texthash: from their file, indexed maps with
     `postmap -s` (DATABASE_README), falling back to their source file."""
-    kind, _, path = table.partition(":")
+    kind, path = table.split(":", 1)
     if kind in _TEXT_TABLES or kind in _INDEXED_TABLES:
         if kind in _INDEXED_TABLES:
             result = run_capture([tools.postmap, "-c", config_dir, "-s", table])

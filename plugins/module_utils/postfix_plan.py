@@ -333,7 +333,21 @@ def _domain_scope(desired: DesiredRelayState) -> DesiredRelayState | None:
     return replace(desired, inbound_domains=merged)
 
 
+def _domain_items(facts: PostfixFacts, tokens: Sequence[str]) -> list[str]:
+    """The domains tokens stand for ($references expanded, other classes left to their own
+    plan), lower-cased: what a change of the class really stops accepting."""
+    items: list[str] = []
+    for token in tokens:
+        if only_reference(token) in DOMAIN_CLASSES:
+            continue
+        expanded = _expand_token(token, facts.expanded) if "$" in token else [token]
+        items.extend(item.lower() for item in expanded or [token])
+    return items
+
+
 def _class_change(facts: PostfixFacts, plan: _DomainClassPlan) -> ParameterChange:
+    kept = set(_domain_items(facts, plan.after))
+    gone = tuple(dict.fromkeys(i for i in _domain_items(facts, plan.before) if i not in kept))
     removed = [t for t in plan.before if t not in plan.after]
     added = [t for t in plan.after if t not in plan.before]
     why = []
@@ -346,7 +360,7 @@ def _class_change(facts: PostfixFacts, plan: _DomainClassPlan) -> ParameterChang
         _written(facts, plan.name),
         ", ".join(plan.after),
         "; ".join(why),
-        removes=tuple(removed),
+        removes=gone,
     )
 
 
@@ -758,7 +772,7 @@ def plan_relay(facts: PostfixFacts, desired: DesiredRelayState) -> RelayPlan:
 
 
 def _network_warnings(facts: PostfixFacts, desired: DesiredRelayState) -> list[str]:
-    items, _ = _network_items(facts, split_list(facts.expanded.get("mynetworks", "")))
+    items = _network_items(facts, split_list(facts.expanded.get("mynetworks", "")))[0]
     if desired.relay_allowed_networks is not None:
         if not any(_loopback(key) for key in desired.relay_allowed_networks):
             return [

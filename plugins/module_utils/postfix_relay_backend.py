@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         postfix_reload,
         postfix_running,
         read_backup,
+        require_valid,
         restore_backup,
         restore_files,
     )
@@ -97,6 +98,7 @@ else:
             postfix_reload,
             postfix_running,
             read_backup,
+            require_valid,
             restore_backup,
             restore_files,
         )
@@ -155,6 +157,7 @@ else:
             postfix_reload,
             postfix_running,
             read_backup,
+            require_valid,
             restore_backup,
             restore_files,
         )
@@ -240,6 +243,7 @@ __all__ = [
     "read_backup",
     "read_facts",
     "removal_refusal",
+    "require_valid",
     "restore_backup",
     "restore_files",
     "run",
@@ -361,6 +365,7 @@ def _run_present(
     if refusal and settings.check_mode:
         result.warnings.append(refusal.replace("refused in enforce mode", "an enforce run refuses"))
     elif refusal:
+        require_valid(tools, settings.config_dir)  # a broken main.cf is the first problem
         raise PlanError(refusal)
     if settings.want_diff:
         result.diff = plan.diff(facts.main_cf)
@@ -401,7 +406,7 @@ def _run_restore(tools: PostfixTools, settings: RunSettings, backups: BackupPoli
     with open(main_cf, "rb") as handle:
         current = handle.read()
     result = RunResult(
-        changed=wanted != current,
+        changed=wanted != current or _master_differs(settings.config_dir, backup_file),
         config_dir=settings.config_dir,
         main_cf=main_cf,
         restored_from=backup_file,
@@ -419,6 +424,15 @@ def _run_restore(tools: PostfixTools, settings: RunSettings, backups: BackupPoli
     result.backup_file = outcome.backup_file
     result.reloaded = outcome.reloaded
     return result
+
+
+def _master_differs(config_dir: str, backup_file: str) -> bool:
+    """Whether the master.cf copied with `backup_file` differs from master.cf now."""
+    copy = master_backup(backup_file)
+    if not os.path.basename(backup_file).startswith("main.cf.") or not os.path.isfile(copy):
+        return False
+    with open(os.path.join(config_dir, "master.cf"), "rb") as handle:
+        return read_backup("backup_file", copy) != handle.read()
 
 
 def _lookups(desired: DesiredRelayState) -> tuple[str, ...]:

@@ -35,7 +35,7 @@ F = TypeVar("F")  # a backend's facts
 D = TypeVar("D")  # a backend's desired state (validated module options)
 P = TypeVar("P")  # a backend's plan (usually `Plan`)
 C = TypeVar("C")  # a backend's change type (`Change`, or one that carries more)
-DC = TypeVar("DC", contravariant=True)  # the desired state, as the protocol takes it
+D_contra = TypeVar("D_contra", contravariant=True)  # the desired state, as the protocol takes it
 
 # Where a value comes from (Origin.kind).
 ORIGIN_KINDS = ("default", "main", "override", "table", "file")
@@ -153,16 +153,16 @@ class Backup:
         return self.files[0][1] if self.files else None
 
 
-class MtaBackend(Protocol[F, DC, P]):
+class MtaBackend(Protocol[F, D_contra, P]):
     """What every MTA backend implements. Reads and writes happen only in facts, backup,
     apply, validate, reload, verify and restore; `plan` is pure."""
 
     name: str
 
-    def facts(self, desired: DC) -> F:
+    def facts(self, desired: D_contra) -> F:
         """The effective configuration, each value with its Origin."""
 
-    def plan(self, facts: F, desired: DC) -> P:
+    def plan(self, facts: F, desired: D_contra) -> P:
         """Pure: the changes (rule table over facts) that reach `desired`."""
 
     def backup(self, facts: F) -> Backup:
@@ -177,7 +177,7 @@ class MtaBackend(Protocol[F, DC, P]):
     def reload(self, facts: F) -> bool:
         """Make a running MTA use the configuration; False when it is not running."""
 
-    def verify(self, desired: DC) -> str | None:
+    def verify(self, desired: D_contra) -> str | None:
         """Re-read the facts; a problem when the plan did not take effect (None: done)."""
 
     def restore(self, backup: Backup) -> None:

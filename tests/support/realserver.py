@@ -23,7 +23,6 @@ _PACKAGES = {
     "ip": "iproute2",
     "chromium": "chromium",
     "nsd": "nsd",
-    "saslpasswd2": "sasl2-bin",
 }
 
 
