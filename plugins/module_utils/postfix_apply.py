@@ -24,14 +24,14 @@ if TYPE_CHECKING:
     from command_runner import (
         CommandResult,
     )
+    from postfix_change import (
+        RelayPlan,
+    )
     from postfix_facts import (
         PostfixFacts,
         PostfixTools,
         run_capture,
         run_command,
-    )
-    from postfix_plan import (
-        RelayPlan,
     )
     from postfix_validate import (
         ApplyError,
@@ -44,14 +44,14 @@ else:
         from ansible_collections.relayguard.mail.plugins.module_utils.command_runner import (
             CommandResult,
         )
+        from ansible_collections.relayguard.mail.plugins.module_utils.postfix_change import (
+            RelayPlan,
+        )
         from ansible_collections.relayguard.mail.plugins.module_utils.postfix_facts import (
             PostfixFacts,
             PostfixTools,
             run_capture,
             run_command,
-        )
-        from ansible_collections.relayguard.mail.plugins.module_utils.postfix_plan import (
-            RelayPlan,
         )
         from ansible_collections.relayguard.mail.plugins.module_utils.postfix_validate import (
             ApplyError,
@@ -63,14 +63,14 @@ else:
         from command_runner import (
             CommandResult,
         )
+        from postfix_change import (
+            RelayPlan,
+        )
         from postfix_facts import (
             PostfixFacts,
             PostfixTools,
             run_capture,
             run_command,
-        )
-        from postfix_plan import (
-            RelayPlan,
         )
         from postfix_validate import (
             ApplyError,

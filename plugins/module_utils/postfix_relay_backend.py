@@ -4,7 +4,9 @@ drives it, over the Postfix modules (each standard library only, Python 3.7+):
 * postfix_validate.py (pure): every option checked and normalised before anything runs;
 * postfix_facts.py (reads): the effective configuration, main.cf plus every master.cf
   service override (`postconf -P`, `postconf -M`) and the lookup tables, with origins;
-* postfix_plan.py (pure): the rule table (relay_backend.Rule: id, check, fix, source);
+* postfix_plan.py (pure): the rule table (relay_backend.Rule: id, check, fix, source), with
+  the domain rule in postfix_domains.py, the master.cf rule in postfix_overrides.py and their
+  shared vocabulary (changes, the plan, restriction lists) in postfix_change.py;
 * postfix_apply.py (writes): backup, `postconf -e` / `postconf -P`, `postfix check`,
   reload, and restore on any failure.
 
@@ -42,6 +44,11 @@ if TYPE_CHECKING:
         restore_backup,
         restore_files,
     )
+    from postfix_change import (
+        ParameterChange,
+        RelayPlan,
+        close_restrictions,
+    )
     from postfix_facts import (
         MasterOverride,
         PostfixFacts,
@@ -57,9 +64,6 @@ if TYPE_CHECKING:
     )
     from postfix_plan import (
         RULES,
-        ParameterChange,
-        RelayPlan,
-        close_restrictions,
         plan_relay,
     )
     from postfix_validate import (
@@ -102,6 +106,11 @@ else:
             restore_backup,
             restore_files,
         )
+        from ansible_collections.relayguard.mail.plugins.module_utils.postfix_change import (
+            ParameterChange,
+            RelayPlan,
+            close_restrictions,
+        )
         from ansible_collections.relayguard.mail.plugins.module_utils.postfix_facts import (
             MasterOverride,
             PostfixFacts,
@@ -117,9 +126,6 @@ else:
         )
         from ansible_collections.relayguard.mail.plugins.module_utils.postfix_plan import (
             RULES,
-            ParameterChange,
-            RelayPlan,
-            close_restrictions,
             plan_relay,
         )
         from ansible_collections.relayguard.mail.plugins.module_utils.postfix_validate import (
@@ -161,6 +167,11 @@ else:
             restore_backup,
             restore_files,
         )
+        from postfix_change import (
+            ParameterChange,
+            RelayPlan,
+            close_restrictions,
+        )
         from postfix_facts import (
             MasterOverride,
             PostfixFacts,
@@ -176,9 +187,6 @@ else:
         )
         from postfix_plan import (
             RULES,
-            ParameterChange,
-            RelayPlan,
-            close_restrictions,
             plan_relay,
         )
         from postfix_validate import (

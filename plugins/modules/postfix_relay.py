@@ -3,7 +3,8 @@
 
 Arguments here (declared in module_utils/postfix_options.py and relay_options.py); the run
 lives in module_utils/postfix_relay_backend.py over postfix_validate, postfix_facts,
-postfix_plan and postfix_apply (docs/architecture.md). All run on the managed host, so all
+postfix_change, postfix_domains, postfix_overrides, postfix_plan and postfix_apply
+(docs/architecture.md). All run on the managed host, so all
 are standard library only and valid Python 3.7 through 3.13:
 tests/postfix_remediation/test_target_pythons.py compiles and runs them with each.
 """
