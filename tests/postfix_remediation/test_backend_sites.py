@@ -28,6 +28,7 @@ from postfix_remediation import netlab
 from postfix_remediation.backend import backend
 from postfix_remediation.conftest import public_tmpdir
 from postfix_remediation.relaycheck import TIMEOUT, rcpt_code
+from relayguard.lab import module_utils
 from relayguard.lab.postfix.instance import PostfixInstance, listening_endpoints, tool
 
 pytestmark = [pytest.mark.realserver, pytest.mark.root]
@@ -258,3 +259,34 @@ def test_cidr_mynetworks_table_is_read_and_the_plan_names_what_it_drops(
         assert table.read_text().count("OK") == 3  # the table itself is never edited
     finally:
         shutil.rmtree(table_dir, ignore_errors=True)
+
+
+def test_the_backend_protocol_drives_a_real_postfix(site_postfix: Factory) -> None:
+    """relay_backend.change() over PostfixBackend: backup, apply, `postfix check`, reload,
+    verify; when verification finds the plan did not reach the desired state, the backup
+    (main.cf and master.cf) is put back and Postfix reloaded with it."""
+    relay_backend = module_utils.load("relay_backend")
+    server = site_postfix("open_relay", {"relay_domains": INBOUND})
+    tools = backend.PostfixTools.locate()
+    policy = backend.BackupPolicy(str(server.config_dir / "relayguard-backups"))
+    postfix = backend.PostfixBackend(tools, str(server.config_dir), policy)
+    original = server.layout.main_cf.read_bytes()
+    closed = backend.desired_state({"relay_allowed_networks": ["127.0.0.1/32"]})
+    stricter = backend.desired_state(
+        {"relay_allowed_networks": ["127.0.0.1/32"], "relay_authenticated": False}
+    )
+
+    facts = postfix.facts(closed)
+    with pytest.raises(relay_backend.ChangeFailed) as caught:
+        relay_backend.change(postfix, facts, postfix.plan(facts, closed), stricter)
+    assert caught.value.restored and "still to change" in str(caught.value)
+    assert server.layout.main_cf.read_bytes() == original
+    server.wait_ready(30)
+    assert accepted(server, FOREIGN)  # the open configuration is back, as it was
+
+    facts = postfix.facts(closed)
+    backup, reloaded = relay_backend.change(postfix, facts, postfix.plan(facts, closed), closed)
+    assert reloaded and backup.primary is not None
+    server.wait_ready(30)
+    assert not accepted(server, FOREIGN)
+    assert postfix.verify(closed) is None
