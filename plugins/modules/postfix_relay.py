@@ -1,9 +1,11 @@
 #!/usr/bin/python
 """Ansible module postfix_relay: close a Postfix instance's relay (thin layer over the backend).
 
-Arguments here; validation, facts, plan, apply and restore live in
-module_utils/postfix_relay_backend.py. Both run on the managed host, so both are standard
-library only and valid Python 3.6 (RHEL 8's platform-python) through 3.13:
+Arguments here (declared in module_utils/postfix_options.py and relay_options.py); the run
+lives in module_utils/postfix_relay_backend.py over postfix_validate, postfix_facts,
+postfix_change, postfix_domains, postfix_overrides, postfix_plan and postfix_apply
+(docs/architecture.md). All run on the managed host, so all
+are standard library only and valid Python 3.7 through 3.13:
 tests/postfix_remediation/test_target_pythons.py compiles and runs them with each.
 """
 
@@ -20,6 +22,8 @@ description:
     [C(permit_sasl_authenticated),] then C(reject_unauth_destination) or
     C(defer_unauth_destination). Restrictions that followed the old unauth-destination entry
     (policy services, for example) are kept after it; entries before it are replaced.
+    C(permit_sasl_authenticated) stays as it is unless O(relay_authenticated) says otherwise.
+    Before Postfix 2.10 the same gate is enforced in C(smtpd_recipient_restrictions).
   - Sets C(allow_untrusted_routing = no), so sender-specified routes
     (C(user%domain@host), C(host!user)) from untrusted clients are not relayed.
   - Makes the domain classes (C(mydestination), C(virtual_alias_domains),
@@ -37,12 +41,24 @@ description:
     are LDH names of at most 253 characters. Internationalised domain names are refused; give
     their C(xn--) A-label. Values with spaces, commas, newlines, C($), NUL or other
     characters Postfix would interpret are refused, naming the option and the value.
-  - master.cf C(-o) overrides of relay parameters are reported as warnings, not changed.
+  - Reads every master.cf service override (C(postconf -P), C(postconf -M)). An smtpd
+    service that opens the relay by its own C(-o mynetworks=...),
+    C(-o smtpd_relay_restrictions=...) (or C(smtpd_recipient_restrictions) where that decides)
+    is planned and fixed in master.cf with C(postconf -P); other overrides of relay
+    parameters are reported as warnings. master.cf is backed up with main.cf.
+  - Reads the lookup tables in C(mynetworks) and the domain classes (cidr and texthash
+    tables as text, hash and lmdb tables with C(postmap -s)); tables are never edited, and
+    a plan that replaces one names every entry it drops.
+  - A change that removes a relay destination or a trusted network names it (RV(removals),
+    the change's C(removes), the diff) and is refused unless O(relay_allow_removals) is true;
+    in check mode it is reported with a warning.
 author:
   - relayguard developers (@relayguard)
 requirements:
-  - Postfix 2.10 or later (C(smtpd_relay_restrictions)) with C(postconf), C(postfix) and
-    C(postmap) on the managed host.
+  - Postfix with C(postconf), C(postfix) and C(postmap) on the managed host. master.cf
+    overrides are read and edited with C(postconf -M) and C(postconf -P) (Postfix 2.11 or
+    later; on older versions a warning says they were not read). Before Postfix 2.10 the relay
+    gate is C(smtpd_recipient_restrictions).
   - Root on the managed host (main.cf is written and Postfix reloaded).
 attributes:
   check_mode:
@@ -86,8 +102,27 @@ options:
     elements: str
   relay_authenticated:
     description:
-      - Whether SASL-authenticated clients may relay (C(permit_sasl_authenticated)). SASL
-        itself is not configured by this module; a warning is given if it is not enabled.
+      - Whether SASL-authenticated clients may relay (C(permit_sasl_authenticated)).
+      - V(keep) leaves C(permit_sasl_authenticated) as the host has it (RFC 2505 section 2
+        asks to refuse unauthorised relaying; a client authenticated with SMTP AUTH is
+        authorised); V(true) adds it and V(false) removes it (a boolean is accepted too).
+      - SASL itself is not configured by this module; a warning is given if it is not
+        enabled.
+    type: raw
+    default: keep
+  relay_partner_domains:
+    description:
+      - Relay destinations (partner domains, domains this host is a backup MX for) that must
+        stay accepted from any client. They are never pruned; one not accepted today is added
+        to C(relay_domains).
+    type: list
+    elements: str
+    default: []
+  relay_allow_removals:
+    description:
+      - Allow a change that removes a relay destination (a domain of a domain class) or a
+        trusted network narrower than /8 (/16 for IPv6). Without it such a plan fails naming
+        what it would remove, and nothing is changed.
     type: bool
     default: false
   relay_refusal:
@@ -190,7 +225,7 @@ changes:
   elements: dict
   contains:
     parameter:
-      description: main.cf parameter name.
+      description: main.cf parameter name, or C(service/type/name) of a master.cf override.
       type: str
       sample: mynetworks
     before:
@@ -205,10 +240,30 @@ changes:
       description: Why it changes.
       type: str
       sample: only relay_allowed_networks may relay without authentication
+    target:
+      description: Where the change is made, main.cf or a master.cf service override.
+      type: str
+      sample: master.cf smtp/inet -o mynetworks
+    removes:
+      description: Relay destinations or trusted networks the change drops.
+      type: list
+      elements: str
+      sample: [partner.example]
+    rule:
+      description: Id of the rule that planned the change.
+      type: str
+      sample: postfix-mynetworks
+removals:
+  description: Everything the plan removes, each as the change's target, a colon and the item.
+  returned: always
+  type: list
+  elements: str
+  sample: ["main.cf relay_domains: partner.example"]
 backup_file:
   description:
     - Path on the managed host of the main.cf backup taken before writing (null when nothing
-      was written). With O(state=restored), the copy of the main.cf that was replaced.
+      was written); master.cf is copied beside it as C(master.cf.<same time stamp>).
+    - With O(state=restored), the copy of the main.cf that was replaced.
   returned: always
   type: str
   sample: /etc/postfix/relayguard-backups/main.cf.20240101T120000.000000Z
@@ -254,6 +309,9 @@ rolled_back:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.relayguard.mail.plugins.module_utils.postfix_options import (
+    POSTFIX_RELAY_SPEC,
+)
 from ansible_collections.relayguard.mail.plugins.module_utils.postfix_relay_backend import (
     ApplyError,
     RelayConfigError,
@@ -262,34 +320,7 @@ from ansible_collections.relayguard.mail.plugins.module_utils.postfix_relay_back
 
 # Every option, as DOCUMENTATION describes it (validate-modules and
 # tests/postfix_remediation/test_module_docs.py compare the two).
-ARGUMENT_SPEC = {
-    "state": {"type": "str", "choices": ["present", "restored"], "default": "present"},
-    # str, not path: Ansible would expand ~ and $VARS in a path before validation.
-    "config_dir": {"type": "str", "default": "/etc/postfix"},
-    "relay_allowed_networks": {"type": "list", "elements": "str"},
-    "relay_authenticated": {"type": "bool", "default": False},
-    "relay_refusal": {
-        "type": "str",
-        "choices": ["keep", "permanent", "temporary"],
-        "default": "keep",
-    },
-    "inbound_domains": {"type": "list", "elements": "str"},
-    "inbound_domain_class": {
-        "type": "str",
-        "choices": [
-            "auto",
-            "mydestination",
-            "virtual_alias_domains",
-            "virtual_mailbox_domains",
-            "relay_domains",
-        ],
-        "default": "auto",
-    },
-    "prune_domains": {"type": "bool", "default": True},
-    "backup_dir": {"type": "str"},
-    "backup_keep": {"type": "int", "default": 10},
-    "backup_file": {"type": "str"},
-}
+ARGUMENT_SPEC = POSTFIX_RELAY_SPEC
 
 
 def main() -> None:

@@ -71,7 +71,8 @@ def test_four_passes_close_the_relay_and_keep_legitimate_mail(
 
     checked = backend.run(options(server), check_mode=True, want_diff=True)
     assert checked.changed
-    assert {c["parameter"] for c in checked.changes} == {"mynetworks", "smtpd_relay_restrictions"}
+    # permit_sasl_authenticated stays (relay_authenticated: keep), so only mynetworks changes
+    assert {c["parameter"] for c in checked.changes} == {"mynetworks"}
     assert "-mynetworks = 0.0.0.0/0" not in checked.diff["before"]  # plain text, not a patch
     assert "mynetworks = 0.0.0.0/0\n" in checked.diff["before"]
     assert f"mynetworks = 127.0.0.1/32, {APP_CLIENT}/32\n" in checked.diff["after"]
@@ -274,8 +275,8 @@ def test_debian_default_instance_gets_5xx_and_adds_missing_inbound_domain(
     )
     result = backend.run(desired, check_mode=False, want_diff=False)
     assert server.postconf("relay_domains") == "example.org"
-    assert server.postconf("smtpd_relay_restrictions") == (
-        "permit_mynetworks, defer_unauth_destination"
+    assert server.postconf("smtpd_relay_restrictions") == (  # as Debian wrote it: kept
+        "permit_mynetworks permit_sasl_authenticated defer_unauth_destination"
     )
     assert result.changed
     assert rcpt_code(server.address, 25, "someone@example.com", OUTSIDER) == 454  # kept 4xx

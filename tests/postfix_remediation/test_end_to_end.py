@@ -40,6 +40,8 @@ def write_inventory(lab: MailNetwork, mail_sshd: netlab.SshServer) -> Path:
                     "relay_allowed_networks": ["127.0.0.1/32", f"{lab.addr.app_server}/32"],
                     "relay_inbound_domains": [INBOUND_DOMAIN],
                     "relay_refusal": "permanent",
+                    # the controller's LAN stops being trusted: a removal the inventory allows
+                    "relay_allow_removals": True,
                 }
             }
         }
@@ -74,6 +76,7 @@ def test_postfix_relay_over_ssh_closes_the_relay_for_outsiders(mail_network: Mai
         assert check.recap["mail"]["changed"] == 1
         assert f"-mynetworks = 127.0.0.1/32, {lab.addr.controller_lan}" in check.output
         assert f"+mynetworks = 127.0.0.1/32, {app_server}/32" in check.output
+        assert f"+# removes: main.cf mynetworks: {lab.addr.controller_lan}" in check.output
         assert check.results["mail"]["backup_file"] is None
         assert main_cf.read_bytes() == original
         assert verdict(target) == "open"

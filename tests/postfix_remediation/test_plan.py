@@ -78,8 +78,7 @@ def after_applying(facts: object, plan: object) -> object:
 
 
 def changes(plan: object, *names: str) -> dict[str, str]:
-    """The planned settings, or only those of `names` (Debian's defaults carry SASL relay,
-    which a desired state without relay_authenticated removes)."""
+    """The planned settings, or only those of `names`."""
     settings: dict[str, str] = plan.settings()  # type: ignore[attr-defined]
     return {k: v for k, v in settings.items() if not names or k in names}
 
@@ -122,11 +121,16 @@ def test_debian_default_keeps_its_4xx_refusal_unless_asked_for_5xx() -> None:
     )
 
 
-def test_sasl_relay_removed_when_not_wanted() -> None:
-    plan = backend.plan_relay(make_facts(), desired())
+def test_sasl_relay_kept_by_default_and_removed_only_when_asked() -> None:
+    """relay_authenticated defaults to keep: Debian's permit_sasl_authenticated stays (RFC
+    2505 section 2 allows relaying for authenticated clients); false removes it."""
+    assert not backend.plan_relay(make_facts(), desired()).changed
+    assert not backend.plan_relay(make_facts(), desired(relay_authenticated="keep")).changed
+    plan = backend.plan_relay(make_facts(), desired(relay_authenticated=False))
     assert changes(plan) == {
         "smtpd_relay_restrictions": "permit_mynetworks, defer_unauth_destination"
     }
+    assert plan.removals() == ()  # the inventory asked for it: not a silent removal
 
 
 def test_restrictions_after_the_gate_are_kept_and_before_it_replaced() -> None:
@@ -169,9 +173,15 @@ def test_unset_restrictions_use_the_expanded_compatibility_default() -> None:
     )
     plan = backend.plan_relay(facts, desired(relay_refusal="permanent"))
     assert changes(plan)["smtpd_relay_restrictions"] == (
-        "permit_mynetworks, reject_unauth_destination"
+        "permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination"
     )
     assert plan.changes[0].before == conditional
+    no_sasl = backend.plan_relay(
+        facts, desired(relay_refusal="permanent", relay_authenticated=False)
+    )
+    assert changes(no_sasl)["smtpd_relay_restrictions"] == (
+        "permit_mynetworks, reject_unauth_destination"
+    )
 
 
 def test_mynetworks_compared_as_a_set_in_any_notation() -> None:
@@ -263,16 +273,41 @@ def test_relay_domains_referring_to_mydestination_is_kept() -> None:
     assert changes(plan, *DOMAINS) == {"mydestination": "$myhostname, localhost, example.org"}
 
 
-def test_master_cf_overrides_and_disabled_sasl_are_warned() -> None:
-    override = backend.MasterOverride("smtp", "inet", "smtpd_relay_restrictions", "permit")
-    plan = backend.plan_relay(make_facts(overrides=(override,)), desired(relay_authenticated=True))
-    assert any("smtp/inet overrides smtpd_relay_restrictions" in w for w in plan.warnings)
+def test_master_cf_override_is_planned_and_disabled_sasl_warned() -> None:
+    """An smtpd service's own `-o smtpd_relay_restrictions=permit` is closed in master.cf
+    (master(5) -o), not only warned about; an override of another parameter is warned."""
+    relay = backend.MasterOverride("smtp", "inet", "smtpd_relay_restrictions", "permit")
+    routing = backend.MasterOverride("smtp", "inet", "relay_domains", "partner.example")
+    facts = make_facts(overrides=(relay, routing))
+    plan = backend.plan_relay(facts, desired(relay_authenticated=True))
+    assert plan.override_settings() == {
+        "smtp/inet/smtpd_relay_restrictions": (
+            "permit_mynetworks,permit_sasl_authenticated,defer_unauth_destination"
+        )
+    }
+    change = next(c for c in plan.changes if c.service)
+    assert change.rule == "postfix-master-overrides"
+    assert change.target == "master.cf smtp/inet -o smtpd_relay_restrictions"
+    assert any("smtp/inet overrides relay_domains" in w for w in plan.warnings)
     assert any("smtpd_sasl_auth_enable" in w for w in plan.warnings)
 
 
-def test_old_postfix_is_refused() -> None:
-    with pytest.raises(backend.PlanError, match=r"2\.10"):
-        backend.plan_relay(make_facts(mail_version="2.9.6"), desired())
+def test_old_postfix_decides_relaying_in_recipient_restrictions() -> None:
+    """Before 2.10 there is no smtpd_relay_restrictions: the recipient list is the gate
+    (SMTPD_ACCESS_README); a bare permit before the gate becomes the gate."""
+    facts = make_facts(
+        mail_version="2.9.6", smtpd_recipient_restrictions="permit_mynetworks, permit"
+    )
+    plan = backend.plan_relay(facts, desired(relay_refusal="permanent"))
+    assert changes(plan) == {
+        "smtpd_recipient_restrictions": "permit_mynetworks, reject_unauth_destination"
+    }
+    assert "smtpd_relay_restrictions" not in plan.values_after()
+    closed = make_facts(
+        mail_version="2.9.6",
+        smtpd_recipient_restrictions="permit_mynetworks, reject_unauth_destination, permit",
+    )
+    assert not backend.plan_relay(closed, desired()).changed
 
 
 def test_diff_shows_managed_parameters_before_and_after() -> None:

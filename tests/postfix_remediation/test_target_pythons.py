@@ -19,8 +19,23 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 FILES = [
     ROOT / "plugins" / "modules" / "postfix_relay.py",
-    ROOT / "plugins" / "module_utils" / "postfix_relay_backend.py",
-    ROOT / "plugins" / "module_utils" / "command_runner.py",
+    *(
+        ROOT / "plugins" / "module_utils" / f"{name}.py"
+        for name in (
+            "relay_backend",
+            "relay_options",
+            "postfix_options",
+            "postfix_validate",
+            "postfix_facts",
+            "postfix_change",
+            "postfix_domains",
+            "postfix_overrides",
+            "postfix_plan",
+            "postfix_apply",
+            "postfix_relay_backend",
+            "command_runner",
+        )
+    ),
 ]
 VERSIONS = ["3.7", "3.8", "3.9", "3.10", "3.11", "3.12", "3.13"]
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -42,6 +57,10 @@ desired = b.desired_state({"relay_allowed_networks": ["127.0.0.0/8"],
 plan = b.plan_relay(facts, desired)
 names = sorted(change.name for change in plan.changes)
 assert "mynetworks" in names, names
+override = b.MasterOverride("smtp", "inet", "smtpd_relay_restrictions", "permit")
+facts = b.PostfixFacts(config_dir="/etc/postfix", raw=raw, expanded=dict(raw),
+                       explicit=frozenset(raw), master_overrides=(override,), table_hits={})
+assert b.plan_relay(facts, desired).override_settings(), "master.cf override not planned"
 print("planned", " ".join(names))
 """
 

@@ -4,7 +4,8 @@ The lab runs real Postfix with the same code the postfix_relay module ships to a
 (`command_runner`: one implementation, standard library only). Outside Ansible nothing puts
 `ansible_collections` on sys.path, so a file is loaded from this checkout by path under its
 top-level name: the name mypy checks it under (pyproject.toml: files) and the one the
-backend's import falls back to outside Ansible.
+backend's import falls back to outside Ansible; the directory joins sys.path so the files it
+imports (the Postfix backend is several) resolve under those names too.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ def load(name: str) -> ModuleType:
     loaded = sys.modules.get(name)
     if loaded is not None:
         return loaded
+    if str(MODULE_UTILS) not in sys.path:  # its siblings import each other by top-level name
+        sys.path.append(str(MODULE_UTILS))
     path = MODULE_UTILS / f"{name}.py"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None or not path.is_file():
