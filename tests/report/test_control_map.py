@@ -55,7 +55,7 @@ def exchange55_rule_finding_ids() -> list[str]:
 
 def known_finding_ids() -> list[str]:
     module_utils.load("command_runner")  # the backend's import of it, outside Ansible
-    postfix = module_utils.load("postfix_relay_backend")
+    postfix = module_utils.load("postfix_facts")  # MANAGED_PARAMETERS: main.cf or -o overrides
     return [
         *CHECK_IDS,
         *(r.id for r in MODERN_RULES),
