@@ -226,7 +226,17 @@ def test_sp4_level_ims_closes_the_quoted_form_and_nmap_agrees(lab: Lab) -> None:
         if port != "25":
             continue  # nmap's script runs only against the SMTP ports it knows
         nmap = run_smtp_open_relay(address, int(port), UNTRUSTED_SOURCE, timeout=120)
-        assert nmap.conclusion is NmapConclusion.CLOSED, (host["name"], nmap.output)
+        if host["platform"] == "exchange55":
+            # A 5.5 IMS answers 250 for any recipient at a local domain and NDRs unknown ones
+            # later; a Routing-tab entry matches subdomains (KB Q169683, Q259531), so the
+            # server's own name is local. nmap calls that 250 a relay; relayguard's outcome
+            # for exactly those envelopes is "accepted" (not relayed, verdict closed).
+            accepted = {
+                t["rcpt_to"] for t in untrusted[host["name"]]["tests"] if t["outcome"] == "accepted"
+            }
+            assert {to for _, to in nmap.relayed_pairs} <= accepted, (host["name"], nmap.output)
+        else:
+            assert nmap.conclusion is NmapConclusion.CLOSED, (host["name"], nmap.output)
 
 
 def test_restore_gives_back_each_twin_byte_for_byte(lab: Lab) -> None:
