@@ -143,8 +143,13 @@ def test_recap_junit_and_diff_tell_each_hosts_own_result(junit_dir: Path) -> Non
                 assert applied in ([], ["skipped"]), (host, applied)
             else:
                 assert applied == ["ok"], (host, applied)
-        # the broken host fails on its own mail-flow task; every other changed host passes it
-        assert _outcomes(cases, broken, FLOW_TASK) in (["failure"], ["error"]), cases
+        # the broken host fails on its own: on its mail-flow task, or (seen once under load in a
+        # full run, not reproduced alone) already at its own re-probe, so the flow task skips
+        # it; either way it alone is rolled back and every other changed host passes the flow
+        flow = _outcomes(cases, broken, FLOW_TASK)
+        assert flow in (["failure"], ["error"]) or (
+            flow in ([], ["skipped"]) and report[broken]["status"] == "rolled_back"
+        ), (flow, report[broken]["error"], cases)
         for host, record in report.items():
             if record["status"] == "remediated":
                 assert _outcomes(cases, host, FLOW_TASK) == ["ok"], (host, cases)
