@@ -55,6 +55,13 @@ options:
       - A domain the server accepts mail for; used by the encapsulation tests and the RFC 2505
         checks. Defaults to the name in the server's banner.
     type: str
+  local_domains:
+    description:
+      - A domain per target, for a batch whose servers accept mail for different domains
+        (C(mx1.example.org:25: example.org)). A key is written as in O(targets); one without a
+        port applies to every port of that host. A target listed here uses its own domain
+        instead of O(local_domain).
+    type: dict
   helo_name:
     description: EHLO/HELO name. Defaults to O(external_domain), as nmap does.
     type: str
@@ -224,6 +231,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "source_address": {"type": "str"},
     "external_domain": {"type": "str", "default": "example.com"},
     "local_domain": {"type": "str"},
+    "local_domains": {"type": "dict"},
     "helo_name": {"type": "str"},
     "timeout": {"type": "float", "default": 30},
     "host_timeout": {"type": "float", "default": 900},
@@ -257,6 +265,7 @@ def main() -> None:
             source_address=p["source_address"],
             external_domain=p["external_domain"],
             local_domain=p["local_domain"],
+            local_domains=p["local_domains"],
             helo_name=p["helo_name"],
             timeout=p["timeout"],
             host_timeout=p["host_timeout"],

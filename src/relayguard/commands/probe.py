@@ -84,8 +84,11 @@ def register(sub: Any) -> None:
     )
     parser.add_argument(
         "--local-domain",
-        metavar="D",
-        help="a domain the server accepts mail for (default: the name in its banner)",
+        metavar="[TARGET=]D",
+        action="append",
+        default=[],
+        help="a domain the servers accept mail for (default: the name in each banner); "
+        "TARGET=D for one target (as given in TARGETS), repeatable",
     )
     parser.add_argument("--helo", metavar="NAME", help="EHLO/HELO name (default: external domain)")
     parser.add_argument(
@@ -148,13 +151,24 @@ def register(sub: Any) -> None:
     parser.set_defaults(func=run)
 
 
+def _local_domains(values: Sequence[str]) -> tuple[str | None, dict[str, str]]:
+    """--local-domain values: one plain D (every target) and TARGET=D entries."""
+    plain = [v for v in values if "=" not in v]
+    if len(plain) > 1:
+        raise InputError("--local-domain", plain, "is given more than once without TARGET=")
+    pairs = dict(v.split("=", 1) for v in values if "=" in v)
+    return (plain[0] if plain else None), pairs
+
+
 def _options(args: argparse.Namespace) -> ProbeOptions:
+    local_domain, local_domains = _local_domains(args.local_domain)
     return checked_options(
         port=args.port,
         ports=args.ports,
         source_address=args.source_address,
         external_domain=args.external_domain,
-        local_domain=args.local_domain,
+        local_domain=local_domain,
+        local_domains=local_domains or None,
         helo_name=args.helo,
         timeout=args.timeout,
         host_timeout=args.host_timeout,

@@ -40,6 +40,7 @@ async def probe_host(
     target: Target, options: ProbeOptions, opener: Opener, label: str | None = None
 ) -> HostResult:
     name = label or str(target)
+    options = options.for_target(target)
     try:
         address = await _resolve(target.host, target.port, options.source_address)
     except (OSError, UnicodeError) as exc:

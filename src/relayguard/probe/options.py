@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from relayguard.probe.targets import Target
 
 # RFC 2606 reserves example.com: it is never a real recipient, yet it resolves, so servers that
 # check the recipient domain in DNS still evaluate their relay rules. Use a domain you control
@@ -27,6 +31,9 @@ class ProbeOptions:
     source_address: str | None = None
     external_domain: str = DEFAULT_EXTERNAL_DOMAIN
     local_domain: str | None = None
+    # A domain per target (host, port, domain; port 0: every port of that host), for a batch
+    # whose servers accept mail for different domains: each target's own beats `local_domain`.
+    target_local_domains: tuple[tuple[str, int, str], ...] = ()
     helo_name: str | None = None  # defaults to the external domain, as nmap does
     mail_from_local: str = DEFAULT_FROM
     rcpt_to_local: str = DEFAULT_TO
@@ -59,6 +66,13 @@ class ProbeOptions:
         """Whether a port speaks TLS from the first byte (RFC 8314 §3.3), not STARTTLS."""
         return port in IMPLICIT_TLS_PORTS
 
+    def for_target(self, target: Target) -> ProbeOptions:
+        """These options for one target: its own local domain when one was given for it."""
+        for host, port, domain in self.target_local_domains:
+            if host == target.host and port in (0, target.port):
+                return replace(self, local_domain=domain)
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -70,6 +84,7 @@ def checked_options(
     source_address: object = None,
     external_domain: object = DEFAULT_EXTERNAL_DOMAIN,
     local_domain: object = None,
+    local_domains: object = None,
     helo_name: object = None,
     mail_from_local: object = DEFAULT_FROM,
     rcpt_to_local: object = DEFAULT_TO,
@@ -100,6 +115,7 @@ def checked_options(
         source_address=source,
         external_domain=v.domain("external_domain", external_domain),
         local_domain=None if local_domain is None else v.mail_domain("local_domain", local_domain),
+        target_local_domains=_target_local_domains(local_domains),
         helo_name=None if helo_name is None else v.domain("helo_name", helo_name),
         mail_from_local=v.local_part("from", mail_from_local),
         rcpt_to_local=v.local_part("to", rcpt_to_local),
@@ -128,3 +144,23 @@ def _ports(value: object) -> tuple[int, ...]:
         for item in items
     ]
     return tuple(dict.fromkeys(ports))
+
+
+def _target_local_domains(value: object) -> tuple[tuple[str, int, str], ...]:
+    """`{target: domain}` (a target as `targets` takes it: host, host:port, [v6]:port) as
+    (host, port, domain) rows; port 0 when the target names none (every port)."""
+    from relayguard import validate as v
+    from relayguard.probe.targets import TargetError, parse_target
+
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping):
+        raise v.InputError("local_domains", value, "is not a mapping of target to domain")
+    rows = []
+    for spec, domain in value.items():
+        try:
+            target = parse_target(str(spec), default_port=0)
+        except TargetError as exc:
+            raise v.InputError("local_domains", spec, str(exc)) from None
+        rows.append((target.host, target.port, v.mail_domain(f"local_domains[{spec}]", domain)))
+    return tuple(rows)
