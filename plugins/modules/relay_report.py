@@ -75,6 +75,13 @@ options:
         from outside (an open relay) is waived only by an entry naming that exact finding.
       - Omitted, no waiver applies.
     type: path
+  write:
+    description:
+      - Write the report. V(false) builds and validates the document and returns its
+        RV(summary), RV(waived_hosts) and RV(waiver_errors) without writing anything: a
+        batch that does not end the run learns which of its hosts pass by their waivers.
+    type: bool
+    default: true
 author:
   - relayguard developers (@relayguard)
 requirements:
@@ -111,12 +118,12 @@ EXAMPLES = r"""
 RETURN = r"""
 run_dir:
   description: The run directory written.
-  returned: success
+  returned: success and O(write)
   type: str
   sample: /srv/relayguard/reports/20250301T120000Z-3f9a0c
 report:
   description: Path of report.json.
-  returned: success
+  returned: success and O(write)
   type: str
   sample: /srv/relayguard/reports/20250301T120000Z-3f9a0c/report.json
 waived_hosts:
@@ -171,6 +178,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "probe_options": {"type": "dict", "default": {}},
     "hosts": {"type": "list", "elements": "dict", "required": True},
     "waivers": {"type": "path"},
+    "write": {"type": "bool", "default": True},
 }
 
 
@@ -195,7 +203,7 @@ def main() -> None:
             waivers, waiver_errors = load_waivers(p["waivers"], datetime.now(UTC).date())
         except WaiverFileError as exc:
             module.fail_json(msg=str(exc))
-        for error in waiver_errors:
+        for error in waiver_errors if p["write"] else ():  # once a run, with the report
             module.warn(f"{p['waivers']}: {error}")
     try:
         run = run_metadata(
@@ -208,15 +216,17 @@ def main() -> None:
             check_mode=p["check_mode"],
         )
         document = build_report(run, p["hosts"], waivers, waiver_errors)
-        run_dir = write_report_files(document, p["reports_dir"])
+        run_dir = write_report_files(document, p["reports_dir"]) if p["write"] else None
     except ReportInvalid as exc:
         module.fail_json(msg=f"invalid report: {'; '.join(exc.problems) or exc}")
     except ReportWriteError as exc:
         module.fail_json(msg=str(exc))
+    written = (
+        {} if run_dir is None else {"run_dir": str(run_dir), "report": str(run_dir / "report.json")}
+    )
     module.exit_json(
         changed=False,
-        run_dir=str(run_dir),
-        report=str(run_dir / "report.json"),
+        **written,
         summary=document["summary"],
         waived_hosts=waived_hosts(document["hosts"]),
         waiver_errors=list(waiver_errors or []),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,46 @@ def test_audit_controls_waivers_and_drift_on_the_lab() -> None:
             f"waiver #{len(found[waived_host]) + found[lapsed_host].index('relay-closed') + 1} "
             f"({lapsed_host}/relay-closed): expired on {PAST}"
         ]
+
+        # 2b. Batches: an enforce run outside its change window (nothing changes, every host
+        #     needing a change ends audit_failed) in batches of 1 then the rest, with every
+        #     failing finding waived: the first batch, which does not end the run, honours the
+        #     waivers without writing a report (one report for the run), no host fails and the
+        #     second batch runs.
+        everything = fleet.directory / "waivers-all.yml"
+        everything.write_text(
+            # (in enforce mode a host that was not changed also fails its `remediation`)
+            json.dumps(
+                {
+                    "waivers": [
+                        waiver(h, f, FUTURE)
+                        for h, ids in found.items()
+                        for f in [*ids, "remediation"]
+                    ]
+                }
+            ),
+            encoding="utf-8",
+        )
+        runs_before = {p.name for p in fleet.reports.iterdir() if p.name != "latest"}
+        later = datetime.now(UTC) + timedelta(hours=2)
+        batched = fleet.playbook(
+            extra={
+                "relay_serial": [1, "100%"],
+                "relay_max_fail_percentage": 0,
+                "relay_waivers": str(everything),
+                "relay_change_window_start": later.strftime("%H:00"),
+                "relay_change_window_end": (later + timedelta(hours=1)).strftime("%H:00"),
+            }
+        )
+        assert batched.returncode == 0, batched.explain()
+        statuses = {h["host"]: h["status"] for h in fleet.report()["hosts"]}
+        assert set(statuses) == set(found), statuses  # both batches ran
+        assert "audit_failed" in statuses.values(), statuses
+        assert all(batched.recap[h]["failed"] == 0 for h in found), batched.explain()
+        # the first batch evaluated the waivers without writing: one report for the run
+        runs = {p.name for p in fleet.reports.iterdir() if p.name != "latest"} - runs_before
+        assert len(runs) == 1, runs
+        assert "Waived in this batch" in batched.output, batched.explain()
 
         # 3. Enforce, then the audit after it: every failing host fixed, none regressed.
         enforce = fleet.playbook()
