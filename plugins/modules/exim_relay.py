@@ -142,7 +142,7 @@ EXAMPLES = r"""
 RETURN = r"""
 changes:
   description: The planned (check mode) or applied changes.
-  returned: always
+  returned: O(state=present)
   type: list
   elements: dict
   sample:
@@ -154,7 +154,7 @@ changes:
       removes: ["0.0.0.0/0"]
 removals:
   description: 'Every network or domain the plan drops, each as "target: item".'
-  returned: always
+  returned: O(state=present)
   type: list
   elements: str
 findings:
