@@ -4,8 +4,8 @@
 # the updates the Exchange twins are behind on from the lab's packages (ex2019-compliant: relay
 # closed, but CU15 without its updates; docs/exchange.md#patch-level), run it
 # again in audit mode to show every host compliant with zero changes, print the report's
-# summary and path, then take the lab down. Without root the lab has no Postfix hosts (they
-# need port 25 and real Postfix instances) and says so.
+# summary and path, then take the lab down. Without root the lab has no Postfix, Exim or
+# Sendmail hosts (they need port 25 and real servers) and says so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=.venv/bin
@@ -15,7 +15,7 @@ cleanup() { "$rg" lab down >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 
 if [ "$(id -u)" -ne 0 ]; then
-  echo "demo: not root — the lab leaves out its Postfix hosts; the Exchange twins listen on port 2525"
+  echo "demo: not root — the lab leaves out its Postfix, Exim and Sendmail hosts; the Exchange twins listen on port 2525"
 fi
 "$rg" lab down >/dev/null 2>&1 || true
 fleet_args=()

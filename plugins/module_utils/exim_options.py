@@ -9,14 +9,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from relay_options import RELAY_POLICY_SPEC
+    from relay_options import RELAY_POLICY_SPEC, RELAY_RESTORE_SPEC
 else:
     try:  # as Ansible ships it
         from ansible_collections.relayguard.mail.plugins.module_utils.relay_options import (
             RELAY_POLICY_SPEC,
+            RELAY_RESTORE_SPEC,
         )
     except ImportError:  # loaded by path outside Ansible (tests)
-        from relay_options import RELAY_POLICY_SPEC
+        from relay_options import RELAY_POLICY_SPEC, RELAY_RESTORE_SPEC
 
 EXIM_RELAY_SPEC: dict[str, dict[str, Any]] = {
     "config": {"type": "str", "default": "/etc/exim4/update-exim4.conf.conf"},
@@ -24,6 +25,7 @@ EXIM_RELAY_SPEC: dict[str, dict[str, Any]] = {
     "runtime_config": {"type": "str", "default": ""},
     "exim_binary": {"type": "str", "default": ""},
     "pid_file": {"type": "str", "default": "/run/exim4/exim.pid"},
-    "relay_allowed_networks": {"type": "list", "elements": "str", "required": True},
+    "relay_allowed_networks": {"type": "list", "elements": "str"},  # required unless restored
     **RELAY_POLICY_SPEC,
+    **RELAY_RESTORE_SPEC,
 }

@@ -22,6 +22,7 @@ A run goes through the same steps on every MTA:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -213,3 +214,107 @@ def change(backend: MtaBackend[F, D, P], facts: F, plan: P, desired: D) -> tuple
             raise ChangeFailed(f"{exc}; restoring ALSO failed: {again}", backup, False) from None
         raise ChangeFailed(f"{exc}; configuration restored", backup, True) from None
     return backup, reloaded
+
+
+def rule_results(
+    rules: Sequence[Rule[F, D, C]], findings: Sequence[tuple[str, str]], subject: str
+) -> list[dict[str, str]]:
+    """Every rule's result on the configuration as read, for the report (one finding per
+    rule: fail with its problem, else pass), in the table's order."""
+    failed = dict(findings)
+    return [
+        {
+            "id": rule.id,
+            "source": rule.source,
+            "subject": subject,
+            "result": "fail" if rule.id in failed else "pass",
+            "reason": failed.get(rule.id, "compliant"),
+        }
+        for rule in rules
+    ]
+
+
+def backup_files(backup: Backup) -> list[dict[str, str]]:
+    """The module's return for a backup: every (path, copy) pair; copy "" means the file did
+    not exist before the change (a restore removes it)."""
+    return [{"path": path, "copy": copy} for path, copy in backup.files]
+
+
+def checked_backup(
+    pairs: Sequence[dict[str, str]], backup_dir: str, managed: Sequence[str]
+) -> Backup:
+    """The `backup_files` a restore was given, checked before anything is touched: each
+    `path` is one of the files the backend manages (`managed`), each `copy` a regular file
+    directly in `backup_dir` named after its path (or "" for a file that was absent).
+    ValueError names the entry that is not."""
+    if not pairs:
+        raise ValueError("backup_files is empty: give the backup_files of the run to undo")
+    where = os.path.realpath(backup_dir)
+    known = {os.path.realpath(p) for p in managed}
+    out = []
+    for number, pair in enumerate(pairs, 1):
+        path, copy = str(pair.get("path") or ""), str(pair.get("copy") or "")
+        if not os.path.isabs(path) or os.path.realpath(path) not in known:
+            raise ValueError(
+                f"backup_files entry {number}: path {path!r} is not a file this backend "
+                f"manages ({', '.join(managed)})"
+            )
+        if copy:
+            if os.path.dirname(os.path.realpath(copy)) != where:
+                raise ValueError(
+                    f"backup_files entry {number}: copy {copy!r} is outside the backup "
+                    f"directory {backup_dir}"
+                )
+            if not os.path.basename(copy).startswith(os.path.basename(path) + "."):
+                raise ValueError(
+                    f"backup_files entry {number}: copy {copy!r} is not a backup of {path}"
+                )
+            if not os.path.isfile(copy):
+                raise ValueError(f"backup_files entry {number}: copy {copy!r} does not exist")
+        out.append((path, copy))
+    return Backup(tuple(out))
+
+
+def _content(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def restore_changes(backup: Backup) -> list[tuple[str, bytes | None, bytes | None]]:
+    """(path, now, after the restore) for each file a restore of `backup` would change
+    (None: absent)."""
+    out = []
+    for path, copy in backup.files:
+        now, wanted = _content(path), (_content(copy) if copy else None)
+        if now != wanted:
+            out.append((path, now, wanted))
+    return out
+
+
+def restore_diff(changes: Sequence[tuple[str, bytes | None, bytes | None]]) -> list[dict[str, str]]:
+    """Ansible diffs of a restore (a binary file, such as a compiled map, is named only)."""
+
+    def text(data: bytes | None) -> str:
+        if data is None:
+            return ""
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return f"(binary, {len(data)} bytes)\n"
+
+    return [
+        {"before_header": p, "after_header": p, "before": text(now), "after": text(after)}
+        for p, now, after in changes
+    ]
+
+
+def restore_backup(backend: MtaBackend[F, D, P], backup: Backup) -> None:
+    """Put the backup back with the backend's own restore (which regenerates and reloads),
+    then check every file byte for byte."""
+    backend.restore(backup)
+    left = [path for path, _now, _after in restore_changes(backup)]
+    if left:
+        raise ValueError(f"after the restore these differ from their backup: {', '.join(left)}")

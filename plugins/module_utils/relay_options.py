@@ -24,3 +24,18 @@ RELAY_POLICY_SPEC: dict[str, dict[str, Any]] = {
     "relay_partner_domains": {"type": "list", "elements": "str", "default": []},
     "relay_allow_removals": {"type": "bool", "default": False},
 }
+
+# Undoing a change (the Exim and Sendmail modules): state restored puts back exactly the files
+# a run's backup_files return names (path, and the copy taken before the change; an empty copy:
+# the file did not exist, and is removed).
+RELAY_RESTORE_SPEC: dict[str, dict[str, Any]] = {
+    "state": {"type": "str", "choices": ["present", "restored"], "default": "present"},
+    "backup_files": {
+        "type": "list",
+        "elements": "dict",
+        "options": {
+            "path": {"type": "str", "required": True},
+            "copy": {"type": "str", "default": ""},
+        },
+    },
+}

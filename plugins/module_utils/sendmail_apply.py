@@ -23,17 +23,35 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from relay_backend import Backup, ChangeFailed, Plan, change, removal_refusal
+    from relay_backend import (
+        Backup,
+        ChangeFailed,
+        Plan,
+        backup_files,
+        change,
+        checked_backup,
+        removal_refusal,
+        restore_backup,
+        restore_changes,
+        restore_diff,
+        rule_results,
+    )
     from sendmail_facts import SendmailFacts, SendmailFactsError, network_key, read_facts
-    from sendmail_plan import FALSE, KEEP, TRUE, SendmailDesired, plan, rendered
+    from sendmail_plan import FALSE, KEEP, RULES, TRUE, SendmailDesired, plan, rendered
 else:
     try:  # as Ansible ships it
         from ansible_collections.relayguard.mail.plugins.module_utils.relay_backend import (
             Backup,
             ChangeFailed,
             Plan,
+            backup_files,
             change,
+            checked_backup,
             removal_refusal,
+            restore_backup,
+            restore_changes,
+            restore_diff,
+            rule_results,
         )
         from ansible_collections.relayguard.mail.plugins.module_utils.sendmail_facts import (
             SendmailFacts,
@@ -44,17 +62,37 @@ else:
         from ansible_collections.relayguard.mail.plugins.module_utils.sendmail_plan import (
             FALSE,
             KEEP,
+            RULES,
             TRUE,
             SendmailDesired,
             plan,
             rendered,
         )
     except ImportError:  # loaded by path outside Ansible (tests)
-        from relay_backend import Backup, ChangeFailed, Plan, change, removal_refusal
+        from relay_backend import (
+            Backup,
+            ChangeFailed,
+            Plan,
+            backup_files,
+            change,
+            checked_backup,
+            removal_refusal,
+            restore_backup,
+            restore_changes,
+            restore_diff,
+            rule_results,
+        )
         from sendmail_facts import SendmailFacts, SendmailFactsError, network_key, read_facts
-        from sendmail_plan import FALSE, KEEP, TRUE, SendmailDesired, plan, rendered
+        from sendmail_plan import FALSE, KEEP, RULES, TRUE, SendmailDesired, plan, rendered
 
-__all__ = ["ChangeFailed", "SendmailBackend", "SendmailFactsError", "desired_state", "run"]
+__all__ = [
+    "ChangeFailed",
+    "SendmailBackend",
+    "SendmailFactsError",
+    "desired_state",
+    "restore",
+    "run",
+]
 
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9-]{1,63}$")
 _CONFIG_ERROR = re.compile(r": line \d+: ")
@@ -268,6 +306,7 @@ def run(params: dict[str, Any], check_mode: bool, diff: bool) -> dict[str, Any]:
         "changes": [c.as_dict() for c in made.changes],
         "removals": list(made.removals()),
         "findings": [{"rule": r, "problem": p} for r, p in made.findings],
+        "rules": rule_results(RULES, made.findings, backend.mc_path),
         "warnings": list(made.warnings),
         "mc_path": backend.mc_path,
         "backup_file": None,
@@ -287,5 +326,37 @@ def run(params: dict[str, Any], check_mode: bool, diff: bool) -> dict[str, Any]:
         raise SendmailFactsError(refusal)
     backup, reloaded = change(backend, facts, made, desired)
     result["backup_file"] = backup.primary
+    result["backup_files"] = backup_files(backup)
     result["reloaded"] = reloaded
+    return result
+
+
+def restore(params: dict[str, Any], check_mode: bool, diff: bool) -> dict[str, Any]:
+    """state=restored: put back exactly the files of `backup_files` (copies from backup_dir,
+    of the files this Sendmail's mc names), then tell a running daemon. Every entry is
+    checked first (SendmailFactsError names a bad one): nothing is touched before."""
+    backend = SendmailBackend(params)
+    facts = backend.facts(SendmailDesired())
+    try:
+        backup = checked_backup(
+            params.get("backup_files") or [], backend.backup_dir, backend.files(facts)
+        )
+    except ValueError as exc:
+        raise SendmailFactsError(f"{exc}; nothing was changed") from None
+    pending = restore_changes(backup)
+    result: dict[str, Any] = {
+        "changed": bool(pending),
+        "restored": [path for path, _now, _after in pending],
+        "mc_path": backend.mc_path,
+        "warnings": [],
+    }
+    if diff:
+        result["diff"] = restore_diff(pending)
+    if check_mode or not pending:
+        return result
+    backend.reloaded = bool(backend.restart)  # a running daemon reads the files put back
+    try:
+        restore_backup(backend, backup)
+    except ValueError as exc:
+        raise SendmailFactsError(str(exc)) from None
     return result

@@ -8,14 +8,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from relay_options import RELAY_POLICY_SPEC
+    from relay_options import RELAY_POLICY_SPEC, RELAY_RESTORE_SPEC
 else:
     try:  # as Ansible ships it
         from ansible_collections.relayguard.mail.plugins.module_utils.relay_options import (
             RELAY_POLICY_SPEC,
+            RELAY_RESTORE_SPEC,
         )
     except ImportError:  # loaded by path outside Ansible (tests)
-        from relay_options import RELAY_POLICY_SPEC
+        from relay_options import RELAY_POLICY_SPEC, RELAY_RESTORE_SPEC
 
 SENDMAIL_RELAY_SPEC: dict[str, dict[str, Any]] = {
     "mc_path": {"type": "str", "default": "/etc/mail/sendmail.mc"},
@@ -27,4 +28,5 @@ SENDMAIL_RELAY_SPEC: dict[str, dict[str, Any]] = {
     "backup_dir": {"type": "str"},
     "restart": {"type": "bool", "default": True},
     **RELAY_POLICY_SPEC,
+    **RELAY_RESTORE_SPEC,
 }

@@ -67,13 +67,38 @@ options:
       - The daemon's pid file (Exim's C(pid_file_path)); no running daemon means no reload.
     type: str
     default: /run/exim4/exim.pid
+  state:
+    description:
+      - V(present) plans and (unless in check mode) applies the closed-relay policy.
+      - V(restored) puts back exactly the files of O(backup_files) (what an earlier run
+        returned as RV(backup_files)), regenerates Debian's configuration and reloads the daemon;
+        in check mode it only says (and with diff shows) what it would put back.
+    type: str
+    choices: [present, restored]
+    default: present
+  backup_files:
+    description:
+      - With O(state=restored), RV(backup_files) of the run to undo. Each copy must be a
+        backup of O(config) beside it; anything else is refused, naming the entry, before a
+        file is touched.
+    type: list
+    elements: dict
+    suboptions:
+      path:
+        description: The file that was changed (O(config)).
+        type: str
+        required: true
+      copy:
+        description: Its copy taken before the change.
+        type: str
+        default: ""
   relay_allowed_networks:
     description:
       - Networks (CIDR) whose clients may relay without authentication. Entries of the relay
         host list inside them (or on loopback) stay; others are removed and named.
+      - Required with O(state=present).
     type: list
     elements: str
-    required: true
   relay_authenticated:
     description:
       - V(keep) leaves authenticated relay as the ACL has it; V(true) or V(false) add or remove
@@ -99,6 +124,13 @@ EXAMPLES = r"""
   relayguard.mail.exim_relay:
     relay_allowed_networks: [10.20.0.0/16]
     relay_partner_domains: [partner.example]
+  register: relay
+
+- name: Undo that change (for instance when mail stopped flowing after it)
+  relayguard.mail.exim_relay:
+    state: restored
+    backup_files: "{{ relay.backup_files }}"
+  when: relay.backup_files | default([]) | length > 0
 
 - name: Close a plain exim.conf
   relayguard.mail.exim_relay:
@@ -110,7 +142,7 @@ EXAMPLES = r"""
 RETURN = r"""
 changes:
   description: The planned (check mode) or applied changes.
-  returned: always
+  returned: O(state=present)
   type: list
   elements: dict
   sample:
@@ -122,18 +154,42 @@ changes:
       removes: ["0.0.0.0/0"]
 removals:
   description: 'Every network or domain the plan drops, each as "target: item".'
-  returned: always
+  returned: O(state=present)
   type: list
   elements: str
 findings:
   description: Rule id and problem for each rule that found one.
-  returned: always
+  returned: O(state=present)
   type: list
   elements: list
+rules:
+  description:
+    - Every rule of the table on the configuration as read, in order, for the report.
+  returned: O(state=present)
+  type: list
+  elements: dict
+  sample:
+    - {id: exim-relay-nets, source: "Exim specification ch. 10 (host and domain lists)",
+       subject: /etc/exim4/exim.conf,
+       result: fail, reason: "relay_from_hosts has 0.0.0.0/0"}
 backup_file:
   description: The copy of O(config) taken before the change.
   returned: changed and not check mode
   type: str
+backup_files:
+  description:
+    - Every file the change wrote and its copy taken before it; give it to O(state=restored)
+      to undo the change.
+  returned: changed and not check mode
+  type: list
+  elements: dict
+  sample: [{path: /etc/exim4/update-exim4.conf.conf,
+            copy: /etc/exim4/update-exim4.conf.conf.relayguard-20240101T120000-4242}]
+restored:
+  description: With O(state=restored), the files put back (or, in check mode, to put back).
+  returned: O(state=restored)
+  type: list
+  elements: str
 reloaded:
   description: Whether a running daemon was told to reload.
   returned: changed and not check mode
@@ -150,13 +206,20 @@ from ansible_collections.relayguard.mail.plugins.module_utils.exim_backend impor
 )
 from ansible_collections.relayguard.mail.plugins.module_utils.exim_options import EXIM_RELAY_SPEC
 from ansible_collections.relayguard.mail.plugins.module_utils.exim_plan import (
+    EXIM_RULES,
     desired_state,
     plan_text,
 )
 from ansible_collections.relayguard.mail.plugins.module_utils.relay_backend import (
     ChangeFailed,
+    backup_files,
     change,
+    checked_backup,
     removal_refusal,
+    restore_backup,
+    restore_changes,
+    restore_diff,
+    rule_results,
 )
 
 
@@ -173,8 +236,39 @@ def _backend(params):
     return EximBackend(params["config"], binary, style, runtime, params["pid_file"])
 
 
+def restore(module):
+    """state=restored: put back exactly the files of backup_files (check mode: say which)."""
+    backend = _backend(module.params)
+    try:
+        backup = checked_backup(
+            module.params["backup_files"], os.path.dirname(backend.config), [backend.config]
+        )
+    except ValueError as exc:
+        module.fail_json(msg=f"exim_relay: {exc}; nothing was changed", changed=False)
+    pending = restore_changes(backup)
+    result = {"changed": bool(pending), "restored": [path for path, _n, _a in pending]}
+    if module._diff:
+        result["diff"] = restore_diff(pending)
+    if module.check_mode or not pending:
+        module.exit_json(**result)
+    try:
+        restore_backup(backend, backup)
+    except (EximError, OSError, ValueError) as exc:
+        module.fail_json(msg=f"exim_relay: restoring {backend.config} failed: {exc}", **result)
+    module.exit_json(**result)
+
+
 def main():
-    module = AnsibleModule(argument_spec=EXIM_RELAY_SPEC, supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec=EXIM_RELAY_SPEC,
+        supports_check_mode=True,
+        required_if=[
+            ("state", "present", ["relay_allowed_networks"]),
+            ("state", "restored", ["backup_files"]),
+        ],
+    )
+    if module.params["state"] == "restored":
+        restore(module)
     try:
         desired = desired_state(module.params)
         backend = _backend(module.params)
@@ -187,6 +281,7 @@ def main():
         "changes": [c.as_dict() for c in plan.changes],
         "removals": list(plan.removals()),
         "findings": [list(f) for f in plan.findings],
+        "rules": rule_results(EXIM_RULES, plan.findings, backend.config),
     }
     if plan.changed and module._diff:
         result["diff"] = {"before": facts.text, "after": plan_text(facts, plan.changes)}
@@ -203,7 +298,9 @@ def main():
         module.fail_json(msg=str(exc), rolled_back=exc.restored, **result)
     except (EximError, OSError) as exc:
         module.fail_json(msg=f"exim_relay: {exc}", **result)
-    module.exit_json(backup_file=backup.primary, reloaded=reloaded, **result)
+    module.exit_json(
+        backup_file=backup.primary, backup_files=backup_files(backup), reloaded=reloaded, **result
+    )
 
 
 if __name__ == "__main__":

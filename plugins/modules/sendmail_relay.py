@@ -48,6 +48,32 @@ attributes:
     platforms: posix
     description: Runs on the Sendmail host with its Python, 3.7 or later; standard library only.
 options:
+  state:
+    description:
+      - V(present) plans and (unless in check mode) applies the closed-relay policy.
+      - V(restored) puts back exactly the files of O(backup_files) (what an earlier run
+        returned as RV(backup_files)) and sends SIGHUP to a running daemon; in check mode it
+        only says (and with diff shows) what it would put back.
+    type: str
+    choices: [present, restored]
+    default: present
+  backup_files:
+    description:
+      - With O(state=restored), RV(backup_files) of the run to undo. Each path must be a file
+        this Sendmail's mc and cf name (the mc, sendmail.cf, the access source and map, the
+        relay-domains file) and each copy a file in O(backup_dir) named after it; anything else
+        is refused, naming the entry, before a file is touched.
+    type: list
+    elements: dict
+    suboptions:
+      path:
+        description: A file the change wrote.
+        type: str
+        required: true
+      copy:
+        description: Its copy taken before the change; empty when it did not exist (it is removed).
+        type: str
+        default: ""
   mc_path:
     description:
       - The m4 source of the configuration. An absolute path.
@@ -62,7 +88,7 @@ options:
       - Networks whose clients may relay without authentication, as the access database's
         C(Connect:) RELAY entries. IPv4 networks on an octet boundary (C(/8), C(/16),
         C(/24), C(/32)); IPv6 single addresses (C(/128)).
-      - Omit to leave those entries as they are.
+      - Omit to leave those entries as they are. Not used with O(state=restored).
     type: list
     elements: str
   relay_authenticated:
@@ -124,6 +150,12 @@ EXAMPLES = r"""
       - partner.example
   register: relay
 
+- name: Undo that change (for instance when mail stopped flowing after it)
+  relayguard.mail.sendmail_relay:
+    state: restored
+    backup_files: "{{ relay.backup_files }}"
+  when: relay.backup_files | default([]) | length > 0
+
 - name: Only plan, showing the edits
   relayguard.mail.sendmail_relay:
     mc_path: /etc/mail/sendmail.mc
@@ -134,7 +166,7 @@ EXAMPLES = r"""
 RETURN = r"""
 changes:
   description: The edits made (or, in check mode, to be made).
-  returned: always
+  returned: O(state=present)
   type: list
   elements: dict
   contains:
@@ -165,16 +197,38 @@ changes:
       sample: [Connect:10]
 removals:
   description: Everything the plan removes, each as the change's target, a colon and the item.
-  returned: always
+  returned: O(state=present)
   type: list
   elements: str
   sample: ["access Connect:10: Connect:10"]
 findings:
   description: What each rule found wrong (rule id and problem).
-  returned: always
+  returned: O(state=present)
   type: list
   elements: dict
   sample: [{"rule": "sendmail-opening-feature", "problem": "FEATUREs ...: promiscuous_relay"}]
+rules:
+  description: Every rule of the table on the configuration as read, in order, for the report.
+  returned: O(state=present)
+  type: list
+  elements: dict
+  sample:
+    - {id: sendmail-opening-feature, source: "Sendmail cf/README", subject: /etc/mail/sendmail.mc,
+       result: fail, reason: "FEATUREs that open relaying: promiscuous_relay"}
+backup_files:
+  description:
+    - Every file the change wrote and its copy taken before it (an empty copy - the file did
+      not exist); give it to O(state=restored) to undo the change.
+  returned: changed and not check mode
+  type: list
+  elements: dict
+  sample: [{path: /etc/mail/sendmail.mc,
+            copy: /etc/mail/relayguard-backups/sendmail.mc.20240101T120000.000000000Z}]
+restored:
+  description: With O(state=restored), the files put back (or, in check mode, to put back).
+  returned: O(state=restored)
+  type: list
+  elements: str
 mc_path:
   description: The mc acted on.
   returned: always
@@ -182,12 +236,12 @@ mc_path:
   sample: /etc/mail/sendmail.mc
 backup_file:
   description: The backup of the mc taken before writing (null when nothing was written).
-  returned: always
+  returned: O(state=present)
   type: str
   sample: /etc/mail/relayguard-backups/sendmail.mc.20240101T120000.000000000Z
 reloaded:
   description: Whether a running daemon was told to re-read its configuration (SIGHUP).
-  returned: always
+  returned: O(state=present)
   type: bool
   sample: true
 rolled_back:
@@ -201,6 +255,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.relayguard.mail.plugins.module_utils.sendmail_apply import (
     ChangeFailed,
     SendmailFactsError,
+    restore,
     run,
 )
 from ansible_collections.relayguard.mail.plugins.module_utils.sendmail_options import (
@@ -211,9 +266,14 @@ ARGUMENT_SPEC = SENDMAIL_RELAY_SPEC
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec=ARGUMENT_SPEC,
+        supports_check_mode=True,
+        required_if=[("state", "restored", ["backup_files"])],
+    )
+    step = restore if module.params["state"] == "restored" else run
     try:
-        result = run(module.params, module.check_mode, module._diff)
+        result = step(module.params, module.check_mode, module._diff)
     except ChangeFailed as exc:
         module.fail_json(
             msg=str(exc),

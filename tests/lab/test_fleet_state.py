@@ -27,6 +27,8 @@ def test_default_fleet_is_the_issue_mix() -> None:
         ("exchange2019", "closed-unpatched", "closed"),  # ex2019-compliant: CU15, no updates
         ("postfix", "open_relay", "open"),
         ("postfix", "debian_default", "closed"),
+        ("exim", "open_relay", "open"),  # issue 18: real Exim and Sendmail beside Postfix
+        ("sendmail", "open_relay", "open"),
     ]
     assert [p.address for p in plans][:2] == ["127.0.30.1", "127.0.30.2"]
 

@@ -106,3 +106,63 @@ def test_module_plans_refuses_then_closes_a_real_exim(
     open_exim.start()
     run = swaks(open_exim.target, EXIM_SOURCE, "c@example.org", quit_after="RCPT")
     assert run.returncode == SWAKS_NO_RECIPIENT, run.transcript
+
+
+def _backed_up(tmp_path: Path) -> tuple[Path, Path]:
+    config = tmp_path / "exim.conf"
+    config.write_text("hostlist relay_from_hosts = 127.0.0.1\n", encoding="utf-8")
+    copy = tmp_path / "exim.conf.relayguard-20240101T000000-1"
+    copy.write_text("hostlist relay_from_hosts = 0.0.0.0/0\n", encoding="utf-8")
+    return config, copy
+
+
+def _restore(config: Path, pairs: list[dict[str, str]]) -> dict[str, Any]:
+    return {"state": "restored", "config": str(config), "style": "plain", "backup_files": pairs}
+
+
+@pytest.mark.parametrize(
+    ("where", "problem"),
+    [
+        ("outside", "is outside the backup directory"),
+        ("missing", "does not exist"),
+        ("other-file", "is not a file this backend manages"),
+    ],
+)
+def test_restore_refuses_a_copy_it_did_not_take_naming_it(
+    tmp_path: Path, where: str, problem: str
+) -> None:
+    config, copy = _backed_up(tmp_path)
+    path, given = str(config), str(copy)
+    if where == "outside":
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        given = str(elsewhere / copy.name)
+        Path(given).write_text("anything\n", encoding="utf-8")
+    elif where == "missing":
+        given = str(copy) + "-gone"
+    else:
+        path = "/etc/passwd"
+    result = run_module(_restore(config, [{"path": path, "copy": given}]), tmp_path)
+    assert result["failed"] and problem in result["msg"], result
+    assert (path if where == "other-file" else given) in result["msg"]
+    assert config.read_text(encoding="utf-8") == "hostlist relay_from_hosts = 127.0.0.1\n"
+
+
+def test_restore_in_check_mode_shows_the_diff_and_changes_nothing(tmp_path: Path) -> None:
+    config, copy = _backed_up(tmp_path)
+    pairs = [{"path": str(config), "copy": str(copy)}]
+    result = run_module(_restore(config, pairs), tmp_path, check=True)
+    assert result["changed"] and result["restored"] == [str(config)], result
+    assert "0.0.0.0/0" in result["diff"][0]["after"]
+    assert config.read_text(encoding="utf-8") == "hostlist relay_from_hosts = 127.0.0.1\n"
+
+
+def test_restore_puts_the_file_back_byte_for_byte(tmp_path: Path) -> None:
+    config, copy = _backed_up(tmp_path)
+    pairs = [{"path": str(config), "copy": str(copy)}]
+    # no daemon (no pid file): nothing to reload; plain style: nothing to regenerate
+    result = run_module({**_restore(config, pairs), "pid_file": ""}, tmp_path)
+    assert result["changed"] and not result.get("failed"), result
+    assert config.read_bytes() == copy.read_bytes()
+    again = run_module({**_restore(config, pairs), "pid_file": ""}, tmp_path)
+    assert again["changed"] is False, again

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
+import yaml
 from lab.labclient import lab, lab_up, listening_sockets
 from postfix.harness import run_probe
 from support.realserver import require_root, require_tool
@@ -64,6 +67,24 @@ def test_lab_up_runs_real_exim_and_sendmail_and_down_stops_them() -> None:
                 assert Path(host["config_file"]).is_file()
             inventory = (directory / "inventory.yml").read_text(encoding="utf-8")
             assert "exim-closed" in inventory and "relayguard_sendmail_config_file" in inventory
+            # what the roles need to run on them (roles/relay/defaults/main.yml reads these)
+            groups = yaml.safe_load(inventory)["all"]["children"]
+            exim = groups["exim"]["hosts"]["exim-open-relay"]
+            assert os.access(exim["relayguard_exim_binary"], os.X_OK)
+            assert Path(exim["relayguard_exim_pid_file"]).is_file()  # the running daemon's
+            sendmail = groups["sendmail"]["hosts"]["sm-open-relay"]
+            assert os.access(sendmail["relayguard_sendmail_makemap"], os.X_OK)
+            cf = Path(sendmail["relayguard_sendmail_config_file"]).with_name("sendmail.cf")
+            loaded = subprocess.run(  # the wrapper runs the instance's sendmail as the lab does
+                [sendmail["relayguard_sendmail_binary"], "-C", str(cf), "-bt"],
+                input="$=w\n",
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert loaded.returncode == 0, loaded.stderr
+            assert "sm-open-relay.relayguard.test" in loaded.stdout, loaded.stdout
         finally:
             code, _, err = lab("down", "--json", "--dir", str(directory))
         assert code == 0, err

@@ -196,3 +196,34 @@ def test_a_failed_verification_restores_the_files_and_the_daemon(
     # told twice (the change, then the restore): a new daemon, open again as before
     assert broken_sendmail.layout.pid_file.read_text(encoding="utf-8") != daemon
     assert _rcpt(broken_sendmail, "someone@example.org") == SWAKS_OK
+
+
+def test_state_restored_puts_back_every_file_of_the_backup_and_reopens(
+    open_sendmail: SendmailInstance,
+) -> None:
+    before = _files(open_sendmail)
+    applied = sendmail_apply.run(_params(open_sendmail), False, False)
+    pairs = applied["backup_files"]
+    assert {Path(p["path"]).name for p in pairs} >= {"sendmail.mc", "sendmail.cf", "access.db"}
+    assert _rcpt(open_sendmail, "someone@example.org") == SWAKS_NO_RECIPIENT
+
+    # a copy outside the backup directory, or one that is gone: refused by name, nothing moved
+    closed = _files(open_sendmail)
+    stray = open_sendmail.layout.file("sendmail.mc.stray")
+    stray.write_text("divert(-1)\n", encoding="utf-8")
+    for bad, named in (
+        ({"path": pairs[0]["path"], "copy": str(stray)}, "outside the backup directory"),
+        ({"path": pairs[0]["path"], "copy": pairs[0]["copy"] + "-gone"}, "does not exist"),
+    ):
+        with pytest.raises(sendmail_apply.SendmailFactsError, match=named):
+            sendmail_apply.restore(_params(open_sendmail, backup_files=[bad]), False, True)
+    assert _files(open_sendmail) == closed
+
+    planned = sendmail_apply.restore(_params(open_sendmail, backup_files=pairs), True, True)
+    assert planned["changed"] and _files(open_sendmail) == closed  # check mode: a plan
+    assert any("promiscuous_relay" in d["after"] for d in planned["diff"])
+
+    restored = sendmail_apply.restore(_params(open_sendmail, backup_files=pairs), False, False)
+    assert restored["changed"] is True
+    assert _files(open_sendmail) == before  # byte for byte
+    assert _rcpt(open_sendmail, "someone@example.org") == SWAKS_OK  # the daemon reads them

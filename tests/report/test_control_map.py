@@ -47,6 +47,16 @@ def mta_rules(plan: str, table: str) -> Any:
     return getattr(module_utils.load(plan), table)
 
 
+def mta_role_controls(role: str, plan: str, table: str) -> list[str]:
+    """The control ids an MTA role records its changes under, read from its detect tasks:
+    each change's rule id (`'control': item.rule`), so the rule table's ids."""
+    root = Path(__file__).resolve().parents[2]
+    tasks = (root / "roles" / role / "tasks" / "detect.yml").read_text(encoding="utf-8")
+    naming = re.findall(r"'control':\s*([^,]+),", tasks)
+    assert naming == ["item.rule"], f"{role}: changes recorded under {naming}: update this test"
+    return [r.id for r in mta_rules(plan, table)]
+
+
 def exchange55_rule_finding_ids() -> list[str]:
     """Every finding id the 5.5 rule table can give (its rules name them as string literals)."""
     source = Path(relayguard.exchange.rules55.__file__).read_text(encoding="utf-8")
@@ -66,6 +76,9 @@ def known_finding_ids() -> list[str]:
         *(f"rfc2505-{i}" for i in judge_finding_ids()),
         *(f"sender-{s}" for s in SENDER_FINDINGS),
         *(f"postfix-{p}" for p in postfix.MANAGED_PARAMETERS),
+        # roles/exim_remediate, roles/sendmail_remediate: a change per rule edit, by rule id
+        *mta_role_controls("exim_remediate", "exim_plan", "EXIM_RULES"),
+        *mta_role_controls("sendmail_remediate", "sendmail_plan", "RULES"),
         # the remediation plans' change controls: a finding each in an audit
         # roles/exchange_detect/tasks/plan.yml records each as exchange-<control>
         *(f"exchange-{c}" for fix in MODERN_FIXES for c in fix.controls),

@@ -45,6 +45,11 @@ class EximLayout:
         return self.root / "exim.conf"
 
     @property
+    def pid_file(self) -> Path:
+        """The daemon's pid file (pid_file_path): what a reload signals."""
+        return self.root / "exim.pid"
+
+    @property
     def spool(self) -> Path:
         return self.root / "spool"
 
@@ -95,7 +100,7 @@ local_interfaces = {interface}
 daemon_smtp_ports = {listener.port}
 spool_directory = {layout.spool}
 log_file_path = {layout.log_dir}/%slog
-pid_file_path = {layout.root}/exim.pid
+pid_file_path = {layout.pid_file}
 exim_user = Debian-exim
 exim_group = Debian-exim
 never_users = root

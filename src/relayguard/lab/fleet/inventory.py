@@ -7,6 +7,7 @@ inventory file is used; nothing secret is in the inventory itself.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import yaml
 
 from relayguard.lab.fleet.layout import HostEntry, LabDir, Manifest, write_private_json
 from relayguard.lab.postfix.config import InstanceLayout
+from relayguard.lab.unpacked import LabMtaError
 from relayguard.vocabulary import GROUP_FAMILY, Family
 
 GROUP_ORDER = tuple(GROUP_FAMILY)
@@ -56,14 +58,38 @@ def _host_vars(lab: LabDir, manifest: Manifest, host: HostEntry) -> dict[str, An
         out["relayguard_smtp"] = f"{host.address}:25"
     elif host.is_real_server:
         root = lab.server_root(host.platform, host.name).absolute()
-        name = "exim.conf" if host.family is Family.EXIM else "sendmail.mc"
-        out[f"relayguard_{host.platform}_config_file"] = str(root / name)
+        out.update(_mta_vars(host, root))
         out["relayguard_smtp"] = f"{host.address}:25"
     else:
         out["relayguard_winrm"] = f"https://{host.address}:{manifest.winrm_port}/wsman"
         if host.serves_smb and manifest.smb_port:
             out["relayguard_smb"] = f"{host.address}:{manifest.smb_port}"
     return out
+
+
+def _mta_vars(host: HostEntry, root: Path) -> dict[str, str]:
+    """Where an Exim or Sendmail instance's files and programs are (roles/relay defaults read
+    these): the configuration, the unpacked binaries, Exim's pid file, and the wrapper that
+    runs the instance's sendmail as the lab runs it (lab.sendmail.instance.write_wrapper)."""
+    if host.family is Family.EXIM:
+        from relayguard.lab.exim.config import EximLayout
+        from relayguard.lab.exim.instance import exim_binary
+
+        layout = EximLayout(root)
+        found = {"relayguard_exim_config_file": str(layout.config)}
+        found["relayguard_exim_pid_file"] = str(layout.pid_file)
+        with contextlib.suppress(LabMtaError):  # not unpacked: `lab up` says so when it starts it
+            found["relayguard_exim_binary"] = str(exim_binary())
+        return found
+    from relayguard.lab.sendmail.config import SendmailLayout
+    from relayguard.lab.sendmail.instance import WRAPPER, makemap_binary
+
+    sendmail = SendmailLayout(root)
+    found = {"relayguard_sendmail_config_file": str(sendmail.mc)}
+    found["relayguard_sendmail_binary"] = str(sendmail.file(WRAPPER))
+    with contextlib.suppress(LabMtaError):
+        found["relayguard_sendmail_makemap"] = str(makemap_binary())
+    return found
 
 
 def write_inventory(lab: LabDir, manifest: Manifest, secrets: dict[str, dict[str, str]]) -> Path:

@@ -93,6 +93,9 @@ _DEFAULT: tuple[tuple[str, Platform, str, str], ...] = (
     ("ex2019-compliant", Platform.EXCHANGE2019, "closed-unpatched", "EX19B"),
     ("pf-open-relay", Platform.POSTFIX, "open_relay", ""),
     ("pf-debian-default", Platform.POSTFIX, "debian_default", ""),
+    # issue 18: an open Exim and an open Sendmail beside them (real servers, root only)
+    ("exim-open-relay", Platform.EXIM, "open_relay", ""),
+    ("sm-open-relay", Platform.SENDMAIL, "open_relay", ""),
 )
 # Every real MTA the lab runs, open and closed (issue 18): Postfix, Exim, Sendmail.
 _MTA: tuple[tuple[str, Platform, str, str], ...] = (
@@ -105,7 +108,7 @@ _MTA: tuple[tuple[str, Platform, str, str], ...] = (
 )
 FLEETS: dict[str, tuple[tuple[str, Platform, str, str], ...]] = {
     "default": _DEFAULT,
-    "exchange": tuple(h for h in _DEFAULT if h[1] != Platform.POSTFIX),
+    "exchange": tuple(h for h in _DEFAULT if h[1] not in _REAL_PREFIX),
     "mta": _MTA,
 }
 

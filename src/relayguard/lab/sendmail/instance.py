@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -83,6 +84,20 @@ def isolated(layout: SendmailLayout, hostname: str, argv: list[str]) -> list[str
         *files,
         *argv,
     ]
+
+
+WRAPPER = "sendmail-wrapper"
+
+
+def write_wrapper(layout: SendmailLayout, hostname: str) -> Path:
+    """ROOT/sendmail-wrapper: the unpacked sendmail run as the instance runs it (`isolated`:
+    its own fully qualified host name and name service), for whatever validates a new
+    sendmail.cf with ``sendmail -C cf -bt`` (the sendmail_relay module's sendmail_binary)."""
+    wrapper = layout.file(WRAPPER)
+    argv = isolated(layout, hostname, [str(sendmail_binary())])
+    wrapper.write_text(f'#!/bin/sh\nexec {shlex.join(argv)} "$@"\n', encoding="utf-8")
+    wrapper.chmod(0o755)
+    return wrapper
 
 
 def build_cf(layout: SendmailLayout, hostname: str) -> None:
@@ -188,6 +203,7 @@ class SendmailInstance:
             path.write_text(text, encoding="utf-8")
             path.chmod(0o755 if name == "deliver" else 0o644)
         build_cf(layout, self.hostname)
+        write_wrapper(layout, self.hostname)
 
     def start(self, timeout: float = 30.0) -> str:
         """``sendmail -C cf -bd`` (no -q: no queue runner), then wait for its 220."""
