@@ -51,6 +51,9 @@ if TYPE_CHECKING:
         override_warnings,
         plan_master_overrides,
     )
+    from postfix_services import (
+        postscreen_warnings,
+    )
     from postfix_validate import (
         DesiredRelayState,
     )
@@ -91,6 +94,9 @@ else:
             override_warnings,
             plan_master_overrides,
         )
+        from ansible_collections.relayguard.mail.plugins.module_utils.postfix_services import (
+            postscreen_warnings,
+        )
         from ansible_collections.relayguard.mail.plugins.module_utils.postfix_validate import (
             DesiredRelayState,
         )
@@ -129,6 +135,9 @@ else:
         from postfix_overrides import (
             override_warnings,
             plan_master_overrides,
+        )
+        from postfix_services import (
+            postscreen_warnings,
         )
         from postfix_validate import (
             DesiredRelayState,
@@ -352,6 +361,7 @@ def plan_warnings(facts: PostfixFacts, desired: DesiredRelayState) -> tuple[str,
         *_network_warnings(facts, desired),
         *domain_warnings(facts, desired),
         *override_warnings(facts),
+        *postscreen_warnings(facts, bool(plan_networks(facts, desired))),
     ]
     if desired.relay_authenticated and facts.expanded.get("smtpd_sasl_auth_enable") != "yes":
         warnings.append(

@@ -66,6 +66,9 @@ if TYPE_CHECKING:
         RULES,
         plan_relay,
     )
+    from postfix_services import (
+        smtp_listeners,
+    )
     from postfix_validate import (
         DOMAIN_CLASSES,
         INBOUND_CLASS_CHOICES,
@@ -128,6 +131,9 @@ else:
             RULES,
             plan_relay,
         )
+        from ansible_collections.relayguard.mail.plugins.module_utils.postfix_services import (
+            smtp_listeners,
+        )
         from ansible_collections.relayguard.mail.plugins.module_utils.postfix_validate import (
             DOMAIN_CLASSES,
             INBOUND_CLASS_CHOICES,
@@ -188,6 +194,9 @@ else:
         from postfix_plan import (
             RULES,
             plan_relay,
+        )
+        from postfix_services import (
+            smtp_listeners,
         )
         from postfix_validate import (
             DOMAIN_CLASSES,
@@ -280,6 +289,7 @@ class RunResult:
     messages: list[str] = field(default_factory=list)
     diff: dict[str, str] | None = None
     removals: list[str] = field(default_factory=list)
+    listeners: list[dict[str, str]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         result: dict[str, object] = {
@@ -293,6 +303,7 @@ class RunResult:
             "relay_parameters": self.values,
             "messages": self.messages,
             "removals": self.removals,
+            "listeners": self.listeners,
         }
         if self.diff is not None:
             result["diff"] = self.diff
@@ -368,6 +379,7 @@ def _run_present(
         warnings=list(plan.warnings),
         values=plan.values_after(),
         removals=list(plan.removals()),
+        listeners=[listener.as_dict() for listener in smtp_listeners(facts)],
     )
     refusal = removal_refusal(plan.removals(), True, desired.allow_removals)
     if refusal and settings.check_mode:

@@ -29,6 +29,7 @@ FILES = [
             "postfix_facts",
             "postfix_change",
             "postfix_domains",
+            "postfix_services",
             "postfix_overrides",
             "postfix_plan",
             "postfix_apply",
