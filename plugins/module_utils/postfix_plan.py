@@ -227,6 +227,11 @@ def plan_relay_restrictions(
     dropped = [t for t in before_gate if t not in head]
     if dropped:
         reason += f" (dropped before it: {', '.join(dropped)})"
+    if sasl is False and PERMIT_SASL in dropped:  # the inventory asked: said, not refused
+        reason += (
+            "; removes the authenticated relay path (permit_sasl_authenticated) as "
+            "relay_authenticated: false asks: SASL clients can no longer relay"
+        )
     removes = tuple(
         t for t in dropped if _can_grant(t) and not (t == PERMIT_SASL and sasl is False)
     )

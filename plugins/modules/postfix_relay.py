@@ -295,6 +295,35 @@ relay_parameters:
     mynetworks: 127.0.0.0/8, 192.0.2.0/24
     smtpd_relay_restrictions: permit_mynetworks, reject_unauth_destination
     allow_untrusted_routing: "no"
+listeners:
+  description:
+    - The master.cf inet services that take SMTP connections and the service whose smtpd
+      decides relaying for them; with postscreen in front that is the C(pass) service named
+      by C(smtpd_service_name) (POSTSCREEN_README).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    service:
+      description: The inet service, C(name/inet).
+      type: str
+      sample: smtp/inet
+    program:
+      description: C(smtpd) or C(postscreen).
+      type: str
+      sample: postscreen
+    session_service:
+      description: The service whose smtpd handles the session.
+      type: str
+      sample: smtpd/pass
+    postscreen_access_list:
+      description: postscreen's access list as that service sees it (postscreen only).
+      type: str
+      sample: permit_mynetworks
+    postscreen_mynetworks:
+      description: The mynetworks postscreen's C(permit_mynetworks) uses (postscreen only).
+      type: str
+      sample: 127.0.0.0/8
 messages:
   description: Notes about the run (for example an interrupted earlier run completed).
   returned: always
