@@ -30,6 +30,7 @@ FILES = [
             "postfix_change",
             "postfix_domains",
             "postfix_services",
+            "postfix_instances",
             "postfix_overrides",
             "postfix_plan",
             "postfix_apply",
