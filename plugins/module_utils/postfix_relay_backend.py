@@ -389,7 +389,12 @@ def run_settings(options: Mapping[str, object], check_mode: bool, want_diff: boo
         raise InputError("backup_file", None, "is required when state is restored")
     per_instance = validate_instance_options(options.get("instance_options"))
     for path, own in per_instance.items():  # each instance's policy, checked before any read
-        desired_state(instance_options_for(options, {path: own}, path))
+        try:
+            desired_state(instance_options_for(options, {path: own}, path))
+        except InputError as exc:
+            raise InputError(
+                f"instance_options[{path}].{exc.field}", exc.value, exc.problem
+            ) from None
     return RunSettings(
         str(state),
         config_dir,
