@@ -9,6 +9,7 @@ mail is still delivered. 127.0.170.0/24 (sites170.py).
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +22,7 @@ from postfix_remediation.sites170 import (
     postconf,
     postfix170,
     relays,
+    reload,
 )
 from relayguard.lab.postfix.instance import PostfixInstance
 
@@ -94,3 +96,38 @@ def test_each_instance_keeps_its_own_policy(postfix170: Factory) -> None:
     assert not relays(secondary)
     with pytest.raises(backend.InputError, match="instance_options"):
         module_run(primary, instance_options={"/etc/postfix-nowhere": {}}, **CLOSE)
+
+
+def test_a_failing_instance_puts_the_ones_already_changed_back(
+    postfix170: Factory, tmp_path: Path
+) -> None:
+    """All or nothing: the primary is changed and reloaded, then the secondary's reload
+    fails (a wrapper around the real postfix refuses `reload` for its directory only): the
+    secondary is rolled back as always, and the primary is restored too."""
+    primary, secondary = _host(postfix170)
+    postconf(primary, "-e", "mynetworks = 0.0.0.0/0")
+    reload(primary)
+    before = (primary.layout.main_cf.read_bytes(), secondary.layout.main_cf.read_bytes())
+    real = backend.PostfixTools.locate()
+    wrapper = tmp_path / "postfix-failing-reload"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        "for last; do :; done\n"
+        f'if [ "$last" = reload ] && [ "$2" = "{secondary.config_dir}" ]; then\n'
+        "  echo 'injected reload failure' >&2; exit 1\n"
+        "fi\n"
+        f'exec {real.postfix} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    tools = backend.PostfixTools(real.postconf, str(wrapper), real.postmap)
+    options = {"config_dir": str(primary.config_dir), "instances": "all", **CLOSE}
+    with pytest.raises(backend.ApplyError) as caught:
+        backend.run(options, check_mode=False, want_diff=False, tools_factory=lambda: tools)
+    message = str(caught.value)
+    assert message.startswith(f"{secondary.config_dir}: ") and "injected reload failure" in message
+    assert f"the instances changed before it: {primary.config_dir} restored from" in message
+    assert caught.value.rolled_back
+    after = (primary.layout.main_cf.read_bytes(), secondary.layout.main_cf.read_bytes())
+    assert after == before
+    primary.wait_ready(30)
+    assert relays(primary)  # its old (open) configuration is back and running
