@@ -5,14 +5,20 @@ drives it, over the Postfix modules (each standard library only, Python 3.7+):
 * postfix_facts.py (reads): the effective configuration, main.cf plus every master.cf
   service override (`postconf -P`, `postconf -M`) and the lookup tables, with origins;
 * postfix_plan.py (pure): the rule table (relay_backend.Rule: id, check, fix, source), with
-  the domain rule in postfix_domains.py, the master.cf rule in postfix_overrides.py and their
-  shared vocabulary (changes, the plan, restriction lists) in postfix_change.py;
+  the domain rule in postfix_domains.py, the master.cf rule in postfix_overrides.py (with
+  postfix_services.py: the smtpd that really handles a session, postscreen's pass service
+  included) and their shared vocabulary (changes, the plan, restriction lists) in
+  postfix_change.py;
+* postfix_instances.py (pure): which instances of a multi-instance (postmulti) host the run
+  manages, and each one's relay policy;
 * postfix_apply.py (writes): backup, `postconf -e` / `postconf -P`, `postfix check`,
   reload, and restore on any failure.
 
 `PostfixBackend` is Postfix's implementation of relay_backend.MtaBackend. `run` drives the
 same steps through `apply_plan`, which adds what a module run on a real host needs: a lock
 per instance and a pending record so that a run killed mid-change is completed by the next.
+On a multi-instance host every managed instance is planned first, then each is applied on
+its own; when one fails, the ones already changed are restored.
 The names the tests and the module use are re-exported here (`__all__`).
 """
 

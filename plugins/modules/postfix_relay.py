@@ -3,7 +3,8 @@
 
 Arguments here (declared in module_utils/postfix_options.py and relay_options.py); the run
 lives in module_utils/postfix_relay_backend.py over postfix_validate, postfix_facts,
-postfix_change, postfix_domains, postfix_overrides, postfix_plan and postfix_apply
+postfix_change, postfix_domains, postfix_services, postfix_overrides, postfix_plan,
+postfix_instances and postfix_apply
 (docs/architecture.md). All run on the managed host, so all
 are standard library only and valid Python 3.7 through 3.13:
 tests/postfix_remediation/test_target_pythons.py compiles and runs them with each.
@@ -41,6 +42,11 @@ description:
     are LDH names of at most 253 characters. Internationalised domain names are refused; give
     their C(xn--) A-label. Values with spaces, commas, newlines, C($), NUL or other
     characters Postfix would interpret are refused, naming the option and the value.
+  - With postscreen in front (POSTSCREEN_README), the C(pass) service it hands sessions
+    to is the smtpd that decides relaying; its overrides are planned there, postscreen's own
+    parameters are reported in RV(listeners) and warnings.
+  - On a multi-instance host (C(multi_instance_directories)), O(instances) says which
+    instances are managed; each is planned, checked, verified and reloaded on its own.
   - Reads every master.cf service override (C(postconf -P), C(postconf -M)). An smtpd
     service that opens the relay by its own C(-o mynetworks=...),
     C(-o smtpd_relay_restrictions=...) (or C(smtpd_recipient_restrictions) where that decides)
