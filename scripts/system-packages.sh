@@ -11,6 +11,9 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 packages=(postfix nmap swaks openssh-server iproute2 chromium nsd smbclient samba-common-bin
+  # Cyrus SASL for the lab's AUTH-offering Postfix instances: saslpasswd2, the PLAIN/LOGIN
+  # mechanisms and the sasldb auxprop plugin
+  sasl2-bin libsasl2-modules libsasl2-modules-db
   # shared libraries and tools of the unpacked exim4-daemon-light and sendmail-bin
   m4 libidn12 libgnutls-dane0 libgnutls30 libpcre2-8-0 libdb5.3 libnsl2 libcrypt1
   libwrap0 liblockfile1 libldap-2.5-0 libsasl2-2 libssl3)

@@ -43,5 +43,8 @@ POSTFIX_RELAY_SPEC: dict[str, dict[str, Any]] = {
     "backup_dir": {"type": "str"},
     "backup_keep": {"type": "int", "default": 10},
     "backup_file": {"type": "str"},
+    # raw: the word primary or all, or a list of config directories (postfix_instances.py)
+    "instances": {"type": "raw", "default": "primary"},
+    "instance_options": {"type": "dict", "default": {}},
     **RELAY_POLICY_SPEC,
 }

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         network_key,
         split_list,
     )
+    from postfix_services import describe_service, is_postscreen
     from postfix_validate import (
         DesiredRelayState,
     )
@@ -51,6 +52,10 @@ else:
             network_key,
             split_list,
         )
+        from ansible_collections.relayguard.mail.plugins.module_utils.postfix_services import (
+            describe_service,
+            is_postscreen,
+        )
         from ansible_collections.relayguard.mail.plugins.module_utils.postfix_validate import (
             DesiredRelayState,
         )
@@ -72,6 +77,7 @@ else:
             network_key,
             split_list,
         )
+        from postfix_services import describe_service, is_postscreen
         from postfix_validate import (
             DesiredRelayState,
         )
@@ -104,7 +110,8 @@ def _override_networks(
         "mynetworks",
         value,
         ",".join(after),
-        f"the {service} service trusts {', '.join(dropped)} by its own -o mynetworks: "
+        f"the {describe_service(facts, service)} trusts {', '.join(dropped)} by its own "
+        "-o mynetworks: "
         "an open relay on that service, fixed where it is set",
         service=service,
         removes=removes,
@@ -153,7 +160,8 @@ def _override_restrictions(
         name,
         value,
         ",".join(wanted),
-        f"the {service} service decides relaying by its own -o {name}: closed where it is set",
+        f"the {describe_service(facts, service)} decides relaying by its own -o {name}: "
+        "closed where it is set",
         service=service,
     )
 
@@ -188,6 +196,13 @@ def override_warnings(facts: PostfixFacts) -> list[str]:
             continue
         if service in smtpd and override.name in OVERRIDDEN_RELAY:
             continue  # planned by plan_master_overrides
+        if is_postscreen(facts, service):
+            warnings.append(
+                f"master.cf service {service} runs postscreen, which never relays: its "
+                f"-o {override.name}={override.value} is not a relay path (POSTSCREEN_README); "
+                "the smtpd it hands sessions to decides"
+            )
+            continue
         warnings.append(
             f"master.cf service {service} overrides {override.name} "
             f"(-o {override.name}={override.value}); that service keeps its own value"

@@ -51,6 +51,9 @@ if TYPE_CHECKING:
         override_warnings,
         plan_master_overrides,
     )
+    from postfix_services import (
+        postscreen_warnings,
+    )
     from postfix_validate import (
         DesiredRelayState,
     )
@@ -91,6 +94,9 @@ else:
             override_warnings,
             plan_master_overrides,
         )
+        from ansible_collections.relayguard.mail.plugins.module_utils.postfix_services import (
+            postscreen_warnings,
+        )
         from ansible_collections.relayguard.mail.plugins.module_utils.postfix_validate import (
             DesiredRelayState,
         )
@@ -129,6 +135,9 @@ else:
         from postfix_overrides import (
             override_warnings,
             plan_master_overrides,
+        )
+        from postfix_services import (
+            postscreen_warnings,
         )
         from postfix_validate import (
             DesiredRelayState,
@@ -218,6 +227,11 @@ def plan_relay_restrictions(
     dropped = [t for t in before_gate if t not in head]
     if dropped:
         reason += f" (dropped before it: {', '.join(dropped)})"
+    if sasl is False and PERMIT_SASL in dropped:  # the inventory asked: said, not refused
+        reason += (
+            "; removes the authenticated relay path (permit_sasl_authenticated) as "
+            "relay_authenticated: false asks: SASL clients can no longer relay"
+        )
     removes = tuple(
         t for t in dropped if _can_grant(t) and not (t == PERMIT_SASL and sasl is False)
     )
@@ -352,6 +366,7 @@ def plan_warnings(facts: PostfixFacts, desired: DesiredRelayState) -> tuple[str,
         *_network_warnings(facts, desired),
         *domain_warnings(facts, desired),
         *override_warnings(facts),
+        *postscreen_warnings(facts, bool(plan_networks(facts, desired))),
     ]
     if desired.relay_authenticated and facts.expanded.get("smtpd_sasl_auth_enable") != "yes":
         warnings.append(

@@ -5,14 +5,20 @@ drives it, over the Postfix modules (each standard library only, Python 3.7+):
 * postfix_facts.py (reads): the effective configuration, main.cf plus every master.cf
   service override (`postconf -P`, `postconf -M`) and the lookup tables, with origins;
 * postfix_plan.py (pure): the rule table (relay_backend.Rule: id, check, fix, source), with
-  the domain rule in postfix_domains.py, the master.cf rule in postfix_overrides.py and their
-  shared vocabulary (changes, the plan, restriction lists) in postfix_change.py;
+  the domain rule in postfix_domains.py, the master.cf rule in postfix_overrides.py (with
+  postfix_services.py: the smtpd that really handles a session, postscreen's pass service
+  included) and their shared vocabulary (changes, the plan, restriction lists) in
+  postfix_change.py;
+* postfix_instances.py (pure): which instances of a multi-instance (postmulti) host the run
+  manages, and each one's relay policy;
 * postfix_apply.py (writes): backup, `postconf -e` / `postconf -P`, `postfix check`,
   reload, and restore on any failure.
 
 `PostfixBackend` is Postfix's implementation of relay_backend.MtaBackend. `run` drives the
 same steps through `apply_plan`, which adds what a module run on a real host needs: a lock
 per instance and a pending record so that a run killed mid-change is completed by the next.
+On a multi-instance host every managed instance is planned first, then each is applied on
+its own; when one fails, the ones already changed are restored.
 The names the tests and the module use are re-exported here (`__all__`).
 """
 
@@ -23,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
 
     from command_runner import (
         CommandResult,
@@ -59,12 +65,27 @@ if TYPE_CHECKING:
         parse_parameters,
         parse_table_text,
         read_facts,
+        run_capture,
         run_command,
         split_list,
+    )
+    from postfix_instances import (
+        InstanceSelection,
+        chosen_dirs,
+        instance_backup_dir,
+        instance_label,
+        instance_options_for,
+        secondary_dirs,
+        unmanaged_warning,
+        validate_instance_options,
+        validate_instances,
     )
     from postfix_plan import (
         RULES,
         plan_relay,
+    )
+    from postfix_services import (
+        smtp_listeners,
     )
     from postfix_validate import (
         DOMAIN_CLASSES,
@@ -121,12 +142,27 @@ else:
             parse_parameters,
             parse_table_text,
             read_facts,
+            run_capture,
             run_command,
             split_list,
+        )
+        from ansible_collections.relayguard.mail.plugins.module_utils.postfix_instances import (
+            InstanceSelection,
+            chosen_dirs,
+            instance_backup_dir,
+            instance_label,
+            instance_options_for,
+            secondary_dirs,
+            unmanaged_warning,
+            validate_instance_options,
+            validate_instances,
         )
         from ansible_collections.relayguard.mail.plugins.module_utils.postfix_plan import (
             RULES,
             plan_relay,
+        )
+        from ansible_collections.relayguard.mail.plugins.module_utils.postfix_services import (
+            smtp_listeners,
         )
         from ansible_collections.relayguard.mail.plugins.module_utils.postfix_validate import (
             DOMAIN_CLASSES,
@@ -182,12 +218,27 @@ else:
             parse_parameters,
             parse_table_text,
             read_facts,
+            run_capture,
             run_command,
             split_list,
+        )
+        from postfix_instances import (
+            InstanceSelection,
+            chosen_dirs,
+            instance_backup_dir,
+            instance_label,
+            instance_options_for,
+            secondary_dirs,
+            unmanaged_warning,
+            validate_instance_options,
+            validate_instances,
         )
         from postfix_plan import (
             RULES,
             plan_relay,
+        )
+        from postfix_services import (
+            smtp_listeners,
         )
         from postfix_validate import (
             DOMAIN_CLASSES,
@@ -278,8 +329,10 @@ class RunResult:
     reloaded: bool = False
     values: dict[str, str] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
-    diff: dict[str, str] | None = None
+    diff: dict[str, str] | list[dict[str, str]] | None = None
     removals: list[str] = field(default_factory=list)
+    listeners: list[dict[str, str]] = field(default_factory=list)
+    instances: list[dict[str, object]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         result: dict[str, object] = {
@@ -293,6 +346,8 @@ class RunResult:
             "relay_parameters": self.values,
             "messages": self.messages,
             "removals": self.removals,
+            "listeners": self.listeners,
+            "instances": self.instances,
         }
         if self.diff is not None:
             result["diff"] = self.diff
@@ -310,6 +365,9 @@ class RunSettings:
     backup_file: str | None
     check_mode: bool
     want_diff: bool
+    instances: InstanceSelection = field(default_factory=lambda: InstanceSelection("primary"))
+    instance_options: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+    backup_dir_explicit: bool = False
 
 
 def run_settings(options: Mapping[str, object], check_mode: bool, want_diff: bool) -> RunSettings:
@@ -335,7 +393,26 @@ def run_settings(options: Mapping[str, object], check_mode: bool, want_diff: boo
         backup_file = validate_config_path("backup_file", backup_file_option)
     if state == "restored" and backup_file is None:
         raise InputError("backup_file", None, "is required when state is restored")
-    return RunSettings(str(state), config_dir, backup_dir, keep, backup_file, check_mode, want_diff)
+    per_instance = validate_instance_options(options.get("instance_options"))
+    for path, own in per_instance.items():  # each instance's policy, checked before any read
+        try:
+            desired_state(instance_options_for(options, {path: own}, path))
+        except InputError as exc:
+            raise InputError(
+                f"instance_options[{path}].{exc.field}", exc.value, exc.problem
+            ) from None
+    return RunSettings(
+        str(state),
+        config_dir,
+        backup_dir,
+        keep,
+        backup_file,
+        check_mode,
+        want_diff,
+        validate_instances(options.get("instances", "primary")),
+        per_instance,
+        backup_dir_option is not None,
+    )
 
 
 def run(
@@ -351,56 +428,214 @@ def run(
     backups = BackupPolicy(settings.backup_dir, settings.backup_keep)
     if desired is None:
         return _run_restore(tools, settings, backups)
-    return _run_present(tools, settings, desired, backups)
+    return _run_present(tools, settings, options, backups)
+
+
+@dataclass
+class InstanceRun:
+    """One instance of the run: its policy, what was read, the plan, where backups go."""
+
+    config_dir: str
+    desired: DesiredRelayState
+    facts: PostfixFacts
+    plan: RelayPlan
+    backups: BackupPolicy
+    primary: bool
+    outcome: ApplyOutcome | None = None
+
+    def replan(self, tools: PostfixTools) -> None:
+        self.facts = read_facts(tools, self.config_dir, _lookups(self.desired))
+        self.plan = plan_relay(self.facts, self.desired)
+
+    def report(self) -> dict[str, object]:
+        label = instance_label(self.facts)
+        if self.primary:
+            label["enabled"] = True  # postmulti always starts the primary instance
+        outcome = self.outcome
+        return {
+            "config_dir": self.config_dir,
+            **label,
+            "changed": self.plan.changed or self.backups.pending() is not None,
+            "changes": [_change_dict(self, c) for c in self.plan.changes],
+            "removals": list(self.plan.removals()),
+            "warnings": list(self.plan.warnings),
+            "backup_file": outcome.backup_file if outcome else None,
+            "reloaded": outcome.reloaded if outcome else False,
+            "listeners": [listener.as_dict() for listener in smtp_listeners(self.facts)],
+        }
+
+
+def _change_dict(run: InstanceRun, change: ParameterChange) -> dict[str, object]:
+    return {**change.as_dict(), "config_dir": run.config_dir}
+
+
+def _plan_instances(
+    tools: PostfixTools, settings: RunSettings, options: Mapping[str, object], backups: BackupPolicy
+) -> tuple[list[InstanceRun], list[str]]:
+    """Read and plan every instance the run manages (the primary first); the warnings name
+    the postmulti instances it leaves alone (MULTI_INSTANCE_README)."""
+    primary_dir = settings.config_dir
+    per_instance = settings.instance_options
+    desired = desired_state(instance_options_for(options, per_instance, primary_dir))
+    primary = read_facts(tools, primary_dir, _lookups(desired))
+    dirs, unmanaged = chosen_dirs(primary_dir, secondary_dirs(primary), settings.instances)
+    strangers = sorted(set(per_instance) - set(dirs))
+    if strangers:
+        raise InputError("instance_options", strangers, "names instances this run does not manage")
+    runs: list[InstanceRun] = []
+    for config_dir in dirs:
+        if config_dir == primary_dir:
+            facts, policy, own = primary, backups, desired
+        else:
+            own = desired_state(instance_options_for(options, per_instance, config_dir))
+            facts = read_facts(tools, config_dir, _lookups(own))
+            where = instance_backup_dir(
+                settings.backup_dir, primary_dir, config_dir, settings.backup_dir_explicit
+            )
+            policy = BackupPolicy(where, settings.backup_keep)
+        try:
+            plan = plan_relay(facts, own)
+        except PlanError as exc:  # name the instance when the run manages several
+            if settings.instances.mode == "primary":
+                raise
+            raise PlanError(f"{config_dir}: {exc}") from None
+        runs.append(InstanceRun(config_dir, own, facts, plan, policy, config_dir == primary_dir))
+    names = {d: _instance_name(tools, d) for d in unmanaged}
+    warnings = [unmanaged_warning(names, unmanaged)] if unmanaged else []
+    return runs, warnings
+
+
+def _instance_name(tools: PostfixTools, config_dir: str) -> str:
+    """An instance's multi_instance_name ("" when it cannot be read: the warning that names
+    the instance is what matters)."""
+    done = run_capture([tools.postconf, "-c", config_dir, "-h", "multi_instance_name"])
+    return done.stdout.strip() if done.returncode == 0 else ""
 
 
 def _run_present(
-    tools: PostfixTools, settings: RunSettings, desired: DesiredRelayState, backups: BackupPolicy
+    tools: PostfixTools, settings: RunSettings, options: Mapping[str, object], backups: BackupPolicy
 ) -> RunResult:
-    lookups = _lookups(desired)
-    facts = read_facts(tools, settings.config_dir, lookups)
-    plan = plan_relay(facts, desired)
+    runs, warnings = _plan_instances(tools, settings, options, backups)
+    several = len(runs) > 1 or settings.instances.mode != "primary"
+    first = runs[0]
     result = RunResult(
-        changed=plan.changed,
+        changed=any(r.plan.changed for r in runs),
         config_dir=settings.config_dir,
-        main_cf=facts.main_cf,
-        changes=[change.as_dict() for change in plan.changes],
-        warnings=list(plan.warnings),
-        values=plan.values_after(),
-        removals=list(plan.removals()),
+        main_cf=first.facts.main_cf,
+        changes=[_change_dict(r, c) for r in runs for c in r.plan.changes],
+        warnings=[*warnings, *_prefixed(runs, several, lambda r: r.plan.warnings)],
+        values=first.plan.values_after() if first.primary else {},
+        removals=_prefixed(runs, several, lambda r: r.plan.removals()),
+        listeners=[listener.as_dict() for listener in smtp_listeners(first.facts)],
     )
-    refusal = removal_refusal(plan.removals(), True, desired.allow_removals)
-    if refusal and settings.check_mode:
-        result.warnings.append(refusal.replace("refused in enforce mode", "an enforce run refuses"))
-    elif refusal:
-        require_valid(tools, settings.config_dir)  # a broken main.cf is the first problem
-        raise PlanError(refusal)
+    _refuse_removals(tools, runs, several, result, settings.check_mode)
     if settings.want_diff:
-        result.diff = plan.diff(facts.main_cf)
-    pending = backups.pending()
-    if pending is not None:
+        diffs = [r.plan.diff(r.facts.main_cf) for r in runs]
+        result.diff = diffs[0] if len(diffs) == 1 else diffs
+    if any(r.backups.pending() is not None for r in runs):
         result.changed = True
         result.messages.append(
             "an earlier run wrote main.cf but did not finish validating and reloading it"
         )
-    if settings.check_mode or not result.changed:
-        return result
-    if pending is not None:
-        outcome = finish_pending(tools, settings.config_dir, backups)
-        result.messages.extend(outcome.messages)
-        result.reloaded = outcome.reloaded
-        result.backup_file = outcome.backup_file
-        facts = read_facts(tools, settings.config_dir, lookups)
-        plan = plan_relay(facts, desired)
-        if not plan.changed:
-            return result
-
-    backend = PostfixBackend(tools, settings.config_dir, backups)
-    outcome = apply_plan(tools, facts, plan, backups, lambda: backend.verify(desired))
-    result.backup_file = outcome.backup_file
-    result.reloaded = outcome.reloaded
-    result.messages.extend(outcome.messages)
+    if not settings.check_mode and result.changed:
+        _apply_instances(tools, runs, several, result)
+    result.instances = [r.report() for r in runs] if several else []
     return result
+
+
+def _prefixed(
+    runs: Sequence[InstanceRun], several: bool, items: Callable[[InstanceRun], Sequence[str]]
+) -> list[str]:
+    """Each run's items, prefixed with its config_dir when the run manages several."""
+    return [f"{r.config_dir}: {item}" if several else item for r in runs for item in items(r)]
+
+
+def _refuse_removals(
+    tools: PostfixTools,
+    runs: Sequence[InstanceRun],
+    several: bool,
+    result: RunResult,
+    check_mode: bool,
+) -> None:
+    """Enforce refuses, before anything is written on any instance, a plan that removes a
+    destination or network without relay_allow_removals (each instance's own policy)."""
+    refusals = []
+    for run in runs:
+        refusal = removal_refusal(run.plan.removals(), True, run.desired.allow_removals)
+        if refusal:
+            refusals.append(f"{run.config_dir}: {refusal}" if several else refusal)
+    if not refusals:
+        return
+    if check_mode:
+        result.warnings.extend(
+            r.replace("refused in enforce mode", "an enforce run refuses") for r in refusals
+        )
+        return
+    for run in runs:
+        require_valid(tools, run.config_dir)  # a broken main.cf is the first problem
+    raise PlanError("; ".join(refusals))
+
+
+def _apply_instances(
+    tools: PostfixTools, runs: Sequence[InstanceRun], several: bool, result: RunResult
+) -> None:
+    """Apply each instance in turn (backup, write, `postfix -c DIR check`, verify, reload);
+    when one fails, the instances this run already changed are restored too, so the host is
+    left as it was (all or nothing)."""
+    done: list[InstanceRun] = []
+    for run in runs:
+        try:
+            _apply_one(tools, run, result)
+        except ApplyError as exc:
+            if not several:
+                raise
+            undone = _undo(tools, done)
+            raise ApplyError(
+                f"{run.config_dir}: {exc}{undone}",
+                rolled_back=exc.rolled_back and not undone.count("FAILED"),
+                backup_file=exc.backup_file,
+                wrote=exc.wrote or bool(done),
+            ) from None
+        if run.outcome is not None:
+            done.append(run)
+    first = runs[0]
+    if first.outcome is not None and first.primary:
+        result.backup_file = first.outcome.backup_file
+        result.reloaded = first.outcome.reloaded
+    result.reloaded = result.reloaded or any(r.outcome.reloaded for r in done if r.outcome)
+
+
+def _apply_one(tools: PostfixTools, run: InstanceRun, result: RunResult) -> None:
+    pending = run.backups.pending()
+    if pending is None and not run.plan.changed:
+        return
+    if pending is not None:
+        outcome = finish_pending(tools, run.config_dir, run.backups)
+        result.messages.extend(outcome.messages)
+        run.outcome = outcome
+        run.replan(tools)
+        if not run.plan.changed:
+            return
+    backend = PostfixBackend(tools, run.config_dir, run.backups)
+    desired = run.desired
+    outcome = apply_plan(tools, run.facts, run.plan, run.backups, lambda: backend.verify(desired))
+    result.messages.extend(outcome.messages)
+    run.outcome = outcome
+
+
+def _undo(tools: PostfixTools, done: Sequence[InstanceRun]) -> str:
+    """Restore the instances changed earlier in this run; say what happened to each."""
+    notes = []
+    for run in reversed(done):
+        backup = run.outcome.backup_file if run.outcome else None
+        if backup is None:
+            continue
+        try:
+            restore_backup(tools, run.config_dir, backup, run.backups)
+            notes.append(f"{run.config_dir} restored from {backup}")
+        except RelayConfigError as exc:
+            notes.append(f"restoring {run.config_dir} from {backup} FAILED: {exc}")
+    return f"; the instances changed before it: {'; '.join(notes)}" if notes else ""
 
 
 def _run_restore(tools: PostfixTools, settings: RunSettings, backups: BackupPolicy) -> RunResult:

@@ -28,6 +28,7 @@ class InputError(RelayConfigError):
 
     def __init__(self, field_name: str, value: object, problem: str) -> None:
         self.field = field_name
+        self.value = value
         self.problem = problem
         super().__init__(f"{field_name}: {shown(value)} refused: {problem}")
 

@@ -3,7 +3,8 @@
 
 Arguments here (declared in module_utils/postfix_options.py and relay_options.py); the run
 lives in module_utils/postfix_relay_backend.py over postfix_validate, postfix_facts,
-postfix_change, postfix_domains, postfix_overrides, postfix_plan and postfix_apply
+postfix_change, postfix_domains, postfix_services, postfix_overrides, postfix_plan,
+postfix_instances and postfix_apply
 (docs/architecture.md). All run on the managed host, so all
 are standard library only and valid Python 3.7 through 3.13:
 tests/postfix_remediation/test_target_pythons.py compiles and runs them with each.
@@ -41,6 +42,11 @@ description:
     are LDH names of at most 253 characters. Internationalised domain names are refused; give
     their C(xn--) A-label. Values with spaces, commas, newlines, C($), NUL or other
     characters Postfix would interpret are refused, naming the option and the value.
+  - With postscreen in front (POSTSCREEN_README), the C(pass) service it hands sessions
+    to is the smtpd that decides relaying; its overrides are planned there, postscreen's own
+    parameters are reported in RV(listeners) and warnings.
+  - On a multi-instance host (C(multi_instance_directories)), O(instances) says which
+    instances are managed; each is planned, checked, verified and reloaded on its own.
   - Reads every master.cf service override (C(postconf -P), C(postconf -M)). An smtpd
     service that opens the relay by its own C(-o mynetworks=...),
     C(-o smtpd_relay_restrictions=...) (or C(smtpd_recipient_restrictions) where that decides)
@@ -176,6 +182,32 @@ options:
       - The backup to install with O(state=restored), usually RV(backup_file) of an earlier
         run. An absolute path, or a bare file name looked up in O(backup_dir).
     type: str
+  instances:
+    description:
+      - Which Postfix instances of a multi-instance host (postmulti, MULTI_INSTANCE_README)
+        this run manages. O(config_dir) is the primary; its C(multi_instance_directories) lists
+        the others.
+      - V(primary) manages O(config_dir) only, and warns naming every instance of
+        C(multi_instance_directories) it leaves alone.
+      - V(all) manages O(config_dir) and every instance it lists, each planned, validated
+        (C(postfix -c DIR check)), verified and reloaded on its own; every change names its
+        instance's C(config_dir). When one instance fails, the instances the run already
+        changed are restored too.
+      - A list of configuration directories manages those (each O(config_dir) or listed in
+        its C(multi_instance_directories)).
+      - A plan that would remove a destination or a network on any instance stops the run
+        before any instance is written (see O(relay_allow_removals)).
+    type: raw
+    default: primary
+  instance_options:
+    description:
+      - Relay policy that differs per instance, keyed by the instance's configuration
+        directory; each value takes O(relay_allowed_networks), O(inbound_domains),
+        O(inbound_domain_class), O(prune_domains), O(relay_refusal), O(relay_authenticated),
+        O(relay_partner_domains) and O(relay_allow_removals), over the task's own values.
+      - Checked before anything is read; a key that is not a managed instance is refused.
+    type: dict
+    default: {}
 notes:
   - A second run against the same instance while one is changing it fails at once (a lock
     in O(backup_dir)). A run that was killed after writing main.cf is completed (validated
@@ -209,6 +241,15 @@ EXAMPLES = r"""
     relay_allowed_networks: [127.0.0.0/8]
     relay_authenticated: true
     inbound_domains: []
+
+- name: Every postmulti instance; the outbound one accepts no inbound domain
+  relayguard.mail.postfix_relay:
+    instances: all
+    relay_allowed_networks: [127.0.0.0/8, 192.0.2.0/24]
+    inbound_domains: [example.org]
+    instance_options:
+      /etc/postfix-out:
+        inbound_domains: []
 
 - name: Roll back to the configuration before the change
   relayguard.mail.postfix_relay:
@@ -253,6 +294,10 @@ changes:
       description: Id of the rule that planned the change.
       type: str
       sample: postfix-mynetworks
+    config_dir:
+      description: The configuration directory of the instance the change is made in.
+      type: str
+      sample: /etc/postfix-out
 removals:
   description: Everything the plan removes, each as the change's target, a colon and the item.
   returned: always
@@ -295,6 +340,81 @@ relay_parameters:
     mynetworks: 127.0.0.0/8, 192.0.2.0/24
     smtpd_relay_restrictions: permit_mynetworks, reject_unauth_destination
     allow_untrusted_routing: "no"
+listeners:
+  description:
+    - The master.cf inet services that take SMTP connections and the service whose smtpd
+      decides relaying for them; with postscreen in front that is the C(pass) service named
+      by C(smtpd_service_name) (POSTSCREEN_README).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    service:
+      description: The inet service, C(name/inet).
+      type: str
+      sample: smtp/inet
+    program:
+      description: C(smtpd) or C(postscreen).
+      type: str
+      sample: postscreen
+    session_service:
+      description: The service whose smtpd handles the session.
+      type: str
+      sample: smtpd/pass
+    postscreen_access_list:
+      description: postscreen's access list as that service sees it (postscreen only).
+      type: str
+      sample: permit_mynetworks
+    postscreen_mynetworks:
+      description: The mynetworks postscreen's C(permit_mynetworks) uses (postscreen only).
+      type: str
+      sample: 127.0.0.0/8
+instances:
+  description:
+    - One entry per instance the run manages when O(instances) is not V(primary); empty
+      otherwise.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    config_dir:
+      description: The instance's configuration directory.
+      type: str
+      sample: /etc/postfix-out
+    name:
+      description: Its C(multi_instance_name) (empty when unset).
+      type: str
+      sample: postfix-out
+    enabled:
+      description: Whether postmulti starts it (C(multi_instance_enable); the primary always).
+      type: bool
+      sample: true
+    changed:
+      description: Whether it changes.
+      type: bool
+      sample: true
+    changes:
+      description: Its changes, as RV(changes).
+      type: list
+      elements: dict
+    removals:
+      description: What its plan removes.
+      type: list
+      elements: str
+    warnings:
+      description: Its plan's warnings.
+      type: list
+      elements: str
+    backup_file:
+      description: Its main.cf backup (null when it was not written).
+      type: str
+    reloaded:
+      description: Whether it was reloaded.
+      type: bool
+    listeners:
+      description: Its SMTP listeners, as RV(listeners).
+      type: list
+      elements: dict
 messages:
   description: Notes about the run (for example an interrupted earlier run completed).
   returned: always

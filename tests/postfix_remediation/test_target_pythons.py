@@ -29,6 +29,8 @@ FILES = [
             "postfix_facts",
             "postfix_change",
             "postfix_domains",
+            "postfix_services",
+            "postfix_instances",
             "postfix_overrides",
             "postfix_plan",
             "postfix_apply",

@@ -25,6 +25,7 @@ _PACKAGES = {
     "nsd": "nsd",
     "smbclient": "smbclient",
     "net": "samba-common-bin",
+    "saslpasswd2": "sasl2-bin libsasl2-modules",
 }
 
 

@@ -9,6 +9,7 @@ Layout of one instance under its root directory (docs/sources.md#postfix-multi-i
     ROOT/queue/                               queue_directory (Postfix fills it in)
     ROOT/data/                                data_directory (owned by mail_owner)
     ROOT/log/maillog                          maillog_file (prefix in maillog_file_prefixes)
+    ROOT/config/sasl/smtpd.conf, sasldb2      Cyrus SASL (an instance with SASL users only)
 
 The queue and data directories are siblings of the config directory, not inside it, because
 `postfix-script check-warn` wants the whole config tree owned by root and warns otherwise.
@@ -116,6 +117,16 @@ class InstanceLayout:
         return self.config_dir / "aliases"
 
     @property
+    def sasl_dir(self) -> Path:
+        """Cyrus SASL's application configuration (cyrus_sasl_config_path; Debian's Postfix
+        looks in $config_directory/sasl whatever that parameter says)."""
+        return self.config_dir / "sasl"
+
+    @property
+    def sasldb(self) -> Path:
+        return self.sasl_dir / "sasldb2"
+
+    @property
     def master_pid_file(self) -> Path:
         return self.queue_dir / "pid" / "master.pid"
 
@@ -213,12 +224,47 @@ _INTERNAL_SERVICES = (
 )
 
 
-def render_master_cf(listener: Listener, header: str) -> str:
-    """master.cf text: smtpd bound to the listener only, then the internal services."""
-    rows = [(listener.endpoint, "inet", "n", "-", "n", "-", "-", "smtpd"), *_INTERNAL_SERVICES]
+# POSTSCREEN_README "Turning on postscreen(8) without blocking mail": postscreen on the
+# listener (one process), the smtpd it hands allowed clients to as the `smtpd pass` service.
+# No dnsblog/tlsproxy: the lab sets no DNSBL sites and no TLS.
+_POSTSCREEN_PASS = ("smtpd", "pass", "-", "-", "n", "-", "-", "smtpd")
+
+
+def render_master_cf(listener: Listener, header: str, *, postscreen: bool = False) -> str:
+    """master.cf text: smtpd (or, with `postscreen`, postscreen in front of an `smtpd pass`
+    service) bound to the listener only, then the internal services."""
+    if postscreen:
+        front = [(listener.endpoint, "inet", "n", "-", "n", "-", "1", "postscreen")]
+        rows = [*front, _POSTSCREEN_PASS, *_INTERNAL_SERVICES]
+    else:
+        rows = [(listener.endpoint, "inet", "n", "-", "n", "-", "-", "smtpd"), *_INTERNAL_SERVICES]
     lines = [f"# {line}".rstrip() for line in header.splitlines()]
     lines += ["  ".join(f"{field:<10}" for field in row).rstrip() for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def sasl_parameters(layout: InstanceLayout) -> dict[str, str]:
+    """main.cf parameters of an instance whose smtpd offers AUTH from a Cyrus sasldb
+    (SASL_README "Enabling SASL authentication in the Postfix SMTP server")."""
+    return {
+        "smtpd_sasl_auth_enable": "yes",
+        "smtpd_sasl_type": "cyrus",
+        "smtpd_sasl_path": "smtpd",
+        "cyrus_sasl_config_path": str(layout.sasl_dir),
+        # the realm the sasldb users are created in (saslpasswd2 -u)
+        "smtpd_sasl_local_domain": LAB_DOMAIN,
+    }
+
+
+def render_sasl_conf(layout: InstanceLayout) -> str:
+    """Cyrus SASL's smtpd.conf: passwords from the instance's own sasldb (auxprop), plain
+    mechanisms only (SASL_README "Cyrus SASL configuration file location", "auxprop")."""
+    return (
+        "pwcheck_method: auxprop\n"
+        "auxprop_plugin: sasldb\n"
+        f"sasldb_path: {layout.sasldb}\n"
+        "mech_list: PLAIN LOGIN\n"
+    )
 
 
 def render_aliases() -> str:

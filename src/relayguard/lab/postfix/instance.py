@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 
 from relayguard.lab import module_utils
 from relayguard.lab.postfix.config import (
+    LAB_DOMAIN,
     InstanceLayout,
     Listener,
     base_parameters,
@@ -47,6 +48,8 @@ from relayguard.lab.postfix.config import (
     render_aliases,
     render_main_cf,
     render_master_cf,
+    render_sasl_conf,
+    sasl_parameters,
     split_list,
     validate_instance_name,
     validate_parameters,
@@ -101,11 +104,11 @@ class PostfixError(RuntimeError):
         super().__init__(text)
 
 
-def tool(name: str) -> str:
+def tool(name: str, package: str = "postfix") -> str:
     """Absolute path of a Postfix program (also looks in /usr/sbin, which root's PATH may lack)."""
     found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
     if found is None:
-        raise PostfixError(f"{name} not found: apt-get install postfix")
+        raise PostfixError(f"{name} not found: apt-get install {package}")
     return found
 
 
@@ -411,8 +414,12 @@ class PostfixInstance:
     """One isolated Postfix instance: `root` directory, smtpd on `address`:`port`.
 
     `overrides` are main.cf parameters applied over the lab's plumbing
-    (`postfix_config.base_parameters`); profiles supply the usual ones. Use as a context
-    manager (create + start, then remove) or call create/start/stop/remove yourself.
+    (`postfix_config.base_parameters`); profiles supply the usual ones. With `postscreen`,
+    postscreen(8) answers on the listener and hands clients to an `smtpd pass` service
+    (POSTSCREEN_README). With `sasl_users` (name -> password), smtpd offers AUTH PLAIN/LOGIN
+    checked against the instance's own Cyrus sasldb (SASL_README; needs sasl2-bin and
+    libsasl2-modules). Use as a context manager (create + start, then remove) or call
+    create/start/stop/remove yourself.
     """
 
     def __init__(
@@ -424,8 +431,12 @@ class PostfixInstance:
         *,
         name: str | None = None,
         default_config_dir: Path = DEFAULT_CONFIG_DIR,
+        postscreen: bool = False,
+        sasl_users: Mapping[str, str] | None = None,
     ) -> None:
         self.layout = InstanceLayout(Path(root).absolute())
+        self.postscreen = postscreen
+        self.sasl_users: dict[str, str] = dict(sasl_users or {})
         self.listener = Listener(address, port)
         self.name = validate_instance_name(name or instance_name_for(self.layout.root))
         self.overrides: dict[str, str] = dict(overrides or {})
@@ -443,12 +454,16 @@ class PostfixInstance:
         overrides: Mapping[str, str] | None = None,
         *,
         name: str | None = None,
+        postscreen: bool = False,
+        sasl_users: Mapping[str, str] | None = None,
     ) -> PostfixInstance:
         """An instance configured as `lab_profile` (a PostfixProfile or its name), plus
         `overrides` on top."""
         chosen = profile(lab_profile) if isinstance(lab_profile, str) else lab_profile
         merged = {**chosen.parameters, **(overrides or {})}
-        return cls(root, address, port, merged, name=name)
+        return cls(
+            root, address, port, merged, name=name, postscreen=postscreen, sasl_users=sasl_users
+        )
 
     def __repr__(self) -> str:
         return f"PostfixInstance({str(self.layout.root)!r}, {self.listener.endpoint!r})"
@@ -475,7 +490,13 @@ class PostfixInstance:
     @property
     def parameters(self) -> dict[str, str]:
         """Every main.cf parameter this instance writes (plumbing, then overrides)."""
-        return {**base_parameters(self.layout, self.listener, self.name), **self.overrides}
+        plumbing = base_parameters(self.layout, self.listener, self.name)
+        if self.postscreen:
+            # postscreen greets new clients after this wait (default 6 s): keep tests quick.
+            plumbing["postscreen_greet_wait"] = "1s"
+        if self.sasl_users:
+            plumbing.update(sasl_parameters(self.layout))
+        return {**plumbing, **self.overrides}
 
     @property
     def hostname(self) -> str:
@@ -520,8 +541,34 @@ class PostfixInstance:
 
     def _write_config(self) -> None:
         _write(self.layout.main_cf, render_main_cf(self.parameters, _HEADER))
-        _write(self.layout.master_cf, render_master_cf(self.listener, _HEADER))
+        master = render_master_cf(self.listener, _HEADER, postscreen=self.postscreen)
+        _write(self.layout.master_cf, master)
         _write(self.layout.aliases, render_aliases())
+        if self.sasl_users:
+            self._write_sasl()
+
+    def _write_sasl(self) -> None:
+        """smtpd.conf and a sasldb holding `sasl_users`, readable by smtpd (mail_owner's
+        group) and nobody else."""
+        layout = self.layout
+        layout.sasl_dir.mkdir(exist_ok=True)
+        layout.sasl_dir.chmod(0o755)
+        _write(layout.sasl_dir / "smtpd.conf", render_sasl_conf(layout))
+        saslpasswd2 = tool("saslpasswd2", "sasl2-bin libsasl2-modules")
+        for user, password in self.sasl_users.items():
+            done = subprocess.run(
+                [saslpasswd2, "-f", str(layout.sasldb), "-c", "-p", "-u", LAB_DOMAIN, user],
+                input=password,
+                capture_output=True,
+                text=True,
+                timeout=_COMMAND_TIMEOUT,
+                check=False,
+            )
+            if done.returncode != 0:  # the password is never part of the message
+                raise PostfixError(f"saslpasswd2 could not add {user!r}: {done.stderr.strip()}")
+        group = pwd.getpwnam(self.parameters.get("mail_owner", "postfix")).pw_gid
+        os.chown(layout.sasldb, 0, group)
+        layout.sasldb.chmod(0o640)
 
     def _check_config(self) -> None:
         # postconf names parameters nothing uses: almost always a typo in an override.
