@@ -13,7 +13,9 @@ section 2.1: relaying is decided by client address and recipient domain.
 Two layouts: Debian's update-exim4.conf.conf (dc_relay_nets, dc_relay_domains; the ACL is
 Debian's template, which closes) and a plain exim.conf (named lists and the ACL itself).
 Never silently drops a legitimate path: every network or domain a change removes is named
-in `Change.removes` (relay_backend.removal_refusal refuses it in enforce mode).
+in `Change.removes` (relay_backend.removal_refusal refuses it in enforce mode). What matches
+anyone (`*`, a network wider than /8 or IPv6 /16, a domain wildcard) is the open relay
+itself: its closing is said in the change's reason, not counted as a removal.
 
 Standard library only (Python 3.7+).
 """
@@ -88,6 +90,11 @@ PLAIN = "plain"
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 # relay_to_domains items that match every domain: a relay for anyone to anywhere.
 _EVERY_DOMAIN = ("*", "^.*", "^", "@mx_any")
+# A relay_from_hosts item this wide trusts most of the Internet: dropping it is the closing of
+# the open relay, said in the change's reason, never a legitimate path to name as a removal
+# (the bound postfix_validate.MIN_PREFIX puts on an allowed network: /8, IPv6 /16).
+_MIN_PREFIX = {4: 8, 6: 16}
+_EVERY_HOST = ("*",)
 REFUSAL = (
     "deny",
     "message = relay not permitted",
@@ -197,6 +204,22 @@ def covered(item: str, allowed: tuple[str, ...]) -> bool:
     )
 
 
+def opens_relay(item: str) -> bool:
+    """Whether a relay_from_hosts item lets (most of) the Internet relay: `*`, or a network
+    wider than /8 (IPv6 /16)."""
+    if item.strip() in _EVERY_HOST:
+        return True
+    network = _network(item)
+    return network is not None and network.prefixlen < _MIN_PREFIX[network.version]
+
+
+def _closing(dropped: list[str], opens: Any) -> tuple[list[str], str]:
+    """The dropped items that are legitimate paths (removals) and a note on the rest."""
+    removes = [item for item in dropped if not opens(item)]
+    closed = [item for item in dropped if opens(item)]
+    return removes, (f"; closes {', '.join(closed)} (matches anyone)" if closed else "")
+
+
 def _wanted_nets(facts: EximFacts, desired: EximDesired) -> tuple[list[str], list[str]]:
     current = facts.nets()
     kept = [item for item in current if covered(item, desired.allowed_networks)]
@@ -217,8 +240,9 @@ def check_nets(facts: EximFacts, desired: EximDesired) -> str | None:
 
 
 def fix_nets(facts: EximFacts, desired: EximDesired) -> list[Change]:
-    wanted, removed = _wanted_nets(facts, desired)
-    reason = "relay only for the allowed networks (and this host)"
+    wanted, dropped = _wanted_nets(facts, desired)
+    removed, closes = _closing(dropped, opens_relay)
+    reason = "relay only for the allowed networks (and this host)" + closes
     return [_list_change(facts, facts.relay_nets, "exim-relay-nets", wanted, reason, removed)]
 
 
@@ -254,8 +278,9 @@ def check_domains(facts: EximFacts, desired: EximDesired) -> str | None:
 
 
 def fix_domains(facts: EximFacts, desired: EximDesired) -> list[Change]:
-    wanted, removed = _wanted_domains(facts, desired)
-    reason = "relay only to named domains; partner domains stay"
+    wanted, dropped = _wanted_domains(facts, desired)
+    removed, closes = _closing(dropped, lambda item: item in _EVERY_DOMAIN)
+    reason = "relay only to named domains; partner domains stay" + closes
     return [_list_change(facts, facts.relay_domains, "exim-relay-domains", wanted, reason, removed)]
 
 

@@ -1,6 +1,7 @@
 """The exim_relay module: its documentation matches its spec, bad input is refused naming the
-option, and on a real open Exim check mode plans, enforce refuses unnamed removals, and with
-relay_allow_removals it closes the relay (swaks refused afterwards)."""
+option; on a real open Exim check mode plans and enforce closes the wildcard that matches anyone
+without relay_allow_removals (swaks refused afterwards), while a narrower network the plan drops
+is named and refused unless allowed."""
 
 from __future__ import annotations
 
@@ -67,6 +68,17 @@ def test_a_bad_network_is_refused_naming_it(tmp_path: Path) -> None:
     assert config.read_text(encoding="utf-8") == "hostlist relay_from_hosts = 0.0.0.0/0\n"
 
 
+def test_a_legitimate_network_dropped_is_refused_without_allow_removals(tmp_path: Path) -> None:
+    text = "hostlist relay_from_hosts = 127.0.0.1 : 0.0.0.0/0 : 10.9.0.0/16\n"
+    config = tmp_path / "exim.conf"
+    config.write_text(text, encoding="utf-8")
+    args = {"config": str(config), "style": "plain", "relay_allowed_networks": ["10.20.0.0/16"]}
+    refused = run_module(args, tmp_path)
+    assert refused["failed"] and "relay_allow_removals" in refused["msg"], refused
+    assert refused["removals"] == ["exim.conf relay_from_hosts: 10.9.0.0/16"]
+    assert config.read_text(encoding="utf-8") == text  # nothing changed
+
+
 @pytest.fixture
 def open_exim(mta_lab: Path) -> Iterator[EximInstance]:
     _require_unpacked(exim_binary)
@@ -76,9 +88,7 @@ def open_exim(mta_lab: Path) -> Iterator[EximInstance]:
 
 @pytest.mark.realserver
 @pytest.mark.root
-def test_module_plans_refuses_then_closes_a_real_exim(
-    open_exim: EximInstance, tmp_path: Path
-) -> None:
+def test_module_plans_then_closes_a_real_exim(open_exim: EximInstance, tmp_path: Path) -> None:
     args = {
         "config": str(open_exim.config),
         "style": "plain",
@@ -89,17 +99,12 @@ def test_module_plans_refuses_then_closes_a_real_exim(
     before = open_exim.config.read_text(encoding="utf-8")
 
     planned = run_module(args, tmp_path, check=True)
-    assert planned["changed"] and planned["removals"] == [
-        "exim.conf relay_from_hosts: 0.0.0.0/0",
-        "exim.conf relay_from_hosts: ::/0",
-    ]
+    # 0.0.0.0/0 and ::/0 match anyone: closing them is the fix, not a removal to allow
+    assert planned["changed"] and planned["removals"] == [], planned
     assert "0.0.0.0/0" not in planned["diff"]["after"].split("relay_from_hosts", 1)[1][:80]
-
-    refused = run_module(args, tmp_path)
-    assert refused["failed"] and "relay_allow_removals" in refused["msg"]
     assert open_exim.config.read_text(encoding="utf-8") == before
 
-    done = run_module({**args, "relay_allow_removals": True}, tmp_path)
+    done = run_module(args, tmp_path)
     assert done["changed"] and done["reloaded"], done
     assert Path(done["backup_file"]).read_text(encoding="utf-8") == before
     open_exim.stop()  # restart rather than wait on the SIGHUP re-exec

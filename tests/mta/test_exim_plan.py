@@ -69,21 +69,23 @@ def test_debian_stock_gains_the_allowed_networks_and_partners_and_removes_nothin
 
 def test_debian_open_nets_and_wildcard_domains_are_removed_by_name() -> None:
     opened = DEBIAN_STOCK.replace(
-        "dc_relay_nets=''", "dc_relay_nets='0.0.0.0/0 ; 192.168.1.0/24'"
+        "dc_relay_nets=''", "dc_relay_nets='0.0.0.0/0 ; 192.168.1.0/24 ; 10.9.0.0/16'"
     ).replace("dc_relay_domains=''", "dc_relay_domains='* ; backup.example'")
     facts = exim_plan.debian_facts("/etc/exim4/update-exim4.conf.conf", opened)
 
     plan = _plan(facts, exim_plan.EximDesired(("192.168.0.0/16",)))
-    assert plan.removals() == (
-        "update-exim4.conf.conf dc_relay_nets: 0.0.0.0/0",
-        "update-exim4.conf.conf dc_relay_domains: *",
-    )
+    # what matches anyone is the open relay being closed, said in the reason; a narrower
+    # network outside the allowed ones is a legitimate path dropped: a removal
+    assert plan.removals() == ("update-exim4.conf.conf dc_relay_nets: 10.9.0.0/16",)
+    reasons = {c.rule: c.reason for c in plan.changes}
+    assert "closes 0.0.0.0/0" in reasons["exim-relay-nets"]
+    assert "closes *" in reasons["exim-relay-domains"]
     values = exim_config.debian_values(exim_plan.plan_text(facts, plan.changes))
     # The site's own network inside the allowed one and its backup-MX domain stay.
     assert values["dc_relay_nets"] == "192.168.1.0/24 ; 192.168.0.0/16"
     assert values["dc_relay_domains"] == "backup.example"
     refusal = relay_backend.removal_refusal(plan.removals(), True, False)
-    assert refusal is not None and "0.0.0.0/0" in refusal
+    assert refusal is not None and "10.9.0.0/16" in refusal and "0.0.0.0/0" not in refusal
 
 
 def test_lab_closed_exim_conf_is_compliant_and_open_loses_the_wide_nets() -> None:
@@ -95,10 +97,8 @@ def test_lab_closed_exim_conf_is_compliant_and_open_loses_the_wide_nets() -> Non
 
     opened = exim_plan.plain_facts("/x/exim.conf", _lab_conf("open_relay"))
     plan = _plan(opened, desired)
-    assert plan.removals() == (
-        "exim.conf relay_from_hosts: 0.0.0.0/0",
-        "exim.conf relay_from_hosts: ::/0",
-    )
+    assert plan.removals() == ()  # 0.0.0.0/0 and ::/0 match anyone: closed, not removed
+    assert "closes 0.0.0.0/0, ::/0" in plan.changes[0].reason
     after = exim_plan.plain_facts("/x/exim.conf", exim_plan.plan_text(opened, plan.changes))
     assert after.nets() == ["127.0.0.1"]
     assert not _plan(after, desired).changed
