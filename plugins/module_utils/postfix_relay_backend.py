@@ -105,6 +105,7 @@ if TYPE_CHECKING:
     from relay_backend import (
         Backup,
         removal_refusal,
+        rule_results,
     )
 else:
     try:  # as Ansible ships it: the collection's module_utils beside this file
@@ -182,6 +183,7 @@ else:
         from ansible_collections.relayguard.mail.plugins.module_utils.relay_backend import (
             Backup,
             removal_refusal,
+            rule_results,
         )
     except ImportError:  # loaded by path outside Ansible (tests, the target-Python check)
         from command_runner import (
@@ -258,6 +260,7 @@ else:
         from relay_backend import (
             Backup,
             removal_refusal,
+            rule_results,
         )
 
 __all__ = [
@@ -333,6 +336,7 @@ class RunResult:
     removals: list[str] = field(default_factory=list)
     listeners: list[dict[str, str]] = field(default_factory=list)
     instances: list[dict[str, object]] = field(default_factory=list)
+    rules: list[dict[str, str]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         result: dict[str, object] = {
@@ -348,6 +352,7 @@ class RunResult:
             "removals": self.removals,
             "listeners": self.listeners,
             "instances": self.instances,
+            "rules": self.rules,
         }
         if self.diff is not None:
             result["diff"] = self.diff
@@ -465,6 +470,16 @@ class InstanceRun:
         }
 
 
+def _rules(run: InstanceRun) -> list[dict[str, str]]:
+    """Every rule of postfix_plan.RULES on this instance as read (fail: the reasons of its
+    planned changes), for the report."""
+    reasons: dict[str, list[str]] = {}
+    for change in run.plan.changes:
+        reasons.setdefault(change.rule, []).append(change.reason)
+    findings = [(rule, "; ".join(texts)) for rule, texts in reasons.items()]
+    return rule_results(RULES, findings, run.facts.main_cf)
+
+
 def _change_dict(run: InstanceRun, change: ParameterChange) -> dict[str, object]:
     return {**change.as_dict(), "config_dir": run.config_dir}
 
@@ -527,6 +542,7 @@ def _run_present(
         values=first.plan.values_after() if first.primary else {},
         removals=_prefixed(runs, several, lambda r: r.plan.removals()),
         listeners=[listener.as_dict() for listener in smtp_listeners(first.facts)],
+        rules=[rule for r in runs for rule in _rules(r)],
     )
     _refuse_removals(tools, runs, several, result, settings.check_mode)
     if settings.want_diff:

@@ -298,6 +298,18 @@ changes:
       description: The configuration directory of the instance the change is made in.
       type: str
       sample: /etc/postfix-out
+rules:
+  description:
+    - Every rule of the Postfix rule table (postfix_plan.RULES) on each managed instance as
+      read, in order, for the report; a rule fails with the reasons of the changes it plans.
+      Empty with O(state=restored).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {id: postfix-mynetworks, source: "postconf(5) mynetworks; RFC 2505 section 2.1",
+       subject: /etc/postfix/main.cf, result: fail,
+       reason: "mynetworks trusts 0.0.0.0/0"}
 removals:
   description: Everything the plan removes, each as the change's target, a colon and the item.
   returned: always

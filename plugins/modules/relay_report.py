@@ -78,8 +78,8 @@ options:
   write:
     description:
       - Write the report. V(false) builds and validates the document and returns its
-        RV(summary), RV(waived_hosts) and RV(waiver_errors) without writing anything: a
-        batch that does not end the run learns which of its hosts pass by their waivers.
+        RV(summary), RV(waived_hosts) and RV(waiver_errors) without writing anything, so that
+        a batch that does not end the run learns which of its hosts pass by their waivers.
     type: bool
     default: true
 author:

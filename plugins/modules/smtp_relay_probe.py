@@ -58,9 +58,9 @@ options:
   local_domains:
     description:
       - A domain per target, for a batch whose servers accept mail for different domains
-        (C(mx1.example.org:25: example.org)). A key is written as in O(targets); one without a
-        port applies to every port of that host. A target listed here uses its own domain
-        instead of O(local_domain).
+        (C(mx1.example.org:25) mapped to C(example.org)). A key is written as in O(targets);
+        one without a port applies to every port of that host. A target listed here uses its
+        own domain instead of O(local_domain).
     type: dict
   helo_name:
     description: EHLO/HELO name. Defaults to O(external_domain), as nmap does.

@@ -57,6 +57,14 @@ def mta_role_controls(role: str, plan: str, table: str) -> list[str]:
     return [r.id for r in mta_rules(plan, table)]
 
 
+def postfix_rules() -> Any:
+    """Postfix's rule table (its ids are the host record's `rules`, a finding each)."""
+    module_utils.load("command_runner")
+    for name in ("relay_backend", "postfix_validate", "postfix_facts", "postfix_change"):
+        module_utils.load(name)
+    return module_utils.load("postfix_plan").RULES
+
+
 def exchange55_rule_finding_ids() -> list[str]:
     """Every finding id the 5.5 rule table can give (its rules name them as string literals)."""
     source = Path(relayguard.exchange.rules55.__file__).read_text(encoding="utf-8")
@@ -72,6 +80,7 @@ def known_finding_ids() -> list[str]:
         *exchange55_rule_finding_ids(),
         *(r.id for r in mta_rules("exim_plan", "EXIM_RULES")),
         *(r.id for r in mta_rules("sendmail_plan", "RULES")),
+        *(r.id for r in postfix_rules()),
         *(f"rfc2505-{c.id}" for c in CONFORMANCE_CHECKS),
         *(f"rfc2505-{i}" for i in judge_finding_ids()),
         *(f"sender-{s}" for s in SENDER_FINDINGS),

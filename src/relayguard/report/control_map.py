@@ -257,6 +257,35 @@ ROWS: tuple[FindingMap, ...] = (
             ("sendmail-authenticated", "Authenticated relay is as the inventory says."),
         )
     ),
+    # the Postfix rule table (plugins/module_utils/postfix_plan.RULES; postfix-mynetworks is
+    # above, shared with the parameter of that name): the RHEL STIG items check exactly these
+    *(
+        _row(finding, (RFC2505_RELAY, *UNIX_RELAY), what)
+        for finding, what in (
+            (
+                "postfix-relay-restrictions",
+                "smtpd_relay_restrictions permits trusted clients, then rejects the rest.",
+            ),
+            (
+                "postfix-recipient-restrictions",
+                "Before Postfix 2.10: smtpd_recipient_restrictions rejects unauthorised relaying.",
+            ),
+            (
+                "postfix-master-overrides",
+                "No master.cf -o override reopens relaying on a listener.",
+            ),
+        )
+    ),
+    _row(
+        "postfix-untrusted-routing",
+        (RFC2505_RELAY,),
+        "Sender-specified routing from untrusted clients is not honoured.",
+    ),
+    _row(
+        "postfix-domains",
+        (RFC2505_RELAY,),
+        "The domain classes list the own domains and the partner relay domains only.",
+    ),
     _none(
         "sendmail-partner-domains",
         "The declared partner relay domains stay accepted.",
