@@ -291,3 +291,39 @@ def test_runner_for_builds_the_channel_from_module_options(management: Managemen
     decoded = payloads.decode_params(rendered.script)
     assert decoded["Target"] == "127.0.180.20" and decoded["Credential"]["UserName"] == USER
     assert json.dumps(decoded).count(PASSWORD) == 1  # data for PSCredential, nowhere else
+
+
+def test_relayguard_facts_via_the_management_host_never_prints_a_password(
+    smb_twin: Make,
+    management: Management,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from relayguard.cli import main
+
+    twin = smb_twin(profiles.ex55_sp4_closed(spec("cli")))
+    monkeypatch.setenv("RG_TARGET_PASSWORD", PASSWORD)
+    monkeypatch.setenv("RG_MGMT_PASSWORD", MGMT_PASSWORD)
+    argv = ["facts", "--channel", "via-management-host", "--management-host", MGMT_ADDRESS,
+            "--management-port", str(management.endpoint.port),
+            "--management-username", MGMT_USER, "--management-password-env", "RG_MGMT_PASSWORD",
+            "--username", USER, "--password-env", "RG_TARGET_PASSWORD",
+            "--ca-trust-path", str(management.certificate.ca_path),
+            "--json", twin.address]  # fmt: skip
+    status = main(argv)
+    out, err = capsys.readouterr()
+    host = json.loads(out)["hosts"][0]
+    assert host["error"] is None, host["error"]
+    assert host["facts"]["msexcimc"]["file_version"] == profiles.EX55_IMC_VERSIONS[4]
+    assert host["exposure"]["verdict"] == "inconclusive" and status == 3
+    monkeypatch.setenv("RG_MGMT_PASSWORD", "Wrong-" + MGMT_PASSWORD)
+    assert main(argv) == 3
+    out2, err2 = capsys.readouterr()
+    assert "auth refused" in json.loads(out2)["hosts"][0]["error"]
+    monkeypatch.setenv("RG_MGMT_PASSWORD", MGMT_PASSWORD)
+    monkeypatch.setenv("RG_TARGET_PASSWORD", "Wrong-" + PASSWORD)
+    assert main(argv) == 3
+    out3, err3 = capsys.readouterr()
+    assert "password is incorrect" in json.loads(out3)["hosts"][0]["error"]
+    for text in (out, err, out2, err2, out3, err3):
+        assert PASSWORD not in text and MGMT_PASSWORD not in text
