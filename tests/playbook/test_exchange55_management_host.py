@@ -5,7 +5,9 @@ OpenRemoteBaseKey, Get-Service -ComputerName, sc.exe and UNC paths do. Enforce c
 patches them, three more runs change nothing, and no twin is ever asked for a local op over
 WinRM (those faults stay armed). Failures: a target nothing answers for, wrong credentials
 at either hop - a clear error naming the target, nothing changed, no password printed.
-Addresses: 127.0.180.0/24 (this helper's range)."""
+Addresses: the fleets take 127.0.49.1 and 127.0.50.1 (free in the lab's range
+127.0.30.1-127.0.58.254, which `relayguard lab up` enforces); the unreachable target is
+127.0.180.254, where nothing listens."""
 
 from __future__ import annotations
 
@@ -46,7 +48,7 @@ def _passwords(fleet: Fleet) -> list[str]:
 
 
 def test_enforce_through_a_management_host_closes_and_patches_four_passes() -> None:
-    with lab_fleet(FLEET, "127.0.180.1") as fleet:
+    with lab_fleet(FLEET, "127.0.49.1") as fleet:
 
         def arm(state: TwinState) -> None:  # any local 5.5 op over WinRM would take one
             state.lab.faults.extend(Fault(op=op, count=99) for op in LOCAL_OPS)
@@ -75,7 +77,7 @@ def test_enforce_through_a_management_host_closes_and_patches_four_passes() -> N
 
 
 def test_an_unreachable_target_or_wrong_credentials_fail_clearly_and_change_nothing() -> None:
-    with lab_fleet(FLEET, "127.0.180.20") as fleet:
+    with lab_fleet(FLEET, "127.0.50.1") as fleet:
         extra = _management(fleet)
         target = fleet.names[1]
         before = {n: _state(fleet, n).load().exchange55 for n in fleet.names}
@@ -85,7 +87,7 @@ def test_an_unreachable_target_or_wrong_credentials_fail_clearly_and_change_noth
         host_vars.write_text(json.dumps({**original, "relay_winrm_host": UNREACHABLE}))
         unreachable = fleet.playbook("-vvv", extra=extra)
         host_vars.write_text(json.dumps(original))
-        assert unreachable.recap[target]["failed"] >= 1, unreachable.explain()
+        assert unreachable.recap.get(target, {}).get("failed", 0) >= 1, unreachable.explain()
         assert f"{UNREACHABLE} (via {extra['relay_exchange_management_host']})" in (
             unreachable.output
         ), unreachable.explain()
@@ -95,13 +97,15 @@ def test_an_unreachable_target_or_wrong_credentials_fail_clearly_and_change_noth
         refused = fleet.playbook(
             "-vvv", extra={**extra, "relay_exchange_management_password": wrong_mgmt}
         )
-        assert all(refused.recap[n]["failed"] >= 1 for n in fleet.names), refused.explain()
+        assert all(refused.recap.get(n, {}).get("failed", 0) >= 1 for n in fleet.names), (
+            refused.explain()
+        )
         assert "auth refused" in refused.output
         wrong_target = "Wrong-" + original["ansible_password"]
         host_vars.write_text(json.dumps({**original, "ansible_password": wrong_target}))
         denied = fleet.playbook("-vvv", extra=extra)
         host_vars.write_text(json.dumps(original))
-        assert denied.recap[target]["failed"] >= 1, denied.explain()
+        assert denied.recap.get(target, {}).get("failed", 0) >= 1, denied.explain()
         assert "user name or password is incorrect" in denied.output, denied.explain()
         assert _state(fleet, target).load().exchange55 == before[target]
         secrets = [*_passwords(fleet), wrong_mgmt, wrong_target]
