@@ -97,9 +97,9 @@ def test_an_unreachable_target_or_wrong_credentials_fail_clearly_and_change_noth
         refused = fleet.playbook(
             "-vvv", extra={**extra, "relay_exchange_management_password": wrong_mgmt}
         )
-        assert all(refused.recap.get(n, {}).get("failed", 0) >= 1 for n in fleet.names), (
-            refused.explain()
-        )
+        # the batch that meets it fails and the run stops there (max_fail_percentage)
+        assert refused.returncode != 0 and refused.recap, refused.explain()
+        assert all(r["failed"] >= 1 for n, r in refused.recap.items() if n != "localhost")
         assert "auth refused" in refused.output
         wrong_target = "Wrong-" + original["ansible_password"]
         host_vars.write_text(json.dumps({**original, "ansible_password": wrong_target}))
