@@ -95,13 +95,36 @@ options:
         have no WinRM, over SMB1 with NTLM - the remote registry (MS-RRP), the service control
         manager (MS-SCMR) and the C$ / ADMIN$ shares - as O(winrm_username) with
         O(winrm_password) on O(smb_port); the same rules, facts, backups and rollback.
+      - V(via-management-host) runs the payloads over WinRM on a Windows management host
+        (O(management_host), Windows PowerShell 3.0 or later) that reaches the Exchange 5.5
+        host O(winrm_host) with the remote registry, remote service control and UNC paths,
+        connecting as O(winrm_username) with O(winrm_password) when they are given (else as
+        the management host's own session, which needs CredSSP or Kerberos delegation); the
+        same rules, facts, backups and rollback. O(winrm_scheme), O(winrm_transport),
+        O(ca_path) and the timeouts apply to the management host.
     type: str
-    choices: [winrm, smb]
+    choices: [winrm, smb, via-management-host]
     default: winrm
   smb_port:
     description: SMB port of the host when O(channel=smb).
     type: int
     default: 445
+  management_host:
+    description:
+      - Address or DNS name of the Windows management host when
+        O(channel=via-management-host).
+    type: str
+  management_port:
+    description:
+      - WinRM port of the management host; default 5986 with O(winrm_scheme=https), 5985
+        with O(winrm_scheme=http).
+    type: int
+  management_username:
+    description: The management host's WinRM account when O(channel=via-management-host).
+    type: str
+  management_password:
+    description: The password of O(management_username); never logged.
+    type: str
   smtp_wait:
     description:
       - After a service restart, an install or a reboot, wait until the SMTP listener at
@@ -200,11 +223,34 @@ options:
         have no WinRM, over SMB1 with NTLM - the remote registry (MS-RRP), the service control
         manager (MS-SCMR) and the C$ / ADMIN$ shares - as O(winrm_username) with
         O(winrm_password) on O(smb_port); the same rules, facts, backups and rollback.
+      - V(via-management-host) runs the payloads over WinRM on a Windows management host
+        (O(management_host), Windows PowerShell 3.0 or later) that reaches the Exchange 5.5
+        host O(winrm_host) with the remote registry, remote service control and UNC paths,
+        connecting as O(winrm_username) with O(winrm_password) when they are given (else as
+        the management host's own session, which needs CredSSP or Kerberos delegation); the
+        same rules, facts, backups and rollback. O(winrm_scheme), O(winrm_transport),
+        O(ca_path) and the timeouts apply to the management host.
     type: str
-    choices: [winrm, smb]
+    choices: [winrm, smb, via-management-host]
     default: winrm
   smb_port:
     description: SMB port of the host when O(channel=smb).
     type: int
     default: 445
+  management_host:
+    description:
+      - Address or DNS name of the Windows management host when
+        O(channel=via-management-host).
+    type: str
+  management_port:
+    description:
+      - WinRM port of the management host; default 5986 with O(winrm_scheme=https), 5985
+        with O(winrm_scheme=http).
+    type: int
+  management_username:
+    description: The management host's WinRM account when O(channel=via-management-host).
+    type: str
+  management_password:
+    description: The password of O(management_username); never logged.
+    type: str
 """

@@ -18,7 +18,7 @@ from typing import Any
 
 WINRM_TRANSPORTS = ["ntlm", "kerberos", "credssp", "certificate", "basic"]
 WINRM_SCHEMES = ["https", "http"]
-CHANNELS = ["winrm", "smb"]
+CHANNELS = ["winrm", "smb", "via-management-host"]
 
 # How to reach one Exchange server over WinRM.
 WINRM_CONNECTION_SPEC: dict[str, dict[str, Any]] = {
@@ -42,6 +42,12 @@ WINRM_CONNECTION_SPEC: dict[str, dict[str, Any]] = {
     # Exchange 5.5 on NT 4.0 / 2000 has no WinRM: SMB (relayguard.exchange.smb_channel)
     "channel": {"type": "str", "choices": CHANNELS, "default": "winrm"},
     "smb_port": {"type": "int", "default": 445},
+    # ... or through a Windows management host that reaches it
+    # (relayguard.exchange.management_host): WinRM to that host, with its own account.
+    "management_host": {"type": "str"},
+    "management_port": {"type": "int"},
+    "management_username": {"type": "str"},
+    "management_password": {"type": "str", "no_log": True},
 }
 
 # After a service restart, an install or a reboot: wait for the SMTP greeting again.

@@ -131,15 +131,29 @@ options:
             default: 600
             aliases: [command_timeout]
           channel:
-            description: V(winrm), or V(smb) for an Exchange 5.5 host on Windows NT 4.0 or 2000,
-              which have no WinRM (as in exchange_relay).
+            description: V(winrm), V(smb) for an Exchange 5.5 host on Windows NT 4.0 or 2000,
+              which have no WinRM, or V(via-management-host) for such a host reached through
+              a Windows management host (as in exchange_relay).
             type: str
-            choices: [winrm, smb]
+            choices: [winrm, smb, via-management-host]
             default: winrm
           smb_port:
             description: SMB port of the host when O(hosts[].relay.channel=smb).
             type: int
             default: 445
+          management_host:
+            description: The Windows management host when
+              O(hosts[].relay.channel=via-management-host).
+            type: str
+          management_port:
+            description: WinRM port of the management host.
+            type: int
+          management_username:
+            description: The management host's WinRM account.
+            type: str
+          management_password:
+            description: The password of O(hosts[].relay.management_username); never logged.
+            type: str
           smtp_wait:
             description: After a restart, an install or a reboot, wait for the SMTP greeting.
             type: bool

@@ -21,7 +21,8 @@ description:
     and the IMS routing restrictions under
     C(HKLM\SYSTEM\CurrentControlSet\Services\MSExchangeIMC\Parameters) (KB Q193922). With
     O(channel=smb) the same facts are read over SMB (remote registry, service control manager,
-    C$), as Windows NT 4.0 and 2000 have no WinRM.
+    C$), as Windows NT 4.0 and 2000 have no WinRM; with O(channel=via-management-host)
+    through a Windows management host that reaches the 5.5 host the same way.
   - Exchange 2013, 2016, 2019 and Subscription Edition - C(ExSetup.exe)'s file version, the
     v15 Setup key, installed updates, receive connectors, ANONYMOUS LOGON rights, accepted
     domains and recipient validation, read through the Exchange shell (the snap-in, else
@@ -150,8 +151,8 @@ from ansible_collections.relayguard.mail.plugins.module_utils.winrm_options impo
 )
 
 try:
-    from relayguard.exchange.assess import assess
-    from relayguard.exchange.connection import smb_options, winrm_options
+    from relayguard.exchange.assess import assess, assess_runner
+    from relayguard.exchange.connection import runner_for, smb_options, winrm_options
     from relayguard.exchange.patch_level import PatchPolicy
     from relayguard.exchange.smb_channel import assess_smb
     from relayguard.validate import InputError
@@ -171,12 +172,20 @@ def main() -> None:
     try:
         options = winrm_options(module.params)
         smb = None
+        runner = None
         if module.params["channel"] == "smb":  # Exchange 5.5 on NT 4.0 / 2000: no WinRM
             smb = smb_options(module.params, options)
+        elif module.params["channel"] == "via-management-host":  # 5.5 through a Windows host
+            runner = runner_for(module.params, options)
     except InputError as exc:
         module.fail_json(msg=str(exc))
     policy = PatchPolicy(module.params["patch_policy"])
-    assessed = assess(options, policy=policy) if smb is None else assess_smb(smb, policy=policy)
+    if runner is not None:
+        assessed = assess_runner(runner, options.host, policy=policy)
+    elif smb is not None:
+        assessed = assess_smb(smb, policy=policy)
+    else:
+        assessed = assess(options, policy=policy)
     result = assessed.to_dict()
     if result["error"] is not None:
         module.fail_json(msg=result["error"], host=result["host"])

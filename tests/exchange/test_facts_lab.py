@@ -128,7 +128,7 @@ def test_the_relay_configuration_read_is_the_twins(lab: dict[str, Any]) -> None:
     assert wide.exchange55 is not None
     assert wide.exchange55.relay_flags == 10
     assert wide.exchange55.relay_allow_list == ("127.0.0.0;255.0.0.0",)
-    assert wide.msexcimc is not None and wide.msexcimc.version == "5.5.2650.1"
+    assert wide.msexcimc is not None and wide.msexcimc.version == "5.5.2650.21"
     compliant = collect_facts(client_for(lab, _host(lab, "ex2019-compliant")), as_of=TODAY)
     assert compliant.modern is not None
     relay = [

@@ -35,7 +35,7 @@ def test_detect_exchange55(twin_server: Make, tmp_path: Path) -> None:
     doc = Host(server.store, tmp_path).ok("exchange.detect")
     assert doc["Exchange15"] is None
     assert doc["Exchange55"]["SetupKey"]["NewestBuild"] == 2448
-    assert doc["Exchange55"]["Imc"]["FileVersion"] == "5.5.2448.0"
+    assert doc["Exchange55"]["Imc"]["FileVersion"] == "5.5.2448.4"
     assert doc["Exchange55"]["ImcService"]["Status"] == "Running"
 
 

@@ -34,7 +34,7 @@ def addr(server: TwinServer) -> tuple[str, int]:
 
 def test_do_not_reroute_accepts_everything_and_bounces_later(twin_server: Make) -> None:
     server = twin_server(profiles.ex55_sp2_noreroute(spec("noreroute")))
-    assert "Microsoft Exchange Internet Mail Service 5.5.2448.0" in banner(
+    assert "Microsoft Exchange Internet Mail Service 5.5.2448.4" in banner(
         addr(server), source=UNTRUSTED
     )
     code, text = rcpt(addr(server), FOREIGN, source=UNTRUSTED)

@@ -13,6 +13,12 @@ host on Windows NT 4.0 / 2000 (no WinRM there) over SMB with NTLM: the remote re
 service control manager and the C$ share (relayguard.exchange.smb_channel); same rules, same
 facts.
 
+`relayguard facts --channel via-management-host --management-host MGMT --management-username M
+--management-password-env MVAR [--username U --password-env VAR] HOST` reads an Exchange 5.5
+host through a Windows management host: WinRM to MGMT (--transport, --ca-trust-path and
+--management-port apply to it), which reaches HOST with the remote registry, remote service
+control and UNC paths, connecting as U when given (relayguard.exchange.management_host).
+
 Exit statuses: 0 every host closed and patched; 2 any host relays or misses its fix;
 3 any host could not be read or a deciding fact is unknown; 1 usage error.
 """
@@ -31,10 +37,12 @@ from relayguard.exchange.assess import (
     HostAssessment,
     assess,
     assess_capture,
+    assess_runner,
     document,
     exit_status,
 )
 from relayguard.exchange.capture import COLLECTOR
+from relayguard.exchange.connection import runner_for, winrm_options
 from relayguard.exchange.patch_level import PatchPolicy
 from relayguard.exchange.smb_channel import SmbOptions, assess_smb
 from relayguard.exchange.transport import Secret
@@ -74,9 +82,18 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--channel",
-        choices=("winrm", "smb"),
+        choices=("winrm", "smb", "via-management-host"),
         default="winrm",
-        help="winrm (Exchange 2013+, or 5.5 twins) or smb (Exchange 5.5 on NT 4.0 / 2000)",
+        help="winrm (Exchange 2013+, or 5.5 twins), smb (Exchange 5.5 on NT 4.0 / 2000) or "
+        "via-management-host (Exchange 5.5 through a Windows management host)",
+    )
+    parser.add_argument("--management-host", metavar="MGMT", help="the Windows management host")
+    parser.add_argument("--management-port", type=int, help="its WinRM port (default 5986)")
+    parser.add_argument("--management-username", metavar="USER", help="its WinRM account")
+    parser.add_argument(
+        "--management-password-env",
+        metavar="VAR",
+        help="environment variable holding the management host's password",
     )
     parser.add_argument("--transport", choices=TRANSPORTS, default="ntlm")
     parser.add_argument(
@@ -193,6 +210,44 @@ def _run_smb(args: argparse.Namespace) -> int:
     return _print([assess_smb(option, policy=policy) for option in options], args.json)
 
 
+def _run_via_management(args: argparse.Namespace) -> int:
+    try:
+        if not args.management_host:
+            raise InputError("--management-host", None, "is needed for via-management-host")
+        target = _password(args) if args.password_env else None
+        management_password = _password(
+            argparse.Namespace(
+                password_env=args.management_password_env,
+                username=args.management_username,
+                transport=args.transport,
+            )
+        )
+        runners = []
+        for host in args.hosts:
+            params: dict[str, Any] = {
+                "winrm_host": host,
+                "winrm_username": args.username if target is not None else None,
+                "winrm_password": None if target is None else target.reveal(),
+                "winrm_transport": args.transport,
+                "ca_path": args.ca_trust_path,
+                "validate_certs": args.server_cert_validation == "validate",
+                "winrm_command_timeout": args.timeout,
+                "channel": "via-management-host",
+                "management_host": args.management_host,
+                "management_port": args.management_port,
+                "management_username": args.management_username,
+                "management_password": None
+                if management_password is None
+                else management_password.reveal(),
+            }
+            runners.append((host, runner_for(params, winrm_options(params))))
+    except InputError as exc:
+        print(f"relayguard facts: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    policy = PatchPolicy(args.patch_policy)
+    return _print([assess_runner(r, host, policy=policy) for host, r in runners], args.json)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.collector:
         sys.stdout.write(COLLECTOR.read_text(encoding="utf-8"))
@@ -205,6 +260,8 @@ def run(args: argparse.Namespace) -> int:
         return _print([assess_capture(d, policy=policy) for d in args.capture], args.json)
     if args.channel == "smb":
         return _run_smb(args)
+    if args.channel == "via-management-host":
+        return _run_via_management(args)
     try:
         password = _password(args)
         options = [

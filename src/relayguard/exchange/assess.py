@@ -23,6 +23,7 @@ from relayguard.exchange.analysis import (
     relay_exposure,
 )
 from relayguard.exchange.capture import CaptureError, documents_from_capture, load_capture
+from relayguard.exchange.current import PayloadRunner
 from relayguard.exchange.facts import (
     ExchangeFacts,
     FactsError,
@@ -83,6 +84,22 @@ def assess(
         facts = collect_facts(client_factory(options), as_of=day)
     except (TransportError, FactsError) as exc:
         return HostAssessment(options.host, None, None, None, error=str(exc))
+    return judge(facts, policy=policy, as_of=day)
+
+
+def assess_runner(
+    runner: PayloadRunner,
+    host: str,
+    *,
+    as_of: date | None = None,
+    policy: PatchPolicy = PatchPolicy.LATEST,
+) -> HostAssessment:
+    """`assess` over any channel's runner (a management host's, for Exchange 5.5)."""
+    day = as_of or date.today()
+    try:
+        facts = collect_facts(runner, as_of=day)
+    except (TransportError, FactsError) as exc:
+        return HostAssessment(host, None, None, None, error=str(exc))
     return judge(facts, policy=policy, as_of=day)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from relayguard.exchange import connection
-from relayguard.exchange.assess import assess
+from relayguard.exchange.assess import assess, assess_runner
 from relayguard.exchange.patch_level import PatchPolicy
 from relayguard.exchange.patch_task import run_patch_task
 from relayguard.exchange.relay_task import TaskFailure, run_relay_task
@@ -54,7 +54,13 @@ def assess_host(request: HostRequest, client_factory: ClientFactory) -> dict[str
     except ValueError:
         choices = ", ".join(p.value for p in PatchPolicy)
         return failure(f"patch_policy {request.patch_policy!r} is not one of {choices}")
-    if request.relay.get("channel") == "smb":
+    if request.relay.get("channel") == "via-management-host":
+        try:
+            runner = connection.runner_for(request.relay, options, client_factory)
+        except InputError as exc:
+            return failure(str(exc))
+        result = assess_runner(runner, options.host, policy=policy).to_dict()
+    elif request.relay.get("channel") == "smb":
         try:
             smb = connection.smb_options(request.relay, options)
         except InputError as exc:

@@ -6,12 +6,14 @@ argument specs (plugins/module_utils/winrm_options.py: the options, their defaul
 aliases). The library reads the values those specs produce: `winrm_options` checks each one
 (no network traffic; the choices are `SCHEMES` and `winrm_settings.TRANSPORTS`, held equal to
 the spec's by tests/exchange_remediation/test_module_docs.py); `client_for` turns the result
-into a `WinRMClient`; `runner_for` picks the channel (`channel`: winrm, or smb for an
-Exchange 5.5 host on Windows NT 4.0 / 2000).
+into a `WinRMClient`; `runner_for` picks the channel (`channel`: winrm, smb for an
+Exchange 5.5 host on Windows NT 4.0 / 2000, or via-management-host: WinRM to a Windows
+management host that reaches the 5.5 host, `relayguard.exchange.management_host`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -21,13 +23,14 @@ from relayguard import validate
 from relayguard.exchange import winrm_settings
 from relayguard.exchange.apply import SmtpWait
 from relayguard.exchange.current import PayloadRunner
+from relayguard.exchange.management_host import ManagementHostRunner, TargetCredential
 from relayguard.exchange.smb_channel import TEMP_DIR as SMB_TEMP_DIR
 from relayguard.exchange.smb_channel import SmbChannel, SmbOptions, SmbRunner
 from relayguard.exchange.transport import AuthMethod, Secret, WinRMClient, WinRMOptions
 from relayguard.validate import InputError
 
 SCHEMES = ("https", "http")
-CHANNELS = ("winrm", "smb")
+CHANNELS = ("winrm", "smb", "via-management-host")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -157,8 +160,50 @@ def runner_for(
     channel = _one_of("channel", params.get("channel") or "winrm", CHANNELS)
     if channel == "winrm":
         return client_factory(options)
+    if channel == "via-management-host":
+        management = management_options(params, options)
+        return ManagementHostRunner(
+            client_factory(management),
+            options.host,
+            management_host=management.host,
+            credential=target_credential(options),
+        )
     smb = smb_options(params, options)
     return SmbRunner(SmbChannel(smb))
+
+
+def management_options(params: Mapping[str, Any], options: WinRMOptions) -> WinRMOptions:
+    """The WinRM options of the management host (`management_host`, its port and account);
+    scheme, transport, certificates and timeouts are the task's (the 5.5 host has no WinRM)."""
+    host = params.get("management_host")
+    if not host:
+        raise InputError("management_host", host, "is needed with channel via-management-host")
+    port = params.get("management_port")
+    if port is not None:
+        validate.port("management_port", port)
+    password = params.get("management_password")
+    username = winrm_settings.username("management_username", params.get("management_username"))
+    if options.auth is not AuthMethod.KERBEROS and (not username or password is None):
+        raise InputError(
+            "management_password",
+            None,
+            "and management_username are needed with channel via-management-host",
+        )
+    return dataclasses.replace(
+        options,
+        host=host_name("management_host", host),
+        port=port,
+        username=username,
+        password=None if password is None else Secret(password),
+    )
+
+
+def target_credential(options: WinRMOptions) -> TargetCredential | None:
+    """The 5.5 host's own account (winrm_username / winrm_password), which the management
+    host connects with; None: the management host's session reaches it (delegation)."""
+    if options.username is None or options.password is None:
+        return None
+    return TargetCredential(options.username, options.password)
 
 
 def remote_temp_dir(params: Mapping[str, Any]) -> str | None:

@@ -4,7 +4,8 @@ The collection room. `collect_facts` runs the read-only payloads (`exchange.dete
 `exchange55.read_config` or `modern.read_config`) on one host and turns their documents
 (docs/payloads.md) into typed records; `file_version` reads one binary's version (the patch
 room verifies an install with it). Parsing a document is pure (`facts_from_documents`); the
-only I/O is the `WinRMClient` calls. Judging the facts is `relayguard.exchange.analysis`.
+only I/O is the payload runner's calls (WinRM, SMB or a management host). Judging the
+facts is `relayguard.exchange.analysis`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, TypeVar
 
 from relayguard.exchange import capture, payloads
 from relayguard.exchange.catalog import BuildExplanation, InvalidVersionError, explain
-from relayguard.exchange.transport import WinRMClient
+from relayguard.exchange.current import PayloadRunner
 from relayguard.vocabulary import Platform
 
 T = TypeVar("T")
@@ -537,31 +538,40 @@ def config_op(detect: Mapping[str, Any]) -> str | None:
 # --- I/O -------------------------------------------------------------------------------------
 
 
-def _run(client: WinRMClient, op: str, params: Mapping[str, Any] | None = None) -> Any:
+def _host_of(client: PayloadRunner) -> str:
+    """The host a runner reaches (WinRMClient and SmbRunner: its options' host; the
+    management-host runner: its target)."""
+    target = getattr(client, "target", None)
+    if isinstance(target, str):
+        return target
+    return str(getattr(getattr(client, "options", None), "host", "the host"))
+
+
+def _run(client: PayloadRunner, op: str, params: Mapping[str, Any] | None = None) -> Any:
     document = client.run_payload(payloads.render(op, params or {}))
     if not isinstance(document, Mapping):
-        raise FactsError(f"{client.options.host}: {op}: expected a JSON object")
+        raise FactsError(f"{_host_of(client)}: {op}: expected a JSON object")
     try:
         return capture.read_output(op, document)
     except capture.CaptureError as exc:
-        raise FactsError(f"{client.options.host}: {exc}") from None
+        raise FactsError(f"{_host_of(client)}: {exc}") from None
 
 
-def collect_facts(client: WinRMClient, *, as_of: date | None = None) -> ExchangeFacts:
-    """Detect the server and read its relay configuration (read-only payloads only).
+def collect_facts(client: PayloadRunner, *, as_of: date | None = None) -> ExchangeFacts:
+    """Detect the server and read its relay configuration (read-only payloads only), over
+    any channel (WinRM, SMB, a management host).
 
     Raises `TransportError` (host, step, cause) or `FactsError` (a malformed document)."""
+    host = _host_of(client)
     detect = _run(client, "exchange.detect")
     op = config_op(detect)
     config = None if op is None else _run(client, op)
     try:
-        return facts_from_documents(
-            client.options.host, detect, config, as_of=as_of or date.today()
-        )
+        return facts_from_documents(host, detect, config, as_of=as_of or date.today())
     except (AttributeError, TypeError) as exc:  # a list where a mapping belongs, and so on
-        raise FactsError(f"{client.options.host}: unexpected document shape ({exc})") from None
+        raise FactsError(f"{host}: unexpected document shape ({exc})") from None
 
 
-def file_version(client: WinRMClient, path: str) -> FileVersion:
+def file_version(client: PayloadRunner, path: str) -> FileVersion:
     """The version resource of one file on the host (`exchange.file_version`)."""
     return file_version_from(_run(client, "exchange.file_version", {"Path": path}), path)

@@ -24,6 +24,9 @@ class TwinContext:
     store: StateStore
     scratch: ScratchStore | None = None
     packages_dir: Path | None = None  # served as C:\\Patches\\<name> (a pre-staged share)
+    # Where this twin, playing a management host, dials the 5.5 twins' SMB (Windows: 445;
+    # the lab's endpoints listen on 10445 when not root).
+    smb_port: int = 445
 
 
 def fail(message: str, *, delay_seconds: float = 0.0) -> NoReturn:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from relayguard.lab.exchange import ops55, ops_modern
+from relayguard.lab.exchange import ops55, ops_modern, ops_remote55
 from relayguard.lab.exchange.oplib import (
     TwinContext,
     fail,
@@ -327,6 +327,7 @@ OPS: dict[str, Handler] = {
     "exchange55.write_config": ops55.write_config,
     "modern.read_config": ops_modern.read_config,
     "modern.write_config": ops_modern.write_config,
+    **ops_remote55.OPS,
 }
 
 

@@ -44,8 +44,12 @@ TOO_WIDE_NET_MASK = "127.0.0.0;255.0.0.0"  # every loopback address: "the whole 
 ALL_IPV4 = "0.0.0.0-255.255.255.255"
 ALL_IPV6 = "::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
 
-EX55_BUILDS = {2: "5.5.2448.0", 3: "5.5.2650.0", 4: "5.5.2653.0"}  # KB Q158530
-EX55_IMC_VERSIONS = {2: "5.5.2448.0", 3: "5.5.2650.1", 4: "5.5.2653.0"}  # ≥ 2650.1: KB Q237927
+# The four-part builds real 5.5 servers report per service pack (KB Q158530 gives the first
+# three; docs/sources.md#exchange55-four-part-builds): SP2 5.5.2448.4, SP3 5.5.2650.21, SP4
+# 5.5.2653.23. msexcimc.exe carries the same build; whether it has the relay fix is decided by
+# the product's catalog (MS99-027: msexcimc.exe 5.5.2650.1 or later, KB Q237927), not here.
+EX55_BUILDS = {2: "5.5.2448.4", 3: "5.5.2650.21", 4: "5.5.2653.23"}
+EX55_IMC_VERSIONS = dict(EX55_BUILDS)
 
 MODERN_VERSIONS = {
     Platform.EXCHANGE2013: "15.0.1497.2",  # 2013 CU23

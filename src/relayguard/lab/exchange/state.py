@@ -121,7 +121,7 @@ class Exchange55:
     ServerName: str  # NetBIOS name, e.g. EX55A
     Fqdn: str  # the name in the SMTP banner
     LocalDomain: str  # the site's SMTP address space (always local)
-    ProductVersion: str  # "5.5.2448.0" (SP2)
+    ProductVersion: str  # "5.5.2448.4" (SP2)
     ServicePack: int  # 0..4
     InstallPath: str
     ImcFileVersion: str  # msexcimc.exe file version, carries post-SP hotfixes (KB Q237927)

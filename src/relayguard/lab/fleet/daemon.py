@@ -40,7 +40,7 @@ def build_endpoint(
     secrets: dict[str, dict[str, str]],
 ) -> WinRMEndpoint:
     store = StateStore(lab.state_file(host.name))
-    context = TwinContext(store=store, packages_dir=lab.packages)
+    context = TwinContext(store=store, packages_dir=lab.packages, smb_port=manifest.smb_port or 445)
     secret = secrets[host.name]
     twin_dir = lab.twin_dir(host.name)
     config = EndpointConfig(

@@ -8,7 +8,10 @@ at its next start, KB Q193922). Values (docs/sources.md#kb-q193922, #exchange55-
   `RelayAllowList`, `RelayDenyList`, `RelayLocalIPList` REG_MULTI_SZ (absent when None; an
   empty list is an empty REG_MULTI_SZ, not an absent value);
 - `SYSTEM\\CurrentControlSet\\Services\\MSExchangeIMC`: `ImagePath` (msexcimc.exe), `Start`;
-- `SOFTWARE\\Microsoft\\Exchange\\Setup`: `NewestBuild`, `ServicePackBuild` (REG_DWORD).
+- `SOFTWARE\\Microsoft\\Exchange\\Setup`: `NewestBuild`, `ServicePackBuild` (REG_DWORD);
+- two keys every NT host has, which a management host reads through the remote registry:
+  `SYSTEM\\CurrentControlSet\\Control\\ComputerName\\ComputerName` (`ComputerName`) and
+  `SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion` (`SystemRoot`, C:\\WINNT on NT 4.0 / 2000).
 
 The Routing tab's storage is undocumented (docs/sources.md#exchange55-routing-storage): the
 twin does not invent a registry place for it.
@@ -34,6 +37,9 @@ ERROR_INVALID_PARAMETER = 87
 PARAMETERS = "SYSTEM\\CurrentControlSet\\Services\\MSExchangeIMC\\Parameters"
 SERVICE = "SYSTEM\\CurrentControlSet\\Services\\MSExchangeIMC"
 SETUP = "SOFTWARE\\Microsoft\\Exchange\\Setup"
+COMPUTER_NAME = "SYSTEM\\CurrentControlSet\\Control\\ComputerName\\ComputerName"
+CURRENT_VERSION = "SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion"
+SYSTEM_ROOT = "C:\\WINNT"
 LISTS = ("RelayAllowList", "RelayDenyList", "RelayLocalIPList")
 WRITABLE = ("RelayFlags", *LISTS)
 
@@ -76,7 +82,7 @@ def key_exists(state: TwinState, path: str) -> bool:
     if state.exchange55 is None:
         return False
     wanted = path.strip("\\").lower()
-    known = (PARAMETERS, SERVICE, SETUP)
+    known = (PARAMETERS, SERVICE, SETUP, COMPUTER_NAME, CURRENT_VERSION)
     return any(k.lower() == wanted or k.lower().startswith(wanted + "\\") for k in known)
 
 
@@ -103,6 +109,10 @@ def values(state: TwinState, path: str) -> dict[str, RegValue]:
     elif key == SETUP.lower():
         for name, number in x.setup_values.items():
             out.append(RegValue(name, REG_DWORD, _dword(number)))
+    elif key == COMPUTER_NAME.lower():
+        out.append(RegValue("ComputerName", REG_SZ, _sz(x.ServerName)))
+    elif key == CURRENT_VERSION.lower():
+        out.append(RegValue("SystemRoot", REG_SZ, _sz(SYSTEM_ROOT)))
     return {v.name.lower(): v for v in out}
 
 
