@@ -38,3 +38,24 @@ def test_enforce_over_smb_closes_and_patches_the_55_hosts_four_passes() -> None:
             again = fleet.playbook(extra=SMB)
             assert again.returncode == 0, again.explain()
             assert all(again.recap[n]["changed"] == 0 for n in fleet.names), again.recap
+
+
+def test_preflight_checks_the_smb_endpoint_not_winrm() -> None:
+    """A 5.5 host reached over SMB is reachable when its SMB answers, whatever its WinRM does
+    (a real NT 4.0 / 2000 host has none), and unreachable, naming the SMB endpoint, when SMB
+    does not answer; nothing changes on it."""
+    with lab_fleet("exchange55/sp2-reroute-open:1", "127.0.47.20") as fleet:
+        (name,) = fleet.names
+        before = (fleet.lab / "state" / f"{name}.json").read_text(encoding="utf-8")
+        # the WinRM port closed: still reachable over SMB (an audit, read only)
+        audit = fleet.playbook(extra={**SMB, "relay_mode": "audit", "ansible_port": 9})
+        report = {h["host"]: h for h in fleet.report()["hosts"]}
+        assert report[name]["status"] == "audit_failed", audit.explain()
+        # the SMB port closed: unreachable, the SMB endpoint named
+        closed = fleet.playbook(extra={**SMB, "relay_exchange_smb_port": 9})
+        assert closed.returncode != 0
+        host = {h["host"]: h for h in fleet.report()["hosts"]}[name]
+        assert host["status"] == "unreachable", closed.explain()
+        assert ":9 does not answer" in host["error"], host["error"]
+        after = (fleet.lab / "state" / f"{name}.json").read_text(encoding="utf-8")
+        assert after == before
