@@ -18,22 +18,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.realserver import require_tool
+from impacket import nmb
+from impacket.smbconnection import SMBConnection
+from support.realserver import require_root, require_tool
 
 from relayguard.exchange import payloads
 from relayguard.exchange.apply import ApplyError, SmtpWait, apply_relay
 from relayguard.exchange.desired import RelayDesired
 from relayguard.exchange.smb_channel import (
     SmbChannel,
+    SmbOptions,
     SmbRunner,
     collect_facts_smb,
     file_version_of,
     temp_path,
 )
-from relayguard.exchange.transport import FailureCause, TransportError
+from relayguard.exchange.transport import FailureCause, Secret, TransportError
 from relayguard.lab.exchange import profiles
 from relayguard.lab.exchange.packages import DEFAULT_PACKAGES
 from relayguard.lab.exchange.state import Fault, TwinState
+from relayguard.lab.exchange.store import StateStore
+from relayguard.lab.smb.server import SmbTwin
 
 from .conftest import PASSWORD, TRUSTED, UNTRUSTED, USER, Twin, spec, wait_port
 
@@ -256,3 +261,32 @@ def test_relayguard_facts_over_smb_never_prints_the_password(
     assert "auth refused" in json.loads(out2)["hosts"][0]["error"]
     for text in (out, err, out2, err2):
         assert PASSWORD not in text
+
+
+def test_nt40_is_reached_on_139_by_the_name_it_accepts(tmp_path: Path) -> None:
+    """Windows NT 4.0 has SMB on 139 only, behind the NetBIOS session service, which refuses a
+    session to a name that is not its own or *SMBSERVER (RFC 1002 section 4.3.4): relayguard
+    and Samba's smbclient get in, a session opened to the bare address is refused."""
+    require_root()
+    require_tool("smbclient")
+    state = profiles.ex55_sp3_wide_allow(spec("nt40"))
+    x = state.exchange55
+    assert x is not None
+    store = StateStore(tmp_path / "nt40.json")
+    store.save(state)
+    smb = SmbTwin(store, state.address, 139, USER, PASSWORD, tmp_path / "nt40")
+    smb.start()
+    try:
+        wait_port(state.address, 139)
+        options = SmbOptions(state.address, USER, Secret(PASSWORD), port=139, timeout=20)
+        params = SmbRunner(SmbChannel(options)).read_config({})["Parameters"]
+        assert params["RelayAllowList"] == x.Parameters.RelayAllowList
+        with pytest.raises(nmb.NetBIOSError):  # the address is not a NetBIOS name
+            SMBConnection(state.address, state.address, sess_port=139, timeout=10)
+        listed = run(
+            ["smbclient", f"//{state.address}/C$", "-p", "139",
+             "-U", f"{USER}%{PASSWORD}", *SAMBA_SMB1, "-c", "ls"]
+        )  # fmt: skip
+        assert listed.returncode == 0, listed.stdout + listed.stderr
+    finally:
+        smb.stop()

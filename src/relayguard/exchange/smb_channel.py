@@ -393,9 +393,24 @@ class SmbChannel:
             self._winreg = self._svcctl = None
 
 
+# Windows NT 4.0 has no SMB over TCP 445 (direct hosting came with Windows 2000): it is
+# reached on 139, the NetBIOS session service, whose session request names the called
+# server (RFC 1002 section 4.3.2). An IP address is not a NetBIOS name and NT answers "called
+# name not present"; "*SMBSERVER" is the name it accepts from clients that do not know its
+# own, and impacket first asks the host's name service (UDP 137) for the real one
+# (docs/sources.md#netbios-session).
+NETBIOS_SESSION_PORT = 139
+ANY_SMB_SERVER = "*SMBSERVER"
+
+
+def called_name(options: SmbOptions) -> str:
+    """The name the session is opened to: the host itself on 445, *SMBSERVER on 139."""
+    return ANY_SMB_SERVER if options.port == NETBIOS_SESSION_PORT else options.host
+
+
 def _connect(options: SmbOptions) -> Any:
     conn = SMBConnection(
-        options.host, options.host, sess_port=options.port, timeout=int(options.timeout)
+        called_name(options), options.host, sess_port=options.port, timeout=int(options.timeout)
     )
     conn.login(options.username, options.password.reveal(), options.domain)
     return conn

@@ -23,6 +23,7 @@ from impacket.ntlm import compute_nthash
 
 from relayguard.lab.exchange.state import TwinState
 from relayguard.lab.exchange.store import StateStore
+from relayguard.lab.smb import netbios
 from relayguard.lab.smb.lsarpc import LsarpcServer
 from relayguard.lab.smb.pe import make_pe
 from relayguard.lab.smb.registry import imc_image_path
@@ -62,6 +63,9 @@ class SmbTwin:
             config.set("global", "server_domain", "WORKGROUP")
             self._server.getServer().setServerConfig(config)
             self._server.getServer().processConfigFile()
+        if port == netbios.NETBIOS_SESSION_PORT:  # NT 4.0's only SMB port: names are checked
+            name = "TWIN" if x is None else x.ServerName
+            self._server.getServer().RequestHandlerClass = netbios.handler_for(name)
         self._server.addShare("C$", str(self.drive_c), "Default share")
         self._server.addShare("ADMIN$", str(self.drive_c / "WINNT"), "Remote Admin")
         self._server.addCredential(username, 500, "", compute_nthash(password).hex())
