@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import smtplib
-import subprocess
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -28,8 +27,9 @@ from postfix_remediation import netlab
 from postfix_remediation.backend import backend
 from postfix_remediation.conftest import public_tmpdir
 from postfix_remediation.relaycheck import TIMEOUT, rcpt_code
+from postfix_remediation.sites170 import postconf, reload
 from relayguard.lab import module_utils
-from relayguard.lab.postfix.instance import PostfixInstance, listening_endpoints, tool
+from relayguard.lab.postfix.instance import PostfixInstance, listening_endpoints
 
 pytestmark = [pytest.mark.realserver, pytest.mark.root]
 
@@ -89,27 +89,6 @@ def run(instance: PostfixInstance, check_mode: bool = False, **options: object) 
 
 def accepted(instance: PostfixInstance, recipient: str, source: str = OUTSIDER) -> bool:
     return rcpt_code(instance.address, instance.port, recipient, source) == 250
-
-
-def postconf(instance: PostfixInstance, *args: str) -> str:
-    done = subprocess.run(
-        [tool("postconf"), "-c", str(instance.config_dir), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return done.stdout
-
-
-def reload(instance: PostfixInstance) -> None:
-    subprocess.run(
-        [tool("postfix"), "-c", str(instance.config_dir), "reload"],
-        capture_output=True,
-        timeout=60,
-        check=True,
-    )
-    instance.wait_ready(30)
 
 
 def smtpd_service(instance: PostfixInstance) -> str:
