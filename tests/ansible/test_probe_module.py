@@ -176,6 +176,8 @@ def test_role_probes_each_of_relay_probe_ports_and_keeps_the_worst(tmp_path: Pat
             "relay_probe_timeout": 3,
             "relay_probe_host_timeout": 60,
             "relay_probe_connections_per_host": 1,
+            # no relay_probe_local_domain: the host is probed at its first inbound domain
+            "relay_inbound_domains": [".sub.example", "own.example"],
         }
         proc = run_local_playbook(
             tmp_path,
@@ -200,3 +202,4 @@ def test_role_probes_each_of_relay_probe_ports_and_keeps_the_worst(tmp_path: Pat
     assert record["targets"] == [closed_srv.target, open_srv.target]
     assert record["before"]["target"] == open_srv.target
     assert record["before"]["verdict"] == "open"
+    assert record["before"]["local_domain"] == "own.example"  # not a leading-dot entry
