@@ -108,6 +108,36 @@ def write_inventory(
     return path
 
 
+def apply_again_and_roll_back(
+    lab: MailNetwork, inventory: Path, playbook: str, watched: Path, inbound: str
+) -> None:
+    """Apply (closed for the controller's LAN, the allowed network still relays, inbound mail
+    accepted), apply again (nothing left), roll back with the files the change returned
+    (`watched` byte for byte as before, open again)."""
+    mail, app_server = lab.addr.mail, lab.addr.app_server
+    original = watched.read_bytes()
+    apply = run_playbook(playbook, inventory, lab.work, "--diff")
+    assert apply.returncode == 0 and apply.recap["mail"]["changed"] == 1, apply.output
+    result = apply.results["mail"]
+    assert result["reloaded"] is True
+    netlab.wait_for_banner(mail, 25, b"220")  # the daemon re-executed itself on SIGHUP
+    assert rcpt_code(mail, 25, "relaytest@example.com") >= 500  # refused in the dialogue
+    assert rcpt_code(mail, 25, "relaytest@example.com", app_server) == 250  # allowed network
+    assert rcpt_code(mail, 25, inbound) == 250  # inbound mail still accepted
+    closed = watched.read_bytes()
+
+    again = run_playbook(playbook, inventory, lab.work)
+    assert again.returncode == 0 and again.recap["mail"]["changed"] == 0, again.output
+    assert watched.read_bytes() == closed
+
+    undo = {"relay_state": "restored", "relay_backup_files": result["backup_files"]}
+    rollback = run_playbook(playbook, inventory, lab.work, "-e", json.dumps(undo))
+    assert rollback.returncode == 0 and rollback.recap["mail"]["changed"] == 1, rollback.output
+    assert watched.read_bytes() == original
+    netlab.wait_for_banner(mail, 25, b"220")
+    assert rcpt_code(mail, 25, "relaytest@example.com") == 250
+
+
 def test_exim_relay_over_ssh_closes_the_relay_and_rolls_back(
     mail_network: MailNetwork, mail_exim: EximInstance
 ) -> None:
@@ -118,10 +148,8 @@ def test_exim_relay_over_ssh_closes_the_relay_and_rolls_back(
         "relay_exim_pid_file": str(mail_exim.layout.pid_file),
     }
     inventory = write_inventory(lab, lab.start_mail_sshd(), exim, "exim")
-    mail, app_server = lab.addr.mail, lab.addr.app_server
-    inbound = f"postmaster@{mail_exim.hostname}"
     original = mail_exim.config.read_bytes()
-    assert rcpt_code(mail, 25, "relaytest@example.com") == 250  # open to the controller's LAN
+    assert rcpt_code(lab.addr.mail, 25, "relaytest@example.com") == 250  # open to the LAN
 
     check = run_playbook("exim_relay.yml", inventory, lab.work, "--check", "--diff")
     assert check.returncode == 0 and check.recap["mail"]["changed"] == 1, check.output
@@ -131,26 +159,8 @@ def test_exim_relay_over_ssh_closes_the_relay_and_rolls_back(
     assert "-hostlist relay_from_hosts" in check.output  # the diff
     assert mail_exim.config.read_bytes() == original
 
-    apply = run_playbook("exim_relay.yml", inventory, lab.work, "--diff")
-    assert apply.returncode == 0 and apply.recap["mail"]["changed"] == 1, apply.output
-    result = apply.results["mail"]
-    assert result["reloaded"] is True
-    netlab.wait_for_banner(mail, 25, b"220")  # the daemon re-executed itself on SIGHUP
-    assert rcpt_code(mail, 25, "relaytest@example.com") >= 500  # refused in the dialogue
-    assert rcpt_code(mail, 25, "relaytest@example.com", app_server) == 250  # allowed network
-    assert rcpt_code(mail, 25, inbound) == 250  # inbound mail still accepted
-    closed = mail_exim.config.read_bytes()
-
-    again = run_playbook("exim_relay.yml", inventory, lab.work)
-    assert again.returncode == 0 and again.recap["mail"]["changed"] == 0, again.output
-    assert mail_exim.config.read_bytes() == closed
-
-    undo = {"relay_state": "restored", "relay_backup_files": result["backup_files"]}
-    rollback = run_playbook("exim_relay.yml", inventory, lab.work, "-e", json.dumps(undo))
-    assert rollback.returncode == 0 and rollback.recap["mail"]["changed"] == 1, rollback.output
-    assert mail_exim.config.read_bytes() == original
-    netlab.wait_for_banner(mail, 25, b"220")
-    assert rcpt_code(mail, 25, "relaytest@example.com") == 250
+    inbound = f"postmaster@{mail_exim.hostname}"
+    apply_again_and_roll_back(lab, inventory, "exim_relay.yml", mail_exim.config, inbound)
 
 
 def test_sendmail_relay_over_ssh_closes_the_relay_and_rolls_back(
@@ -167,33 +177,13 @@ def test_sendmail_relay_over_ssh_closes_the_relay_and_rolls_back(
         "relay_allowed_networks": ["127.0.0.1/32", "::1/128", f"{lab.addr.app_server}/32"],
     }
     inventory = write_inventory(lab, lab.start_mail_sshd(), sendmail, "sendmail")
-    mail, app_server = lab.addr.mail, lab.addr.app_server
-    inbound = f"postmaster@{mail_sendmail.hostname}"
     original = layout.mc.read_bytes()
-    assert rcpt_code(mail, 25, "relaytest@example.com") == 250  # promiscuous_relay
+    assert rcpt_code(lab.addr.mail, 25, "relaytest@example.com") == 250  # promiscuous_relay
 
     check = run_playbook("sendmail_relay.yml", inventory, lab.work, "--check", "--diff")
     assert check.returncode == 0 and check.recap["mail"]["changed"] == 1, check.output
     assert "promiscuous_relay" in check.output  # the mc's diff
     assert layout.mc.read_bytes() == original
 
-    apply = run_playbook("sendmail_relay.yml", inventory, lab.work)
-    assert apply.returncode == 0 and apply.recap["mail"]["changed"] == 1, apply.output
-    result = apply.results["mail"]
-    assert result["reloaded"] is True
-    netlab.wait_for_banner(mail, 25, b"220")  # the daemon re-executed itself on SIGHUP
-    assert rcpt_code(mail, 25, "relaytest@example.com") >= 500  # refused in the dialogue
-    assert rcpt_code(mail, 25, "relaytest@example.com", app_server) == 250  # allowed network
-    assert rcpt_code(mail, 25, inbound) == 250  # inbound mail still accepted
-    closed = layout.mc.read_bytes()
-
-    again = run_playbook("sendmail_relay.yml", inventory, lab.work)
-    assert again.returncode == 0 and again.recap["mail"]["changed"] == 0, again.output
-    assert layout.mc.read_bytes() == closed
-
-    undo = {"relay_state": "restored", "relay_backup_files": result["backup_files"]}
-    rollback = run_playbook("sendmail_relay.yml", inventory, lab.work, "-e", json.dumps(undo))
-    assert rollback.returncode == 0 and rollback.recap["mail"]["changed"] == 1, rollback.output
-    assert layout.mc.read_bytes() == original
-    netlab.wait_for_banner(mail, 25, b"220")
-    assert rcpt_code(mail, 25, "relaytest@example.com") == 250
+    inbound = f"postmaster@{mail_sendmail.hostname}"
+    apply_again_and_roll_back(lab, inventory, "sendmail_relay.yml", layout.mc, inbound)
