@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from mta.conftest import _require_unpacked
 from support.realserver import require_tool
 
 from postfix_remediation import netlab
 from postfix_remediation.ansible_run import run_playbook
 from postfix_remediation.conftest import MailNetwork
 from postfix_remediation.relaycheck import rcpt_code
-from relayguard.lab import unpacked
 from relayguard.lab.exim.instance import EximInstance, exim_binary
 from relayguard.lab.sendmail.instance import (
     SendmailInstance,
@@ -35,11 +35,8 @@ pytestmark = [pytest.mark.realserver, pytest.mark.root]
 def mail_exim(mail_network: MailNetwork) -> Iterator[EximInstance]:
     """The lab's open Exim (relay_from_hosts trusts everyone) on the mail host's address:25,
     its daemon started inside the mail namespace."""
-    try:
-        binary = exim_binary()
-    except unpacked.LabMtaError as exc:
-        require_tool("exim4")  # fails in CI, skips elsewhere, naming what to install
-        pytest.skip(str(exc))
+    _require_unpacked(exim_binary)  # fails in CI, skips elsewhere, naming the setup step
+    binary = exim_binary()
     instance = EximInstance(mail_network.work / "exim", mail_network.addr.mail, "open_relay")
     try:
         instance.create()
@@ -61,11 +58,8 @@ def mail_sendmail(mail_network: MailNetwork) -> Iterator[SendmailInstance]:
     """The lab's open Sendmail (FEATURE promiscuous_relay) on the mail host's address:25, its
     daemon started inside the mail namespace (its own host name, as the lab runs it)."""
     require_tool("m4")
-    try:
-        binary = sendmail_binary()
-    except unpacked.LabMtaError as exc:
-        require_tool("sendmail")  # fails in CI, skips elsewhere, naming what to install
-        pytest.skip(str(exc))
+    _require_unpacked(sendmail_binary)
+    binary = sendmail_binary()
     instance = SendmailInstance(mail_network.work / "sm", mail_network.addr.mail, "open_relay")
     try:
         instance.create()
