@@ -34,8 +34,14 @@ lint: setup
 CHECK_TESTS := -m "not realserver and not root" --ignore=tests/lab --ignore=tests/lab_winrm \
 	--ignore=tests/collection --ignore=tests/test_execution_environment.py
 
+# Workers (pytest-xdist): as root each worker runs on a private network (tests/support/
+# private_network.py), so the lab's fixed loopback addresses never collide; without root the
+# suite runs in one process. PYTEST_WORKERS=0 for one process anyway.
+PYTEST_WORKERS ?= $(if $(filter 0,$(shell id -u)),4,0)
+XDIST := $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist loadfile,)
+
 unit: setup
-	$(BIN)/pytest -q $(CHECK_TESTS)
+	$(BIN)/pytest -q $(if $(XDIST),-n 2 --dist loadfile,) $(CHECK_TESTS)
 
 check: lint unit
 
@@ -49,7 +55,7 @@ ee: setup
 	@BIN=$(BIN) scripts/ee.sh
 
 test: lint sanity
-	$(BIN)/pytest -ra
+	$(BIN)/pytest -ra --durations=25 $(XDIST)
 
 demo: setup
 	@scripts/demo.sh

@@ -3,15 +3,17 @@ each test process on a private network (support/private_network.py)."""
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from support import private_network  # noqa: E402
-from support.ci_gate import pytest_runtest_makereport  # noqa: E402  (a hook, re-exported)
+from support import private_network
+from support.ci_gate import pytest_runtest_makereport
 
 __all__ = ["pytest_runtest_makereport"]
 
@@ -20,7 +22,14 @@ _NETNS = pytest.StashKey[str]()
 
 def pytest_configure(config: pytest.Config) -> None:
     if private_network.wanted():
-        config.stash[_NETNS] = private_network.enter()
+        netns = private_network.enter()
+        config.stash[_NETNS] = netns
+        # relayguard's per-host change lock is named after the host's address: on a private
+        # network the same address is another worker's host, so each network its own locks
+        inode = netns.strip("net:[]")
+        os.environ.setdefault(
+            "RELAYGUARD_LOCK_DIR", str(Path(tempfile.gettempdir()) / f"relayguard-locks-net{inode}")
+        )
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -28,21 +37,17 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     return f"private network namespace: {netns}" if netns else None
 
 
-# Tests that share state outside the network (the filesystem, a system-wide registry) run on
-# one worker: under `--dist loadgroup` each group goes to a single worker. Every other test
-# file is its own group, so a file's module-scoped lab fleet is brought up once, on one worker.
-_SHARED_GROUPS = {
-    # Postfix's alternate-instance registry (multi_instance_directories in the system main.cf)
-    # and its session lock: one session of these at a time (tests/postfix/conftest.py).
-    "tests/postfix/": "postfix-lab",
-}
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """`--dist loadfile` (make test): whole files, shared groups together, heavy ones first."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from support.scheduling import FileGroupScheduling
+
+    return FileGroupScheduling(config, log)
 
 
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.get_closest_marker("xdist_group"):
-            continue
-        path = item.nodeid.split("::", 1)[0]
-        group = next((g for prefix, g in _SHARED_GROUPS.items() if path.startswith(prefix)), path)
-        item.add_marker(pytest.mark.xdist_group(group))
+    from support.scheduling import heavy_first
+
+    heavy_first(items)

@@ -15,8 +15,10 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
+from support import private_network
 from support.realserver import require_root, require_tool
 
 from relayguard.lab.postfix.instance import PostfixInstance, discard_instance, registered_alternates
@@ -52,6 +54,29 @@ def _discard_leftovers() -> None:
             shutil.rmtree(run_root, ignore_errors=True)
 
 
+def _take_session_lock(lock: IO[str], lock_path: Path) -> None:
+    """Alone (an exclusive lock): discard what an interrupted run left, then share the lock.
+    On a private network (support/private_network.py: each pytest-xdist worker has its own
+    127.0.4.x) several sessions may run at once, so a session that finds others running
+    shares the lock and leaves their instances alone; without one, sessions take turns."""
+    shared = private_network.entered()
+    deadline = time.monotonic() + _LOCK_WAIT_S
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _discard_leftovers()
+            if shared:
+                fcntl.flock(lock, fcntl.LOCK_SH)
+            return
+        except BlockingIOError:
+            if shared:
+                fcntl.flock(lock, fcntl.LOCK_SH)  # other sessions, each on its own network
+                return
+            if time.monotonic() > deadline:
+                pytest.fail(f"another test run holds {lock_path} (Postfix on 127.0.4.x)")
+            time.sleep(1.0)
+
+
 @pytest.fixture(scope="session")
 def postfix_lab() -> Iterator[Path]:
     """A world-searchable directory for this session's instances (Postfix's daemons must
@@ -62,16 +87,7 @@ def postfix_lab() -> Iterator[Path]:
         _SESSION_LOCK if _SESSION_LOCK.parent.is_dir() else Path("/tmp") / _SESSION_LOCK.name
     )
     with open(lock_path, "a", encoding="ascii") as lock:
-        deadline = time.monotonic() + _LOCK_WAIT_S
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"another test run holds {lock_path} (Postfix on 127.0.4.x)")
-                time.sleep(1.0)
-        _discard_leftovers()
+        _take_session_lock(lock, lock_path)
         root = Path(tempfile.mkdtemp(prefix=_ROOT_PREFIX))
         root.chmod(0o755)
         try:

@@ -37,6 +37,14 @@ def wanted() -> bool:
     )
 
 
+_entered: list[str] = []
+
+
+def entered() -> bool:
+    """This process runs on a private network (enter() succeeded)."""
+    return bool(_entered)
+
+
 def enter() -> str:
     """Moves this process into a new network namespace with its loopback up; returns the
     namespace's inode (for the log), or raises naming what failed."""
@@ -45,4 +53,5 @@ def enter() -> str:
         errno = ctypes.get_errno()
         raise OSError(errno, f"unshare(CLONE_NEWNET) failed: {os.strerror(errno)}")
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=30)
-    return os.readlink("/proc/thread-self/ns/net")
+    _entered.append(os.readlink("/proc/thread-self/ns/net"))
+    return _entered[-1]
