@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -38,8 +39,18 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from support.nmap import NmapConclusion, parse_script_output  # noqa: E402
-from support.nmap_agreement import Agreement, compare_fleet, nmap_hosts_from_xml  # noqa: E402
+from support.nmap import NmapConclusion, nmap_pairs, parse_script_output  # noqa: E402
+from support.nmap_agreement import (  # noqa: E402
+    Agreement,
+    compare_fleet,
+    host_srvname,
+    nmap_hosts_from_xml,
+)
+
+from relayguard.lab.exchange import profiles, smtp55, smtp_modern  # noqa: E402
+from relayguard.lab.exchange.dialogue import SessionFacts  # noqa: E402
+from relayguard.lab.exchange.mailpath import parse_path  # noqa: E402
+from relayguard.vocabulary import Platform  # noqa: E402
 
 # `python -m relayguard.cli` so that PYTHONPATH can point the benchmark at any checkout
 RELAYGUARD = [sys.executable, "-m", "relayguard.cli"]
@@ -77,6 +88,31 @@ SCENARIOS["m"] = {
 RESULTS = ROOT / "benchmarks" / "results"
 TWIN_DOMAIN = "corp.example"  # the Exchange twins' organisation domain (lab profiles.ORG_DOMAIN)
 REAL_MTAS = ("postfix", "exim", "sendmail")
+
+
+def twin_dispositions(host: dict[str, Any], source: str, srvname: str) -> dict[int, str]:
+    """What an Exchange twin of this profile decides for each of nmap's 16 envelopes from
+    `source` (the lab's own SMTP model, called directly: deliver, relay to the domain the
+    recipient names, ndr, or none when MAIL or RCPT is refused). The twin's state is rebuilt
+    from its profile, as `lab up` builds it."""
+    spec = profiles.TwinSpec(name=host["name"], server=host["server"], address=host["address"])
+    state = profiles.build(host["profile"], spec, Platform(host["platform"]))
+    session = SessionFacts(client_ip=source, server_ip=host["address"])
+    out: dict[int, str] = {}
+    for number, (mail_from, rcpt_to) in nmap_pairs(host["address"], srvname).items():
+        sender, _ = parse_path(f"FROM:{mail_from}", "FROM:")
+        recipient, _ = parse_path(f"TO:{rcpt_to}", "TO:")
+        if state.exchange55 is not None:
+            mail = smtp55.mail_reply(state.exchange55, sender)
+            rcpt = smtp55.rcpt_reply(state.exchange55, session, recipient)
+        else:
+            assert state.modern is not None
+            conn = smtp_modern.select_connector(state.modern, session)
+            assert conn is not None, host["name"]
+            mail = smtp_modern.mail_reply(conn, session, sender)
+            rcpt = smtp_modern.rcpt_reply(state.modern, conn, session, recipient)
+        out[number] = rcpt.disposition.value if mail.ok and rcpt.ok else "none"
+    return out
 
 
 def local_domains(hosts: list[dict[str, Any]]) -> list[str]:
@@ -268,6 +304,12 @@ def scenario(name: str, skip_nmap: bool, results_dir: Path = RESULTS) -> dict[st
                 {k: h[k] for k in ("name", "platform", "profile", "expected", "address")}
                 for h in up["hosts"]
             ]  # no credentials: the lab's answer carries each host's passwords
+            by_address = {h["address"]: h for h in json.loads(ours.raw)["hosts"]}
+            for lab_host, full in zip(lab_hosts, up["hosts"], strict=True):
+                if lab_host["platform"] not in REAL_MTAS:
+                    srvname = host_srvname(by_address[lab_host["address"]])
+                    full_host = {**lab_host, "server": full["server"]}
+                    lab_host["dispositions"] = twin_dispositions(full_host, source, srvname)
             result["comparison"] = keep_results(
                 name, results_dir, ours.raw, theirs.raw, nmap_normal, lab_hosts, result
             )
@@ -293,12 +335,22 @@ def keep_results(
     (results_dir / f"{name}-nmap.xml").write_text(nmap_xml)
     (results_dir / f"{name}-nmap.txt").write_text(nmap_normal)
     (results_dir / f"{name}-comparison.json").write_text(
-        json.dumps({"figures": figures, **comparison}, indent=1) + "\n"
+        readable_json({"figures": figures, **comparison}) + "\n"
     )
     print(summary_table(comparison), file=sys.stderr)
     return {
         k: v for k, v in comparison.items() if k not in ("by_host", "test_differences", "reasons")
     }
+
+
+_SCALAR_LIST = re.compile(r"\[\n\s+([^\[\]{}\n]+(?:,\n\s+[^\[\]{}\n]+)*)\n\s+\]")
+
+
+def readable_json(value: Any) -> str:
+    """Indented JSON with each list of plain values (a host's test row) on one line."""
+    return _SCALAR_LIST.sub(
+        lambda m: "[" + re.sub(r",\n\s+", ", ", m.group(1)) + "]", json.dumps(value, indent=1)
+    )
 
 
 def summary_table(comparison: dict[str, Any]) -> str:
@@ -309,7 +361,8 @@ def summary_table(comparison: dict[str, Any]) -> str:
         + " ".join(f"{c:>20}" for c in columns)
     ]
     for host in comparison["by_host"]:
-        counts = {c: sum(1 for t in host["tests"] if t["agreement"] == c) for c in columns}
+        agreement = comparison["test_columns"].index("agreement")
+        counts = {c: sum(1 for t in host["tests"] if t[agreement] == c) for c in columns}
         mark = "" if host["agree"] else "  <- " + host["reason"]
         rows.append(
             f"{host['name']:<28} {host['expected']:<7} {host['relayguard']:<12} "

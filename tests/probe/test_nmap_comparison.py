@@ -200,7 +200,9 @@ def test_control_explains_nmap_counting_an_accepted_routed_form_as_relayed() -> 
     mailbox at SRVNAME too: nmap says open, relayguard (and the lab) closed."""
     nmap = nmap_hosts_from_xml(nmap_xml({IP: open_output(IP, SRVNAME, [11, 16])}))[IP]
     host = rg_host(outcomes={11: "accepted", 16: "accepted"}, verdict="closed")
-    result = compare_host(host, nmap, {"name": "ex55-sp4-closed", "expected": "closed"})
+    twin = {n: "none" for n in range(1, 17)} | {11: "ndr", 16: "ndr"}
+    lab = {"name": "ex55-sp4-closed", "expected": "closed", "dispositions": twin}
+    result = compare_host(host, nmap, lab)
     differing = [t for t in result.tests if t.agreement != Agreement.AGREE.value]
     assert [t.nmap for t in differing] == [11, 16]
     assert {t.reason for t in differing} == {Reason.CONTROL.value}
@@ -208,6 +210,8 @@ def test_control_explains_nmap_counting_an_accepted_routed_form_as_relayed() -> 
     assert (result.relayguard, result.nmap, result.expected) == ("closed", "open", "closed")
     assert result.reason == Reason.CONTROL.value
     assert "11, 16" in result.explanation
+    assert result.explanation.endswith("the lab twin's own decision for them: ndr")
+    assert [t.lab_disposition for t in differing] == ["ndr", "ndr"]
 
 
 def test_a_difference_no_reason_covers_is_reported_as_unexplained() -> None:
@@ -272,6 +276,7 @@ def test_fleet_tallies_differences_and_host_verdicts() -> None:
     assert host_difference["host"] == "exim-closed"
     assert host_difference["nmap"] == "inconclusive"
     assert summary["envelopes_identical"] is True
+    assert summary["agree_decided_at_mail"] == 0
     assert set(summary["reasons"]) == {r.value for r in Reason}
 
 

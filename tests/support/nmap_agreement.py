@@ -154,7 +154,10 @@ REASONS: dict[Reason, str] = {
         "relayguard's control, an unknown mailbox at that domain, was accepted too: the server "
         "takes any mailbox there, so the 2xx does not show the form relayed (it may bounce it "
         "later, or pass it on to that domain). nmap counts every 2xx; relayguard reports the "
-        "acceptance under RFC 2505 1.5/1.6 instead (judge.apply_control)"
+        "acceptance under RFC 2505 1.5/1.6 instead (judge.apply_control). An Exchange twin's "
+        "own decision (lab_disposition) is ndr, or relay: passed on to the domain the "
+        "recipient names, which for these forms is the server's own address literal or its "
+        "own name, not the foreign domain"
     ),
     Reason.NMAP_BROKE_OFF: (
         "nmap runs its 16 tests on one connection and stops when the server closes it (here "
@@ -203,6 +206,10 @@ class TestComparison:
     same_envelope: bool  # relayguard sent exactly nmap's pair
     relayguard: str  # outcome
     relayguard_reply: str
+    decided_at: str  # "mail": relayguard's test was decided by a refused MAIL FROM
+    # An Exchange twin's own decision for the envelope (deliver, relay to the domain the
+    # recipient names, ndr, none = refused); '' for a real server, which does not say
+    lab_disposition: str
     nmap_status: str
     agreement: str
     reason: str  # a Reason value, '' when they agree
@@ -237,6 +244,8 @@ def compare_host(
     if missing:
         raise ValueError(f"{address}: relayguard's result has no nmap tests {missing}")
     connections = int(rg_host.get("connections", 0))
+    lab = lab_host or {}
+    dispositions: Mapping[int, str] = lab.get("dispositions") or {}
     why = {n: explain_test(records[n], statuses[n], nmap, connections) for n in NMAP_TESTS}
     tests = tuple(
         TestComparison(
@@ -246,6 +255,8 @@ def compare_host(
             same_envelope=(records[n]["mail_from"], records[n]["rcpt_to"]) == pairs[n],
             relayguard=str(records[n]["outcome"]),
             relayguard_reply=f"{records[n].get('code')} {records[n].get('reply', '')}".strip(),
+            decided_at=str(records[n].get("decided_at", "rcpt")),
+            lab_disposition=str(dispositions.get(n, "")),
             nmap_status=statuses[n].value,
             agreement=agreement(str(records[n]["outcome"]), statuses[n]).value,
             reason=str(why[n][0] or ""),
@@ -253,7 +264,6 @@ def compare_host(
         )
         for n in NMAP_TESTS
     )
-    lab = lab_host or {}
     ours = str(rg_host["verdict"])
     reason, explanation = explain_host(ours, nmap, tests)
     return HostComparison(
@@ -292,26 +302,28 @@ def explain_host(
         and all(t.relayguard == "accepted" for t in nmap_relayed)
     ):
         numbers = ", ".join(str(t.nmap) for t in nmap_relayed)
+        twin = sorted({t.lab_disposition for t in nmap_relayed if t.lab_disposition})
+        decided = f"; the lab twin's own decision for them: {', '.join(twin)}" if twin else ""
         return (
             Reason.CONTROL,
             f"nmap's 'open' rests only on tests {numbers}, which relayguard's control shows "
             "the server accepts for any mailbox at that domain (accept, then bounce: RFC 2505 "
-            "1.5/1.6), not relaying",
+            f"1.5/1.6), not relaying{decided}",
         )
     first = nmap.output.splitlines()[0] if nmap.output else nmap.conclusion.value
     return Reason.UNEXPLAINED, f"relayguard {ours}, nmap {nmap.verdict} ({first})"
 
 
+# The columns of each host's `tests` rows in the fleet comparison (one short row per test).
+TEST_COLUMNS = ("nmap", "relayguard", "decided_at", "nmap_status", "lab_disposition", "agreement")
+
+
 def _compact(host: HostComparison) -> dict[str, Any]:
-    """A host's comparison with its tests as one line each (the envelopes are in relayguard's
-    document; the differences, with their details, in `test_differences`)."""
+    """A host's comparison with its tests as rows of TEST_COLUMNS (the envelopes are in
+    relayguard's document; the differences, with their details, in `test_differences`)."""
     out = {k: v for k, v in asdict(host).items() if k != "tests"}
     out["same_envelopes"] = all(t.same_envelope for t in host.tests)
-    out["tests"] = [
-        {"nmap": t.nmap, "relayguard": t.relayguard, "nmap_status": t.nmap_status,
-         "agreement": t.agreement}
-        for t in host.tests
-    ]  # fmt: skip
+    out["tests"] = [[getattr(t, column) for column in TEST_COLUMNS] for t in host.tests]
     return out
 
 
@@ -338,7 +350,8 @@ def compare_fleet(
     differences: list[dict[str, Any]] = [
         {"host": h.name, "address": h.address, "nmap": t.nmap, "rcpt_to": t.rcpt_to,
          "relayguard": t.relayguard, "nmap_status": t.nmap_status,
-         "agreement": t.agreement, "reason": t.reason, "detail": t.detail}
+         "lab_disposition": t.lab_disposition, "agreement": t.agreement,
+         "reason": t.reason, "detail": t.detail}
         for h in hosts
         for t in h.tests
         if t.agreement != Agreement.AGREE.value
@@ -350,6 +363,12 @@ def compare_fleet(
         for h in hosts
         if not h.agree
     ]  # fmt: skip
+    by_disposition: dict[str, int] = {}
+    for host in hosts:
+        for t in host.tests:
+            if t.lab_disposition:
+                key = f"relayguard {t.relayguard} / nmap {t.nmap_status} / twin {t.lab_disposition}"
+                by_disposition[key] = by_disposition.get(key, 0) + 1
     unexplained = sum(
         1 for d in [*differences, *host_differences] if d["reason"] == Reason.UNEXPLAINED
     )
@@ -358,6 +377,16 @@ def compare_fleet(
         "tests": sum(tally.values()),
         "per_test": tally,
         "per_test_reasons": reasons,
+        # every test on an Exchange twin: both tools' answers beside the twin's own decision
+        "twin_tests_by_disposition": dict(sorted(by_disposition.items())),
+        # tests both answered "not relayed" because the server refused the sender at MAIL
+        # FROM: the recipient form was never tried by either tool
+        "agree_decided_at_mail": sum(
+            1
+            for h in hosts
+            for t in h.tests
+            if t.agreement == Agreement.AGREE and t.decided_at == "mail"
+        ),
         "envelopes_identical": all(t.same_envelope for h in hosts for t in h.tests),
         "host_verdicts_agree": sum(1 for h in hosts if h.agree),
         "relayguard_matches_lab": sum(1 for h in hosts if h.relayguard == h.expected),
@@ -366,5 +395,6 @@ def compare_fleet(
         "host_differences": host_differences,
         "test_differences": differences,
         "reasons": {r.value: REASONS[r] for r in Reason},
+        "test_columns": list(TEST_COLUMNS),
         "by_host": [_compact(h) for h in hosts],
     }
