@@ -160,10 +160,11 @@ REASONS: dict[Reason, str] = {
         "own name, not the foreign domain"
     ),
     Reason.NMAP_BROKE_OFF: (
-        "nmap runs its 16 tests on one connection and stops when the server closes it (here "
-        "Exim after its limit of syntax errors, smtp_max_synprot_errors: nmap's tests 4-16 "
-        "send MAIL FROM:<antispam@[IP]>, which Exim refuses with 501 when domain literals are "
-        "off); relayguard reconnects and answered every test"
+        "nmap runs its 16 tests on one connection and stops when the server closes it (Exim, "
+        "for one, after more than smtp_max_synprot_errors = 3 syntax errors: nmap's tests 4-16 "
+        "send MAIL FROM:<antispam@[IP]>, which Exim refuses with 501 while "
+        "allow_domain_literals is false, its default; docs/sources.md#exim-domain-literals); "
+        "relayguard reconnects and answered every test"
     ),
     Reason.NMAP_AUTH_STOP: "nmap stops at the first 530 and reports no test result",
     Reason.NMAP_NO_RESULT: "nmap printed no smtp-open-relay result for this host",

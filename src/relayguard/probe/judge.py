@@ -83,7 +83,8 @@ def decided_at(mail: Reply) -> str:
     """Which reply decides a relay test: RCPT only counts once MAIL was accepted (as in nmap),
     so a refused MAIL FROM decides it without the recipient form being tried. Exim refuses
     nmap's sender <antispam@[IP]> with 501 when domain literals are off (allow_domain_literals
-    is false by default), which takes nmap's tests 4-16 with it."""
+    is false by default, docs/sources.md#exim-domain-literals), which takes nmap's tests 4-16
+    with it."""
     return "rcpt" if mail.positive else "mail"
 
 
