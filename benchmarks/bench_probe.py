@@ -186,9 +186,11 @@ def lab(command: str, lab_dir: Path, *extra: str) -> dict[str, Any]:
         [*RELAYGUARD, "lab", command, "--dir", str(lab_dir), "--json", *extra],
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
         timeout=600,
     )
+    if proc.returncode != 0:
+        raise RuntimeError(f"relayguard lab {command} failed: {proc.stderr.strip()}")
     return dict(json.loads(proc.stdout)) if proc.stdout.strip() else {}
 
 
