@@ -92,9 +92,12 @@ REAL_MTAS = ("postfix", "exim", "sendmail")
 
 def twin_dispositions(host: dict[str, Any], source: str, srvname: str) -> dict[int, str]:
     """What an Exchange twin of this profile decides for each of nmap's 16 envelopes from
-    `source` (the lab's own SMTP model, called directly: deliver, relay to the domain the
-    recipient names, ndr, or none when MAIL or RCPT is refused). The twin's state is rebuilt
-    from its profile, as `lab up` builds it."""
+    `source`, by the lab's own SMTP model called directly: `deliver`, `ndr`, `none` (MAIL or
+    RCPT refused), `relay` (passed on towards the foreign domain, example.com) or
+    `relay-self` (passed on to the domain the recipient names, which for nmap's routed forms is
+    the server's own address literal or name: the message comes back to the server, nothing
+    goes to example.com). The twin's state is rebuilt from its profile, as `lab up` builds
+    it."""
     spec = profiles.TwinSpec(name=host["name"], server=host["server"], address=host["address"])
     state = profiles.build(host["profile"], spec, Platform(host["platform"]))
     session = SessionFacts(client_ip=source, server_ip=host["address"])
@@ -102,16 +105,25 @@ def twin_dispositions(host: dict[str, Any], source: str, srvname: str) -> dict[i
     for number, (mail_from, rcpt_to) in nmap_pairs(host["address"], srvname).items():
         sender, _ = parse_path(f"FROM:{mail_from}", "FROM:")
         recipient, _ = parse_path(f"TO:{rcpt_to}", "TO:")
+        destination = recipient.domain
         if state.exchange55 is not None:
-            mail = smtp55.mail_reply(state.exchange55, sender)
-            rcpt = smtp55.rcpt_reply(state.exchange55, session, recipient)
+            x = state.exchange55
+            mail = smtp55.mail_reply(x, sender)
+            rcpt = smtp55.rcpt_reply(x, session, recipient)
+            # 5.5 reroutes an encapsulated (IMCEA, %) address at a local domain to its target
+            if smtp55.is_inbound(x, x.loaded(), recipient.domain) and not recipient.route:
+                target = smtp55.encapsulated_target(recipient)
+                destination = target.rpartition("@")[2] if target else destination
         else:
             assert state.modern is not None
             conn = smtp_modern.select_connector(state.modern, session)
             assert conn is not None, host["name"]
             mail = smtp_modern.mail_reply(conn, session, sender)
             rcpt = smtp_modern.rcpt_reply(state.modern, conn, session, recipient)
-        out[number] = rcpt.disposition.value if mail.ok and rcpt.ok else "none"
+        decision = rcpt.disposition.value if mail.ok and rcpt.ok else "none"
+        if decision == "relay" and destination.lower() != "example.com":
+            decision = "relay-self"
+        out[number] = decision
     return out
 
 

@@ -155,9 +155,11 @@ REASONS: dict[Reason, str] = {
         "takes any mailbox there, so the 2xx does not show the form relayed (it may bounce it "
         "later, or pass it on to that domain). nmap counts every 2xx; relayguard reports the "
         "acceptance under RFC 2505 1.5/1.6 instead (judge.apply_control). An Exchange twin's "
-        "own decision (lab_disposition) is ndr, or relay: passed on to the domain the "
-        "recipient names, which for these forms is the server's own address literal or its "
-        "own name, not the foreign domain"
+        "own decision (lab_disposition) tells which it is: ndr, relay-self (passed on to the "
+        "domain the recipient names, the server's own address literal or name: nothing goes "
+        "to the foreign domain) or relay (towards the foreign domain: a relay the control "
+        "could not tell from accept-and-bounce, because the server accepts any mailbox at "
+        "that domain at RCPT time)"
     ),
     Reason.NMAP_BROKE_OFF: (
         "nmap runs its 16 tests on one connection and stops when the server closes it (Exim, "
@@ -208,8 +210,9 @@ class TestComparison:
     relayguard: str  # outcome
     relayguard_reply: str
     decided_at: str  # "mail": relayguard's test was decided by a refused MAIL FROM
-    # An Exchange twin's own decision for the envelope (deliver, relay to the domain the
-    # recipient names, ndr, none = refused); '' for a real server, which does not say
+    # An Exchange twin's own decision for the envelope (deliver, ndr, none = refused, relay
+    # towards the foreign domain, relay-self = to the server's own literal or name); '' for a
+    # real server, which does not say
     lab_disposition: str
     nmap_status: str
     agreement: str
