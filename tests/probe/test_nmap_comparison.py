@@ -4,8 +4,12 @@ No nmap run and no server: nmap's output shapes are recorded from nmap 7.93 agai
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -283,3 +287,40 @@ def test_fleet_tallies_differences_and_host_verdicts() -> None:
 def test_a_host_nmap_did_not_report_is_an_error() -> None:
     with pytest.raises(ValueError, match="nmap has no result"):
         compare_fleet({"hosts": [rg_host()]}, {})
+
+
+@functools.cache
+def _bench_probe() -> Any:
+    """benchmarks/bench_probe.py as a module (it is a script, not a package)."""
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_probe.py"
+    spec = importlib.util.spec_from_file_location("bench_probe", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_probe"] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("platform", "profile", "server", "decisions"),
+    [
+        # the 5.5 IMS takes any mailbox at its own name and bounces it: nmap's "open" on the
+        # closed SP4 twin rests on these two
+        ("exchange55", "sp4-closed", "EX55N0004", {11: "ndr", 16: "ndr", 1: "none", 6: "none"}),
+        # SP2 rerouting: the %-hack at a local name goes on to example.com (lab model)
+        ("exchange55", "sp2-reroute-open", "EX55N0002", {1: "relay", 6: "relay", 11: "ndr"}),
+        # 2013+: a routed form at the server's own literal is passed back to the server
+        ("exchange2019", "anon-relay", "EX2019N0001", {1: "relay", 5: "relay-self", 7: "none"}),
+        ("exchange2019", "compliant", "EX2019N0003", {1: "none", 5: "none", 16: "none"}),
+    ],
+)
+def test_the_twins_own_decision_for_nmaps_envelopes(
+    platform: str, profile: str, server: str, decisions: dict[int, str]
+) -> None:
+    bench = _bench_probe()
+    host = {"name": "t", "platform": platform, "profile": profile, "server": server,
+            "address": "127.0.34.4"}  # fmt: skip
+    srvname = f"{server.lower()}.corp.example"
+    found = bench.twin_dispositions(host, "127.0.60.200", srvname)
+    assert set(found) == set(range(1, 17))
+    assert {n: found[n] for n in decisions} == decisions
