@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
@@ -324,3 +325,36 @@ def test_the_twins_own_decision_for_nmaps_envelopes(
     found = bench.twin_dispositions(host, "127.0.60.200", srvname)
     assert set(found) == set(range(1, 17))
     assert {n: found[n] for n in decisions} == decisions
+
+
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+
+
+def test_the_committed_comparison_is_what_the_committed_raw_outputs_give() -> None:
+    """benchmarks/results/m-comparison.json recomputed from m-relayguard.json and m-nmap.xml
+    (with the twins' decisions it recorded): a change to the comparison that would change the
+    published figures fails here until the benchmark is run again."""
+    stored = json.loads((RESULTS / "m-comparison.json").read_text())
+    document = json.loads((RESULTS / "m-relayguard.json").read_text())
+    columns = stored["test_columns"]
+    lab = [
+        {
+            **{k: h[k] for k in ("name", "platform", "profile", "expected", "address")},
+            "dispositions": {
+                row[columns.index("nmap")]: row[columns.index("lab_disposition")]
+                for row in h["tests"]
+                if row[columns.index("lab_disposition")]
+            },
+        }
+        for h in stored["by_host"]
+    ]
+    again = compare_fleet(document, nmap_hosts_from_xml((RESULTS / "m-nmap.xml").read_text()), lab)
+    for key in ("hosts", "tests", "per_test", "per_test_reasons", "twin_tests_by_disposition",
+                "envelopes_identical", "host_verdicts_agree", "relayguard_matches_lab",
+                "nmap_matches_lab", "unexplained", "by_host"):  # fmt: skip
+        assert again[key] == stored[key], key
+    assert [(d["host"], d["reason"]) for d in again["host_differences"]] == [
+        (d["host"], d["reason"]) for d in stored["host_differences"]
+    ]
+    assert again["unexplained"] == 0
+    assert stored["figures"]["verdict_agreement"] == f"{again['host_verdicts_agree']}/27"
