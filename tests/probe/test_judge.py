@@ -74,6 +74,48 @@ def test_findings_routing_and_sender_trust() -> None:
     assert found["relay-not-by-sender"].result is FindingResult.FAIL
 
 
+def test_a_refused_sender_decides_the_test_at_mail() -> None:
+    assert judge.decided_at(r(250)) == "rcpt"
+    assert judge.decided_at(r(501, "<antispam@[127.0.34.25]>: domain literals not allowed")) == (
+        "mail"
+    )
+
+
+def at_mail(i: int, exercises: Exercises) -> judge.TestRecord:
+    """Exim with domain literals off: nmap's sender <antispam@[IP]> refused at MAIL FROM."""
+    return judge.TestRecord(
+        f"t{i}", None, exercises, "src", "<antispam@[127.0.34.25]>", "<b>", Outcome.REFUSED,
+        code=501, reply="<antispam@[127.0.34.25]>: domain literals not allowed",
+        decided_at="mail",
+    )  # fmt: skip
+
+
+def test_routing_forms_never_tried_are_not_a_pass() -> None:
+    """The mixed-fleet benchmark found it on Exim: every routing form refused with the sender,
+    so no form was tried; the finding said "all 13 routing-form tests refused" (pass)."""
+    records = [
+        rec(1, Outcome.REFUSED),
+        at_mail(2, Exercises.PERCENT_HACK),
+        at_mail(3, Exercises.BANG_PATH),
+    ]
+    found = {f.id: f for f in judge.findings(records, [], local_domain_given=True)}
+    routing = found["routing-forms-stripped"]
+    assert routing.result is FindingResult.NOT_APPLICABLE
+    assert "none of the 2 routing-form tests reached RCPT" in routing.detail
+    assert "domain literals not allowed" in routing.detail
+    verdict, reason = judge.verdict(records, None)
+    assert verdict is Verdict.CLOSED  # the envelopes were refused, as nmap counts them
+    assert "2 at MAIL FROM" in reason
+
+
+def test_routing_forms_partly_tried_pass_and_say_how_many_were_not() -> None:
+    records = [rec(1, Outcome.REFUSED, Exercises.SOURCE_ROUTE), at_mail(2, Exercises.BANG_PATH)]
+    found = {f.id: f for f in judge.findings(records, [], local_domain_given=True)}
+    routing = found["routing-forms-stripped"]
+    assert routing.result is FindingResult.PASS
+    assert routing.detail == "all 2 routing-form tests refused (1 at MAIL FROM, the form not tried)"
+
+
 def test_findings_for_conformance_checks() -> None:
     checks = {c.id: c for c in CONFORMANCE_CHECKS}
     records = [

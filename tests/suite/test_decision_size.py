@@ -29,7 +29,6 @@ KNOWN_LONG = {
     "exchange/plan.py:plan_exchange55": "Exchange 5.5 rule table (issue 17)",
     "exchange/catalog.py:explain": "patch level of the catalog (issue 16, patch part)",
     "exchange/catalog.py:parse_catalog": "patch level of the catalog (issue 16, patch part)",
-    "probe/judge.py:findings": "the probe's findings as a table (issue 19)",
 }
 
 

@@ -74,6 +74,18 @@ class TestRecord:
     attempts: int = 1
     error: str = ""
     control: str = ""  # the control envelope's evidence, for routed forms at a local domain
+    # "mail" when the MAIL FROM reply decided the test (the sender was refused, so the
+    # recipient form was never tried); "rcpt" otherwise. See `decided_at`.
+    decided_at: str = "rcpt"
+
+
+def decided_at(mail: Reply) -> str:
+    """Which reply decides a relay test: RCPT only counts once MAIL was accepted (as in nmap),
+    so a refused MAIL FROM decides it without the recipient form being tried. Exim refuses
+    nmap's sender <antispam@[IP]> with 501 when domain literals are off (allow_domain_literals
+    is false by default, docs/sources.md#exim-domain-literals), which takes nmap's tests 4-16
+    with it."""
+    return "rcpt" if mail.positive else "mail"
 
 
 def apply_control(record: TestRecord, control_rcpt: str, control: Reply | None) -> TestRecord:
@@ -125,7 +137,12 @@ def verdict(records: Sequence[TestRecord], host_failure: str | None) -> tuple[Ve
     if records and all(r.outcome in JUDGED for r in records):
         counts = {o: sum(1 for r in records if r.outcome is o) for o in JUDGED}
         parts = [f"{n} {o.value}" for o, n in sorted(counts.items()) if n]
-        return Verdict.CLOSED, f"all {len(records)} relay tests answered: " + ", ".join(parts)
+        at_mail = sum(1 for r in records if r.decided_at == "mail")
+        mail = f" ({at_mail} at MAIL FROM, the recipient form not tried)" if at_mail else ""
+        return (
+            Verdict.CLOSED,
+            f"all {len(records)} relay tests answered: " + ", ".join(parts) + mail,
+        )
     unjudged = [r for r in records if r.outcome not in JUDGED]
     if not unjudged:
         return Verdict.INCONCLUSIVE, "no relay test was run"
@@ -135,6 +152,36 @@ def verdict(records: Sequence[TestRecord], host_failure: str | None) -> tuple[Ve
     return (
         Verdict.INCONCLUSIVE,
         f"{len(unjudged)}/{len(records)} relay tests not answered ({first.id}: {why})",
+    )
+
+
+def routing_forms_finding(routed: Sequence[TestRecord]) -> Finding:
+    """RFC 2505 §2.1 over the routing-form tests. Only a test whose RCPT was answered says
+    anything about the form: when the server refused their sender at MAIL FROM, the forms were
+    never tried and the finding is not applicable rather than a pass."""
+    relayed = [r.id for r in routed if r.outcome is Outcome.RELAYED]
+    at_mail = [r for r in routed if r.decided_at == "mail"]
+    if relayed:
+        result, detail = FindingResult.FAIL, "relayed through routing forms: " + ", ".join(relayed)
+    elif at_mail and len(at_mail) == len(routed):
+        first = at_mail[0]
+        result, detail = (
+            FindingResult.NOT_APPLICABLE,
+            f"none of the {len(routed)} routing-form tests reached RCPT: the server refused "
+            f"their sender at MAIL FROM ({first.mail_from}: {first.code} {first.reply})",
+        )
+    else:
+        untried = f" ({len(at_mail)} at MAIL FROM, the form not tried)" if at_mail else ""
+        result, detail = (
+            FindingResult.PASS,
+            f"all {len(routed)} routing-form tests refused{untried}",
+        )
+    return Finding(
+        "routing-forms-stripped",
+        "2.1",
+        "Encapsulated and source-routed addresses (%, !, @a:, IMCEA) are not relayed",
+        result,
+        detail,
     )
 
 
@@ -195,19 +242,8 @@ def findings(
             )
         )
         routed = [r for r in judged if r.exercises in ROUTING_FORMS]
-        routed_open = [r.id for r in routed if r.outcome is Outcome.RELAYED]
         if routed:
-            out.append(
-                Finding(
-                    "routing-forms-stripped",
-                    "2.1",
-                    "Encapsulated and source-routed addresses (%, !, @a:, IMCEA) are not relayed",
-                    FindingResult.FAIL if routed_open else FindingResult.PASS,
-                    ("relayed through routing forms: " + ", ".join(routed_open))
-                    if routed_open
-                    else f"all {len(routed)} routing-form tests refused",
-                )
-            )
+            out.append(routing_forms_finding(routed))
         sender = [r for r in judged if r.exercises is Exercises.SENDER_TRUST]
         sender_open = [r.id for r in sender if r.outcome is Outcome.RELAYED]
         plain_open = any(

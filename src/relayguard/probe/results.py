@@ -87,6 +87,7 @@ class HostResult:
                     "attempts": t.attempts,
                     "error": t.error,
                     "control": t.control,
+                    "decided_at": t.decided_at,
                 }
                 for t in self.tests
             ],

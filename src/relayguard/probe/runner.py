@@ -382,6 +382,7 @@ class HostProbe:
                 code=deciding.code,
                 reply=deciding.text,
                 attempts=attempts,
+                decided_at=judge.decided_at(mail),
             )
         else:
             mail_from, rcpt_to = render(job.mail_from, ctx), render(job.rcpt_to, ctx)
