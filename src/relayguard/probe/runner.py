@@ -182,6 +182,8 @@ class HostProbe:
         self._workers: set[asyncio.Task[None]] = set()
         self._bound = max(1, options.connections_per_host)
         self._slow = False  # replies were seen to be slow (a tarpit)
+        self._closing = False  # run() is ending: no new workers
+        self._controls: set[str] = set()  # domains whose control is queued or answered
 
     # -- connections -------------------------------------------------------------------
     async def _connect(self) -> SmtpConnection:
@@ -197,6 +199,8 @@ class HostProbe:
         except BaseException:
             await conn.close(polite=False)
             raise
+        conn.on_slow = self._reply_overdue
+        conn.slow_after = self.options.slow_reply_s
         return conn
 
     async def _greet(self, conn: SmtpConnection) -> None:
@@ -223,10 +227,6 @@ class HostProbe:
                     srvname=self.state.srvname or address_literal(self.address),
                     local_domain=local or address_literal(self.address),
                 )
-                domains = {
-                    render(t.control, self.state.context) for t in self.relay_tests if t.control
-                }
-                self.queue.extend(self._batches([ControlProbe(d) for d in sorted(domains)]))
         if (
             (self.options.starttls or self.state.tls_required)
             and self.state.tls_mode != "off"
@@ -371,6 +371,9 @@ class HostProbe:
             self.control_replies[job.domain] = rcpt
         elif isinstance(job, RelayTest):
             deciding = rcpt if rcpt is not None else mail
+            outcome = judge.classify_envelope(mail, rcpt)
+            if job.control and outcome is Outcome.RELAYED:
+                self._queue_control(render(job.control, ctx))
             self.test_records[job.id] = judge.TestRecord(
                 id=job.id,
                 nmap=job.nmap,
@@ -378,7 +381,7 @@ class HostProbe:
                 source=job.source,
                 mail_from=render(job.mail_from, ctx),
                 rcpt_to=render(job.rcpt_to, ctx),
-                outcome=judge.classify_envelope(mail, rcpt),
+                outcome=outcome,
                 code=deciding.code,
                 reply=deciding.text,
                 attempts=attempts,
@@ -388,6 +391,26 @@ class HostProbe:
             self.check_records[job.id] = judge.CheckRecord(
                 job, (f"MAIL FROM:{mail_from}", f"RCPT TO:{rcpt_to}"), mail, rcpt
             )
+
+    def _queue_control(self, domain: str) -> None:
+        """Queue the control envelope for `domain` once a routed form addressed there got a
+        2xx: only then does `judge.apply_control` read its reply, so a server that refuses
+        every form is never sent one (on a tarpit, each control is one more delayed refusal).
+        Controls queued together share a transaction, as they did when sent up front."""
+        if domain in self._controls:
+            return
+        self._controls.add(domain)
+        job = ControlProbe(domain)
+        last = self.queue[-1] if self.queue else None
+        if (
+            last is not None
+            and not self._slow
+            and isinstance(last.jobs[0], ControlProbe)
+            and len(last.jobs) < max(1, self.options.rcpts_per_transaction)
+        ):
+            last.jobs.append(job)  # not started yet: it joins that transaction
+        else:
+            self.queue.append(_Pending([job]))
 
     def _expect_quiet(self, conn: SmtpConnection, before_send: bool) -> None:
         """Nothing may be waiting unasked for: a queued 421 (sent with the previous reply)
@@ -550,10 +573,12 @@ class HostProbe:
         task = asyncio.get_running_loop().create_task(self._worker(extra))
         self._workers.add(task)
 
-    def _maybe_add_worker(self, reply_seconds: float) -> None:
-        """Slow replies (a tarpit): one RCPT per transaction from now on, spread over as
-        many connections as the bound allows, so the waits overlap."""
-        if reply_seconds < self.options.slow_reply_s or self.state.context is None:
+    def _reply_overdue(self) -> None:
+        """A reply has been awaited `slow_reply_s` and is still not here (a tarpit): one RCPT
+        per transaction from now on, spread over as many connections as the bound allows, so
+        the waits overlap. Called while the slow reply is awaited, so the new connections
+        start their own delayed replies at once instead of after it."""
+        if self.state.context is None or self._closing:
             return
         if not self._slow:
             self._slow = True
@@ -574,11 +599,8 @@ class HostProbe:
                     break
                 pending = self.queue.popleft()
                 waiting = len(pending.jobs)
-                began = time.monotonic()
                 try:
                     await self._run_job(conn, pending)
-                    # per reply: a transaction reads MAIL (and RSET) plus one reply per job
-                    self._maybe_add_worker((time.monotonic() - began) / (waiting + 1))
                 except OutOfStep as exc:
                     self.out_of_step = True
                     self.host_failure = f"replies out of step with commands: {exc}"
@@ -623,6 +645,7 @@ class HostProbe:
         except TimeoutError:
             self.host_failure = f"host time bound of {self.options.host_timeout:g}s reached"
         finally:
+            self._closing = True
             for task in self._workers:
                 task.cancel()
             await asyncio.gather(*self._workers, return_exceptions=True)
