@@ -552,8 +552,8 @@ class HostProbe:
             except FreshConnectionNeeded:
                 continue
             except (ConnectFailed, HostRefused, NotSmtp, ServiceClosing) as exc:
-                if extra:
-                    self._bound = max(1, len(self._active()) - 1)
+                if extra:  # turned away (421 at connect): the connections open are the bound
+                    self._bound = max(1, min(self._bound, len(self._active()) - 1))
                     return None
                 if self.connections == 1 or isinstance(exc, (HostRefused, NotSmtp)):
                     self.host_failure = str(exc)
