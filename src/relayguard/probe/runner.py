@@ -1,14 +1,15 @@
 """Probe one host: greet it, run every catalog entry once, survive drops and 421s.
 
 Jobs (relay tests, conformance checks, controls) sit in one queue that workers drain, each
-over its own SMTP connection. One worker starts; when replies are slow (Exchange tarpits
-every error reply, 5 s by default) more are started, up to `connections_per_host`, so a
-tarpitting host costs tarpit x tests / connections instead of tarpit x tests. A worker that
-the server will not admit (too many connections from one client) ends quietly and lowers
-the bound. When the server advertises PIPELINING (RFC 2920), RSET, MAIL and RCPT go in one
-write. A connection the server drops or closes with 421 is replaced (within a reconnect
-budget) and the interrupted job is retried once. What the replies mean is decided in
-`judge`; this room only runs the dialogue.
+over its own SMTP connection. One worker starts; as soon as a reply is overdue (Exchange
+tarpits error replies, 5 s by default) more are started, up to `connections_per_host`, so a
+tarpitting host costs tarpit x refusals / connections instead of tarpit x refusals. A worker
+that the server will not admit (too many connections from one client, e.g. Exchange's
+MaxInboundConnectionPerSource) ends quietly and lowers the bound. Controls are queued only
+when a routed form at their domain got a 2xx. When the server advertises PIPELINING (RFC 2920),
+RSET, MAIL and RCPT go in one write. A connection the server drops or closes with 421 is
+replaced (within a reconnect budget) and the interrupted job is retried once. What the replies
+mean is decided in `judge`; this room only runs the dialogue.
 """
 
 from __future__ import annotations
