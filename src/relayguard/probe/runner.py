@@ -406,6 +406,7 @@ class HostProbe:
         if (
             last is not None
             and not self._slow
+            and last.jobs
             and isinstance(last.jobs[0], ControlProbe)
             and len(last.jobs) < max(1, self.options.rcpts_per_transaction)
         ):
