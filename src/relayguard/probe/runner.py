@@ -542,8 +542,15 @@ class HostProbe:
         """A greeted connection, or None when this worker should stop.
 
         The first worker's failures decide the host's fate; an extra worker that cannot get
-        in (the server limits connections per client) just ends and lowers the bound."""
+        in (the server limits connections per client) just ends and lowers the bound. Over the
+        bound (it was lowered), an extra worker ends instead of reconnecting and the first one
+        waits for the others to end, so a connection is replaced only within the bound."""
         while self.queue and self.host_failure is None:
+            if len(self._active()) > self._bound:
+                if extra:
+                    return None
+                await self._others_end()
+                continue
             if self.reconnect_budget <= 0:
                 while self.queue:
                     self._give_up(self.queue.popleft(), "reconnect budget exhausted")
@@ -567,6 +574,12 @@ class HostProbe:
                     self.host_failure = f"could not complete the greeting: {exc}"
                     return None
         return None
+
+    async def _others_end(self) -> None:
+        """Wait until another worker of this host has ended."""
+        others = [task for task in self._active() if task is not asyncio.current_task()]
+        if others:
+            await asyncio.wait(others, return_when=asyncio.FIRST_COMPLETED)
 
     def _active(self) -> list[asyncio.Task[None]]:
         return [task for task in self._workers if not task.done()]
@@ -615,6 +628,10 @@ class HostProbe:
                 except (ConnectionLost, ReplyTimeout, ServiceClosing, NotSmtp) as exc:
                     await conn.close(polite=False)
                     conn = None
+                    if isinstance(exc, ReplyTimeout):
+                        # slower than the reply time bound: more connections would only
+                        # time out side by side, so from now on one connection at a time
+                        self._bound = 1
                     if not pending.jobs:  # everything was answered before the drop
                         continue
                     if len(pending.jobs) < waiting:
