@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import smtplib
 import time
 from collections.abc import Callable
 
@@ -181,3 +182,57 @@ def test_without_the_recipient_filter_agent_unknown_recipients_are_accepted(
     assert rcpt(addr(server), "<nobody@corp.example>", source=UNTRUSTED)[0] == 250
     code, _ = rcpt(addr(server), FOREIGN, source=UNTRUSTED)
     assert code == 550  # still no relay
+
+
+def test_connection_limits_per_connector_and_source() -> None:
+    """Set-ReceiveConnector's MaxInboundConnection, MaxInboundConnectionPerSource and
+    MaxInboundConnectionPercentagePerSource: one connection over a limit gets 421 4.3.2."""
+    conn = ReceiveConnector(
+        Name="Default Frontend EX19T",
+        Bindings=["0.0.0.0:25"],
+        RemoteIPRanges=["0.0.0.0-255.255.255.255"],
+        PermissionGroups=["AnonymousUsers"],
+        AuthMechanism=["Tls"],
+        TransportRole="FrontendTransport",
+    )
+    assert (conn.MaxInboundConnection, conn.MaxInboundConnectionPerSource) == (5000, 20)
+    assert conn.MaxInboundConnectionPercentagePerSource == 2
+    limit = smtp_modern.connection_limit_reply
+    assert limit(conn, 19, 19) is None  # the 20th from one address is served
+    over = limit(conn, 20, 20)
+    assert over is not None and over.close
+    assert over.line() == (
+        "421 4.3.2 The maximum number of concurrent server connections has exceeded a "
+        "per-source limit, closing transmission channel"
+    )
+    conn.MaxInboundConnectionPerSource = None  # unlimited: 2 % of what is left binds
+    assert limit(conn, 99, 0) is None
+    assert limit(conn, 100, 0) is not None  # 2 % of 5000
+    assert limit(conn, 97, 150) is not None  # 2 % of 4850 = 97
+    conn.MaxInboundConnection = 10
+    whole = limit(conn, 0, 10)
+    assert whole is not None and whole.line().startswith("421 4.3.2 The maximum number of")
+    assert "per-source" not in whole.line()
+    conn.MaxInboundConnection = None  # both unlimited
+    assert limit(conn, 10_000, 10_000) is None
+
+
+def test_connections_over_the_per_source_limit_are_turned_away(twin_server: Make) -> None:
+    state = build("compliant")
+    assert state.modern is not None
+    profiles.frontend(state.modern).MaxInboundConnectionPerSource = 2
+    server = twin_server(state)
+    first = smtplib.SMTP(server.address, server.port, timeout=30, source_address=(UNTRUSTED, 0))
+    second = smtplib.SMTP(server.address, server.port, timeout=30, source_address=(UNTRUSTED, 0))
+    try:
+        code, text = greeting(addr(server), source=UNTRUSTED)
+        assert (code, text.split(" ", 1)[0]) == (421, "4.3.2")
+        assert "per-source limit" in text
+        assert greeting(addr(server), source=TRUSTED)[0] == 220  # another address is served
+    finally:
+        first.close()
+        second.close()
+    deadline = time.monotonic() + 10  # the twin counts a connection until it is closed
+    while greeting(addr(server), source=UNTRUSTED)[0] != 220:
+        assert time.monotonic() < deadline, "a closed connection still counted"
+        time.sleep(0.05)

@@ -164,11 +164,25 @@ def test_parallel_connections_run_each_test_once() -> None:
         assert srv.stats.max_concurrent <= 4
     assert result.verdict is Verdict.CLOSED
     assert len(result.tests) == len(RELAY_TESTS)
-    controls = [c for c in rcpts if "relayguard-no-such-mailbox" in c]
-    assert controls
-    assert len(controls) == len(set(controls))  # one control per own domain
+    # no routed form got a 2xx: no control is needed, none is sent
+    assert not [c for c in rcpts if "relayguard-no-such-mailbox" in c]
     # every relay test and the three envelope conformance checks, once
-    assert len(rcpts) - len(controls) == len(RELAY_TESTS) + 3
+    assert len(rcpts) == len(RELAY_TESTS) + 3
+
+
+def test_controls_are_sent_once_per_domain_only_for_accepted_routed_forms() -> None:
+    """The control envelope is read only to judge a 2xx to a routed form at an own domain
+    (judge.apply_control): it is sent once per such domain, and only when one was accepted."""
+    with serve(Script(relay_policy(True))) as srv:
+        result = probe(srv.target, ProbeOptions(command_timeout=2, connections_per_host=4))
+        rcpts = [c for c in srv.stats.commands if c.upper().startswith("RCPT")]
+    assert result.verdict is Verdict.OPEN
+    controls = [c for c in rcpts if "relayguard-no-such-mailbox" in c]
+    routed = [t for t in result.tests if t.id in {x.id for x in RELAY_TESTS if x.control}]
+    # every routed form was accepted and judged against its domain's control
+    assert routed and all("relayguard-no-such-mailbox" in t.control for t in routed)
+    judged_against = {t.control.split("RCPT TO:", 1)[1].split(" answered")[0] for t in routed}
+    assert sorted(c.split(":", 1)[1] for c in controls) == sorted(judged_against)
 
 
 def test_cli_json_and_report(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]

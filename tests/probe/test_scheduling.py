@@ -5,6 +5,7 @@ Functional only: no timing assertions (timings live in benchmarks/).
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from dataclasses import replace
 from typing import Any
@@ -14,6 +15,9 @@ from support.scripted_smtp import Script, Session, relay_policy, serve
 from relayguard.probe import ProbeOptions, probe_targets
 from relayguard.probe.catalog import CONFORMANCE_CHECKS, RELAY_TESTS
 from relayguard.probe.fleet import event_loop_factory
+from relayguard.probe.results import HostResult
+from relayguard.probe.runner import HostProbe
+from relayguard.probe.session import direct_opener
 from relayguard.vocabulary import Verdict
 
 BASE = ProbeOptions(command_timeout=5, local_domain="test.example")
@@ -147,3 +151,66 @@ def test_uvloop_and_the_standard_event_loop_give_identical_outcomes(monkeypatch:
         monkeypatch.delenv("RELAYGUARD_EVENT_LOOP")
         assert fast == standard
         assert sorted(fast_commands) == sorted(standard_commands)
+
+
+def probe_first(target: str, options: ProbeOptions, tests: int) -> HostResult:
+    """The first `tests` relay tests of the catalog alone (no conformance checks)."""
+    host, port = target.rsplit(":", 1)
+
+    async def run() -> HostResult:
+        opener = direct_opener(None, options.connect_timeout)
+        probe = HostProbe(
+            target, host, int(port), options, opener, relay_tests=RELAY_TESTS[:tests], checks=()
+        )
+        return await probe.run()
+
+    return asyncio.run(run())
+
+
+def test_extra_connections_open_while_the_first_slow_reply_is_awaited() -> None:
+    """A tarpit is noticed when a reply is overdue, not when it finally comes: every extra
+    connection is open before the server sends its first delayed refusal, and the refusals
+    are spread so that no connection waits more often than its share."""
+    script = Script(relay_policy(False), error_delay=1.5)
+    options = replace(BASE, connections_per_host=4, slow_reply_s=0.2)
+    with serve(script, host="127.0.3.10") as srv:
+        result = probe_first(srv.target, options, 7)
+        events, connections = list(srv.stats.events), srv.stats.connections
+    assert result.verdict is Verdict.CLOSED, result.reason
+    first_refusal = next(i for i, (kind, _) in enumerate(events) if kind == "delayed")
+    assert [kind for kind, _ in events[:first_refusal]] == ["connect"] * 4
+    assert connections == 4  # none turned away, none replaced
+    per_connection = Counter(n for kind, n in events if kind == "delayed")
+    assert sum(per_connection.values()) == 7  # each test refused once
+    assert max(per_connection.values()) == 2  # 7 over 4 connections: two rounds, not three
+
+
+def test_a_server_that_answers_at_once_gets_one_connection() -> None:
+    with serve(Script(relay_policy(False)), host="127.0.3.11") as srv:
+        (result,) = probe_targets([srv.target], replace(BASE, connections_per_host=16))
+        connections = srv.stats.connections
+    assert result.verdict is Verdict.CLOSED, result.reason
+    assert connections == 1
+
+
+def test_connections_per_host_give_identical_outcomes_on_a_tarpit() -> None:
+    """1, 3 or 16 connections to a tarpit that accepts the percent hack (so controls are
+    queued while the tarpit is worked around): the same records, controls included."""
+    base = relay_policy(False)
+
+    def percent_hack(session: Session, line: str) -> bytes | None:
+        if line.upper().startswith("RCPT") and "%" in line and session.mail:
+            return b"250 2.1.5 Ok\r\n"
+        return base(session, line)
+
+    records = []
+    for per_host in (1, 3, 16):
+        script = Script(percent_hack, error_delay=0.05)
+        options = replace(BASE, connections_per_host=per_host, slow_reply_s=0.02)
+        with serve(script, host="127.0.3.12") as srv:
+            (result,) = probe_targets([srv.target], options)
+            controls = [c for c in srv.stats.commands if "relayguard-no-such-mailbox" in c]
+        assert result.verdict is Verdict.OPEN, result.reason
+        assert controls and len(controls) == len(set(controls))
+        records.append([(t.id, t.outcome, t.code, t.control) for t in result.tests])
+    assert records[0] == records[1] == records[2]

@@ -48,6 +48,10 @@ class Stats:
     max_concurrent: int = 0
     turned_away: int = 0
     commands: list[str] = field(default_factory=list)
+    # In the order they happened: ("connect", n) when connection n is accepted, ("delayed", n)
+    # when a reply held back by `error_delay` is written on connection n (tests count these,
+    # they never time them).
+    events: list[tuple[str, int]] = field(default_factory=list)
 
 
 class ScriptedServer:
@@ -72,6 +76,8 @@ class ScriptedServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.stats.connections += 1
+        number = self.stats.connections
+        self.stats.events.append(("connect", number))
         self.stats.concurrent += 1
         self.stats.max_concurrent = max(self.stats.max_concurrent, self.stats.concurrent)
         session = Session(peer=str(writer.get_extra_info("peername")[0]))
@@ -95,9 +101,12 @@ class ScriptedServer:
                 reply = self.script.handler(session, text)
                 if reply is None:
                     return
-                if self.script.error_delay and reply[:1] in (b"4", b"5"):
+                delayed = bool(self.script.error_delay) and reply[:1] in (b"4", b"5")
+                if delayed:
                     await asyncio.sleep(self.script.error_delay)
                 await self._write(writer, reply)
+                if delayed:
+                    self.stats.events.append(("delayed", number))
                 if text.upper() == "STARTTLS" and reply.startswith(b"220") and self.script.tls:
                     await writer.start_tls(self.script.tls)
         except (ConnectionError, ssl.SSLError, asyncio.CancelledError):

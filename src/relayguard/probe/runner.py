@@ -1,14 +1,15 @@
 """Probe one host: greet it, run every catalog entry once, survive drops and 421s.
 
 Jobs (relay tests, conformance checks, controls) sit in one queue that workers drain, each
-over its own SMTP connection. One worker starts; when replies are slow (Exchange tarpits
-every error reply, 5 s by default) more are started, up to `connections_per_host`, so a
-tarpitting host costs tarpit x tests / connections instead of tarpit x tests. A worker that
-the server will not admit (too many connections from one client) ends quietly and lowers
-the bound. When the server advertises PIPELINING (RFC 2920), RSET, MAIL and RCPT go in one
-write. A connection the server drops or closes with 421 is replaced (within a reconnect
-budget) and the interrupted job is retried once. What the replies mean is decided in
-`judge`; this room only runs the dialogue.
+over its own SMTP connection. One worker starts; as soon as a reply is overdue (Exchange
+tarpits error replies, 5 s by default) more are started, up to `connections_per_host`, so a
+tarpitting host costs tarpit x refusals / connections instead of tarpit x refusals. A worker
+that the server will not admit (too many connections from one client, e.g. Exchange's
+MaxInboundConnectionPerSource) ends quietly and lowers the bound. Controls are queued only
+when a routed form at their domain got a 2xx. When the server advertises PIPELINING (RFC 2920),
+RSET, MAIL and RCPT go in one write. A connection the server drops or closes with 421 is
+replaced (within a reconnect budget) and the interrupted job is retried once. What the replies
+mean is decided in `judge`; this room only runs the dialogue.
 """
 
 from __future__ import annotations
@@ -182,6 +183,8 @@ class HostProbe:
         self._workers: set[asyncio.Task[None]] = set()
         self._bound = max(1, options.connections_per_host)
         self._slow = False  # replies were seen to be slow (a tarpit)
+        self._closing = False  # run() is ending: no new workers
+        self._controls: set[str] = set()  # domains whose control is queued or answered
 
     # -- connections -------------------------------------------------------------------
     async def _connect(self) -> SmtpConnection:
@@ -197,6 +200,8 @@ class HostProbe:
         except BaseException:
             await conn.close(polite=False)
             raise
+        conn.on_slow = self._reply_overdue
+        conn.slow_after = self.options.slow_reply_s
         return conn
 
     async def _greet(self, conn: SmtpConnection) -> None:
@@ -223,10 +228,6 @@ class HostProbe:
                     srvname=self.state.srvname or address_literal(self.address),
                     local_domain=local or address_literal(self.address),
                 )
-                domains = {
-                    render(t.control, self.state.context) for t in self.relay_tests if t.control
-                }
-                self.queue.extend(self._batches([ControlProbe(d) for d in sorted(domains)]))
         if (
             (self.options.starttls or self.state.tls_required)
             and self.state.tls_mode != "off"
@@ -371,6 +372,9 @@ class HostProbe:
             self.control_replies[job.domain] = rcpt
         elif isinstance(job, RelayTest):
             deciding = rcpt if rcpt is not None else mail
+            outcome = judge.classify_envelope(mail, rcpt)
+            if job.control and outcome is Outcome.RELAYED:
+                self._queue_control(render(job.control, ctx))
             self.test_records[job.id] = judge.TestRecord(
                 id=job.id,
                 nmap=job.nmap,
@@ -378,7 +382,7 @@ class HostProbe:
                 source=job.source,
                 mail_from=render(job.mail_from, ctx),
                 rcpt_to=render(job.rcpt_to, ctx),
-                outcome=judge.classify_envelope(mail, rcpt),
+                outcome=outcome,
                 code=deciding.code,
                 reply=deciding.text,
                 attempts=attempts,
@@ -389,6 +393,27 @@ class HostProbe:
             self.check_records[job.id] = judge.CheckRecord(
                 job, (f"MAIL FROM:{mail_from}", f"RCPT TO:{rcpt_to}"), mail, rcpt
             )
+
+    def _queue_control(self, domain: str) -> None:
+        """Queue the control envelope for `domain` once a routed form addressed there got a
+        2xx: only then does `judge.apply_control` read its reply, so a server that refuses
+        every form is never sent one (on a tarpit, each control is one more delayed refusal).
+        Controls queued together share a transaction, as they did when sent up front."""
+        if domain in self._controls:
+            return
+        self._controls.add(domain)
+        job = ControlProbe(domain)
+        last = self.queue[-1] if self.queue else None
+        if (
+            last is not None
+            and not self._slow
+            and last.jobs
+            and isinstance(last.jobs[0], ControlProbe)
+            and len(last.jobs) < max(1, self.options.rcpts_per_transaction)
+        ):
+            last.jobs.append(job)  # not started yet: it joins that transaction
+        else:
+            self.queue.append(_Pending([job]))
 
     def _expect_quiet(self, conn: SmtpConnection, before_send: bool) -> None:
         """Nothing may be waiting unasked for: a queued 421 (sent with the previous reply)
@@ -518,8 +543,15 @@ class HostProbe:
         """A greeted connection, or None when this worker should stop.
 
         The first worker's failures decide the host's fate; an extra worker that cannot get
-        in (the server limits connections per client) just ends and lowers the bound."""
+        in (the server limits connections per client) just ends and lowers the bound. Over the
+        bound (it was lowered), an extra worker ends instead of reconnecting and the first one
+        waits for the others to end, so a connection is replaced only within the bound."""
         while self.queue and self.host_failure is None:
+            if len(self._active()) > self._bound:
+                if extra:
+                    return None
+                await self._others_end()
+                continue
             if self.reconnect_budget <= 0:
                 while self.queue:
                     self._give_up(self.queue.popleft(), "reconnect budget exhausted")
@@ -530,8 +562,8 @@ class HostProbe:
             except FreshConnectionNeeded:
                 continue
             except (ConnectFailed, HostRefused, NotSmtp, ServiceClosing) as exc:
-                if extra:
-                    self._bound = max(1, len(self._active()) - 1)
+                if extra:  # turned away (421 at connect): the connections open are the bound
+                    self._bound = max(1, min(self._bound, len(self._active()) - 1))
                     return None
                 if self.connections == 1 or isinstance(exc, (HostRefused, NotSmtp)):
                     self.host_failure = str(exc)
@@ -544,6 +576,12 @@ class HostProbe:
                     return None
         return None
 
+    async def _others_end(self) -> None:
+        """Wait until another worker of this host has ended."""
+        others = [task for task in self._active() if task is not asyncio.current_task()]
+        if others:
+            await asyncio.wait(others, return_when=asyncio.FIRST_COMPLETED)
+
     def _active(self) -> list[asyncio.Task[None]]:
         return [task for task in self._workers if not task.done()]
 
@@ -551,10 +589,12 @@ class HostProbe:
         task = asyncio.get_running_loop().create_task(self._worker(extra))
         self._workers.add(task)
 
-    def _maybe_add_worker(self, reply_seconds: float) -> None:
-        """Slow replies (a tarpit): one RCPT per transaction from now on, spread over as
-        many connections as the bound allows, so the waits overlap."""
-        if reply_seconds < self.options.slow_reply_s or self.state.context is None:
+    def _reply_overdue(self) -> None:
+        """A reply has been awaited `slow_reply_s` and is still not here (a tarpit): one RCPT
+        per transaction from now on, spread over as many connections as the bound allows, so
+        the waits overlap. Called while the slow reply is awaited, so the new connections
+        start their own delayed replies at once instead of after it."""
+        if self.state.context is None or self._closing:
             return
         if not self._slow:
             self._slow = True
@@ -575,11 +615,8 @@ class HostProbe:
                     break
                 pending = self.queue.popleft()
                 waiting = len(pending.jobs)
-                began = time.monotonic()
                 try:
                     await self._run_job(conn, pending)
-                    # per reply: a transaction reads MAIL (and RSET) plus one reply per job
-                    self._maybe_add_worker((time.monotonic() - began) / (waiting + 1))
                 except OutOfStep as exc:
                     self.out_of_step = True
                     self.host_failure = f"replies out of step with commands: {exc}"
@@ -592,6 +629,10 @@ class HostProbe:
                 except (ConnectionLost, ReplyTimeout, ServiceClosing, NotSmtp) as exc:
                     await conn.close(polite=False)
                     conn = None
+                    if isinstance(exc, ReplyTimeout):
+                        # slower than the reply time bound: more connections would only
+                        # time out side by side, so from now on one connection at a time
+                        self._bound = 1
                     if not pending.jobs:  # everything was answered before the drop
                         continue
                     if len(pending.jobs) < waiting:
@@ -624,6 +665,7 @@ class HostProbe:
         except TimeoutError:
             self.host_failure = f"host time bound of {self.options.host_timeout:g}s reached"
         finally:
+            self._closing = True
             for task in self._workers:
                 task.cancel()
             await asyncio.gather(*self._workers, return_exceptions=True)

@@ -105,10 +105,20 @@ class SmtpConnection:
         self.starttls_offered = False  # the last EHLO reply listed STARTTLS
         self.tls = False  # the connection is encrypted (STARTTLS or implicit TLS)
         self.closed = False
+        # Called once a reply has been awaited `slow_after` seconds without arriving (a
+        # tarpit), while the wait goes on: the runner opens more connections at that moment
+        # instead of after the slow reply.
+        self.on_slow: Callable[[], None] | None = None
+        self.slow_after = 1.0
 
     async def read_reply(self) -> Reply:
         if self._ready:  # arrived together with an earlier reply (pipelining, 554 + 421)
             return self._record(self._ready.popleft())
+        overdue = (
+            asyncio.get_running_loop().call_later(self.slow_after, self.on_slow)
+            if self.on_slow is not None
+            else None
+        )
         try:
             async with asyncio.timeout(self._timeout):
                 self._parser.feed(b"")  # raises an error met after the last reply handed out
@@ -127,6 +137,9 @@ class SmtpConnection:
         except (ConnectionError, OSError) as exc:
             self.closed = True
             raise ConnectionLost(f"connection lost: {exc.strerror or exc}") from exc
+        finally:
+            if overdue is not None:
+                overdue.cancel()
         return self._record(self._ready.popleft())
 
     def _record(self, reply: Reply) -> Reply:

@@ -15,6 +15,10 @@ docs/lab.md):
 - Recipient filtering with `RecipientValidationEnabled`: unknown local recipients refused at
   RCPT with 550 5.1.10.
 - `TarpitInterval` (default 00:00:05): error replies to anonymous clients are delayed.
+- `MaxInboundConnection` (5000), `MaxInboundConnectionPerSource` (20) and
+  `MaxInboundConnectionPercentagePerSource` (2): connections a connector serves at once, in
+  all and from one IP address (Set-ReceiveConnector, docs/sources.md#learn-set-receiveconnector);
+  one more is answered 421 4.3.2 and closed.
 """
 
 from __future__ import annotations
@@ -292,6 +296,40 @@ def greeting(m: ExchangeModern, conn: ReceiveConnector, now: datetime | None = N
 
 def no_connector_reply() -> Reply:
     return Reply(421, "4.3.2 Service not available, closing transmission channel", close=True)
+
+
+# The replies Exchange gives a connection over a connector's limits, as administrators quote
+# them (docs/sources.md#learn-set-receiveconnector): the text is not in Microsoft's reference.
+TOO_MANY_CONNECTIONS = (
+    "4.3.2 The maximum number of concurrent connections has exceeded a limit, "
+    "closing transmission channel"
+)
+TOO_MANY_FROM_SOURCE = (
+    "4.3.2 The maximum number of concurrent server connections has exceeded a per-source "
+    "limit, closing transmission channel"
+)
+
+
+def connection_limit_reply(
+    conn: ReceiveConnector, from_source: int, on_connector: int
+) -> Reply | None:
+    """The 421 that turns a new connection away, or None when the connector serves it.
+
+    `from_source` and `on_connector` count the connections already served (this one not
+    included) from the client's IP address and in all. The per-source bound is the lower of
+    `MaxInboundConnectionPerSource` and `MaxInboundConnectionPercentagePerSource` percent of the
+    connections the connector has left (`MaxInboundConnection` minus those served), rounded
+    down: the lab's reading of "the percentage of available remaining connections"."""
+    total = conn.MaxInboundConnection
+    if total is not None and on_connector >= total:
+        return Reply(421, TOO_MANY_CONNECTIONS, close=True)
+    per_source = conn.MaxInboundConnectionPerSource
+    if total is not None:
+        share = (total - on_connector) * conn.MaxInboundConnectionPercentagePerSource // 100
+        per_source = share if per_source is None else min(per_source, share)
+    if per_source is not None and from_source >= per_source:
+        return Reply(421, TOO_MANY_FROM_SOURCE, close=True)
+    return None
 
 
 def ehlo_lines(m: ExchangeModern, conn: ReceiveConnector, session: SessionFacts) -> list[str]:

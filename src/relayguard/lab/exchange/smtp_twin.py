@@ -180,14 +180,24 @@ class TwinSMTP(SMTP):
             text = smtp55.greeting(state.exchange55)
         else:
             assert state.modern is not None
-            self.connector = smtp_modern.select_connector(state.modern, self.facts, LOGICAL_PORT)
-            if self.connector is None:
+            connector = smtp_modern.select_connector(state.modern, self.facts, LOGICAL_PORT)
+            if connector is None:
                 await self.push(smtp_modern.no_connector_reply().line())
                 self._close()
                 return
+            over = smtp_modern.connection_limit_reply(connector, *self.served(connector))
+            if over is not None:
+                await self.push(over.line())
+                self._close()
+                return
+            self.connector = connector  # served: counted from now on
             text = smtp_modern.greeting(state.modern, self.connector)
         self.hostname, _, self.__ident__ = text.partition(" ")
         await super()._handle_client()
+
+    def served(self, connector: ReceiveConnector) -> tuple[int, int]:
+        """Connections `connector` serves now: from this client's address, and in all."""
+        return 0, 0
 
     async def _reply(self, reply: Reply, state: TwinState) -> None:
         if reply.tarpit:
@@ -391,6 +401,15 @@ class _TrackedSMTP(TwinSMTP):
     def connection_lost(self, exc: Exception | None) -> None:
         self._listener._connections.discard(self)
         super().connection_lost(exc)
+
+    def served(self, connector: ReceiveConnector) -> tuple[int, int]:
+        others = [
+            p
+            for p in self._listener._connections
+            if p is not self and p.connector is not None and p.connector.Name == connector.Name
+        ]
+        same = sum(1 for p in others if p.facts.client_ip == self.facts.client_ip)
+        return same, len(others)
 
 
 async def run_listeners(listeners: list[TwinListener], stop: asyncio.Event) -> None:

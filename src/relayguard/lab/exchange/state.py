@@ -201,6 +201,12 @@ class ReceiveConnector:
     # Exchange's default (docs/sources.md#learn-receive-connectors)
     TarpitInterval: str = "00:00:05"
     MaxRecipientsPerMessage: int = 200
+    # Connections served at once (Set-ReceiveConnector's defaults, None = unlimited;
+    # docs/sources.md#learn-set-receiveconnector): on the connector, from one IP address, and
+    # from one IP address as a percentage of the connector's remaining connections.
+    MaxInboundConnection: int | None = 5000
+    MaxInboundConnectionPerSource: int | None = 20
+    MaxInboundConnectionPercentagePerSource: int = 2
     Permissions: list[AdPermission] = field(default_factory=list)
 
 
