@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from relayguard.exchange import capture, payloads
 from relayguard.vocabulary import ExchangeGeneration
@@ -20,6 +20,15 @@ class PayloadRunner(Protocol):
     """What remediation needs of a transport (`WinRMClient` is one)."""
 
     def run_payload(self, payload: payloads.RenderedPayload) -> Any: ...
+
+
+@runtime_checkable
+class FileUploader(Protocol):
+    """A transport that writes a whole file in bulk (`WinRMClient`: WS-Man Send on a
+    command's stdin), checking its length and SHA-256 on the host. Transports without it
+    (the SMB channel) take `file.append_chunk` payloads."""
+
+    def upload_file(self, data: bytes, remote: str) -> None: ...
 
 
 class ReadError(ValueError):

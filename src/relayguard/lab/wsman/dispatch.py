@@ -9,8 +9,8 @@ Two levels, so the lab can plug in at either:
 * ``PayloadDispatcher`` — the generic part of payload protocol v1 as a PayloadHandler: it reads
   the ``# relayguard-payload: <op> v1`` header and ``$RelayguardParams``, runs the built-in
   file ops (``file.append_chunk``/``file.receive``/``file.run``/``file.remove`` over the
-  twin's scratch directory; ``file.receive`` and a ``file.run`` with ``stdin`` read the
-  command's standard input, ``reads_stdin``), and hands every other op to the handler
+  twin's scratch directory; ``file.receive`` reads the command's standard input,
+  ``reads_stdin``), and hands every other op to the handler
   registered for it in an ``OpRegistry``:
   ``handler(params, twin) -> JSON document | OpResult``, or ``raise OpError(...)``.
   The document is printed as one compact JSON document on stdout (exit 0); an OpError becomes
@@ -133,18 +133,14 @@ OpHandler: TypeAlias = Callable[[dict[str, Any], TwinT], OpOutput]
 RESERVED_OPS = frozenset({"file.append_chunk", "file.receive", "file.run", "file.remove"})
 
 
+STDIN_OPS = frozenset({"file.receive"})
+
+
 def reads_stdin(script: str) -> bool:
-    """Whether the script reads its standard input to the end before it answers (so the
-    command runs once the client closes stdin): ``file.receive``, and ``file.run`` with
-    ``stdin``. A script the twin cannot parse does not."""
+    """Whether the script reads its standard input to the end before it answers, so the
+    command runs once the client closes stdin (``file.receive``)."""
     header = parse_header(script)
-    if header is None or header.op not in ("file.receive", "file.run"):
-        return False
-    try:
-        params = parse_payload(script, header).params
-    except PayloadError:
-        return False
-    return header.op == "file.receive" or bool(params.get("stdin"))
+    return header is not None and header.op in STDIN_OPS
 
 
 class OpRegistry(Generic[TwinT]):
@@ -237,7 +233,6 @@ class PayloadDispatcher(Generic[TwinT]):
                 raise fileops.FileOpError(
                     f"relayguard twin: file.run nested deeper than {MAX_FILE_RUN_DEPTH} levels"
                 )
-            fileops.receive_script(params, context.stdin, context.scratch)
             fileops.unpack(params, context.scratch)
             script = fileops.load_script_file(path, context.scratch)
         except fileops.FileOpError as exc:

@@ -4,9 +4,8 @@
 ``file.receive`` ({"path", "sha256", "length"}) writes a new file from the command's standard
 input (base64 lines, sent with WS-Man Send) and checks its length and SHA-256,
 ``file.remove`` ({"path"}) deletes it, and ``file.run`` ({"path"}, optionally
-``unpack_from``: a gzip file to unpack into ``path`` first, then removed; ``stdin``:
-``{"sha256", "length"}`` of that gzip file, received first from standard input as
-``file.receive`` does; ``remove``: delete ``path`` after the run) runs it the way
+``unpack_from``: a gzip file to unpack into ``path`` first, then removed; ``remove``: delete
+``path`` after the run) runs it the way
 ``powershell -NoProfile -File <path>`` would — the dispatcher does the running; this module
 loads the script the way powershell.exe does, with its refusals: a path without the ``.ps1``
 extension, or a file that does not exist, stops powershell.exe before any script runs (exit
@@ -131,17 +130,6 @@ def receive_into(
 
 def receive(params: dict[str, Any], stdin: bytes | None, scratch: ScratchStore) -> dict[str, Any]:
     return receive_into(path_param(params), _expected(params, "file.receive"), stdin, scratch)
-
-
-def receive_script(params: dict[str, Any], stdin: bytes | None, scratch: ScratchStore) -> None:
-    """file.run's ``stdin``: the packed script arrives on standard input into ``unpack_from``."""
-    spec = params.get("stdin")
-    if spec in (None, False):
-        return
-    packed = params.get("unpack_from")
-    if not isinstance(spec, dict) or not isinstance(packed, str) or not packed:
-        raise FileOpError("relayguard twin: file.run's 'stdin' needs a dict and 'unpack_from'")
-    receive_into(packed, _expected(spec, "file.run"), stdin, scratch)
 
 
 def remove(params: dict[str, Any], scratch: ScratchStore) -> dict[str, Any]:
