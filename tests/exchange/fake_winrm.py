@@ -1,9 +1,9 @@
 """A fake pywinrm Protocol for transport unit tests: no network, scripted answers.
 
 It decodes each `powershell -encodedcommand` command back into the script, checks the
-command-line limit, and acts out the generic payload ops (file.append_chunk, file.receive —
-its file on stdin, sent with send_command_input —, file.run, file.remove) on an in-memory
-file system; any other script gets the scripted answer.
+command-line limit, and acts out the generic payload ops (file.append_chunk, file.receive and
+file.exec — their data on stdin, sent with send_command_input —, file.run, file.remove) on an
+in-memory file system; any other script gets the scripted answer.
 """
 
 from __future__ import annotations
@@ -51,9 +51,19 @@ class FakeHost:
     def execute(self, script: str, stdin: bytes = b"") -> Answer:
         self.scripts.append(script)
         op = payloads.script_op(script)
-        if op in {"file.append_chunk", "file.receive", "file.run", "file.remove"}:
+        if op in {"file.append_chunk", "file.receive", "file.exec", "file.run", "file.remove"}:
             params = payloads.decode_params(script)
             path = params["path"]
+            if op == "file.exec":
+                packed = b"".join(base64.b64decode(line) for line in stdin.split())
+                if self.corrupt_append:
+                    packed += b"x"
+                digest = hashlib.sha256(packed).hexdigest().upper()
+                if (digest, len(packed)) != (params["sha256"], params["length"]):
+                    return b"", b"relayguard: the script arrived as something else", 1
+                self.ran_files.append(path)
+                text = gzip.decompress(packed).removeprefix(b"\xef\xbb\xbf").decode("utf-8")
+                return self.execute(text)  # the file is removed whatever happens
             if op == "file.receive":
                 data = b"".join(base64.b64decode(line) for line in stdin.split())
                 if self.corrupt_append:
@@ -109,7 +119,7 @@ class FakeProtocol:
             raise self.host.run_error
         script = decode_command(command)
         command_id = f"cmd-{len(self.host.scripts)}-{len(self._pending)}"
-        if payloads.script_op(script) == "file.receive":
+        if payloads.script_op(script) in {"file.receive", "file.exec"}:
             assert not console_mode_stdin  # stdin is a pipe, as pywinrm sends it for input
             self._pending[command_id] = (script, bytearray())
         else:

@@ -164,12 +164,12 @@ def test_large_script_goes_up_on_stdin_runs_once_and_is_removed() -> None:
     assert payloads.parse_output(result.stdout) == {"big": True}
     assert host.scripts.count(script) == 1  # run exactly once, from the file
     assert len(host.ran_files) == 1
-    assert host.files == {}  # removed, the packed upload and the unpacked script
+    assert host.files == {}  # nothing left on the host
     ops = [payloads.script_op(s) for s in host.scripts]
-    assert ops == ["file.receive", "file.run", "test.big"]  # two commands, whatever the size
+    assert ops == ["file.exec", "test.big"]  # one command, whatever the size
     assert len(host.sends) == 1  # the whole script in one Send
     assert host.longest_command <= tr.MAX_COMMAND_CHARS
-    assert host.shells_opened == 1  # one shell for upload and run
+    assert host.shells_opened == 1
     path = host.ran_files[0]
     assert path.startswith("C:\\Windows\\Temp\\relayguard-") and path.endswith(".ps1")
 
@@ -236,17 +236,23 @@ def test_chunk_size_is_the_largest_that_fits() -> None:
     assert len(command(size)) <= tr.MAX_COMMAND_CHARS < len(command(size + 3))
 
 
-def test_an_upload_the_host_does_not_hold_stops_before_anything_runs() -> None:
+def test_a_script_the_host_does_not_hold_as_sent_never_runs() -> None:
+    host = FakeHost(corrupt_append=True)
+    result = _client(host).run_script(_big_script(), step="big")
+    assert result.exit_code == 1 and "arrived as" in result.stderr
+    assert host.ran_files == [] and host.files == {}
+
+
+def test_an_upload_the_host_does_not_hold_is_an_error() -> None:
     host = FakeHost(corrupt_append=True)
     with pytest.raises(TransportError) as caught:
-        _client(host).run_script(_big_script(), step="big")
+        _client(host).upload_file(b"package", "C:\\Windows\\Temp\\p.msp")
     assert caught.value.cause is FailureCause.OUTPUT_INVALID
     assert "upload" in caught.value.step
-    assert host.ran_files == [] and host.files == {}  # the leftovers removed
 
 
 def test_failed_cleanup_is_logged_not_hidden(caplog: pytest.LogCaptureFixture) -> None:
-    host = FakeHost(corrupt_append=True, fail_remove=True)
+    host = FakeHost(fail_remove=True, receive_errors=[requests.exceptions.ConnectionError("reset")])
     with pytest.raises(TransportError):
         _client(host).run_script(_big_script(), step="big")
     assert "temporary file left" in caplog.text
@@ -424,3 +430,25 @@ def test_scrub_removes_an_echoed_password() -> None:
     with pytest.raises(TransportError) as caught:
         _client(host).run_payload(_Op())
     assert PASSWORD not in str(caught.value) and "***" in str(caught.value)
+
+
+def test_a_session_shares_one_shell_and_starts_afresh_after_an_error() -> None:
+    host = FakeHost()
+    client = _client(host)
+    remove = payloads.render("file.remove", {"path": "C:\\nothing"})
+    with client.session():
+        for _ in range(3):
+            client.run_payload(remove)
+        assert (host.shells_opened, host.shells_closed) == (1, 0)
+        host.run_error = requests.exceptions.ConnectionError("reset")
+        with pytest.raises(TransportError):
+            client.run_payload(remove)  # not run again, and the shell is given up
+        host.run_error = None
+        assert host.shells_closed == 1
+        client.run_payload(remove)
+        client.run_payload(payloads.render("exchange.restart_computer", {}))
+        assert host.shells_closed == 2  # the host restarts: no shell survives it
+        client.run_payload(remove)
+    assert host.shells_opened == host.shells_closed == 3
+    client.run_payload(remove)  # outside a session: a shell of its own
+    assert host.shells_opened == host.shells_closed == 4

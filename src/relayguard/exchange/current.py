@@ -8,6 +8,7 @@ PowerShell read templates as the facts room (`relayguard.exchange.facts`).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -29,6 +30,18 @@ class FileUploader(Protocol):
     (the SMB channel) take `file.append_chunk` payloads."""
 
     def upload_file(self, data: bytes, remote: str) -> None: ...
+
+
+@runtime_checkable
+class SessionHolder(Protocol):
+    """A transport whose payloads can share one shell (`WinRMClient.session`)."""
+
+    def session(self) -> contextlib.AbstractContextManager[None]: ...
+
+
+def held_session(runner: object) -> contextlib.AbstractContextManager[None]:
+    """`runner.session()` where the transport has one: a task's payloads share a shell."""
+    return runner.session() if isinstance(runner, SessionHolder) else contextlib.nullcontext()
 
 
 class ReadError(ValueError):

@@ -22,12 +22,13 @@ Every failure names the target and the management host; the target password neve
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from relayguard.exchange import payloads
-from relayguard.exchange.current import FileUploader, PayloadRunner
+from relayguard.exchange.current import FileUploader, PayloadRunner, held_session
 from relayguard.exchange.transport import FailureCause, Secret, TransportError
 
 # The ops a 5.5 host needs, and the op that does the same from a management host.
@@ -103,6 +104,10 @@ class ManagementHostRunner:
             return self.management.run_payload(self.remote_payload(payload))
         except TransportError as exc:
             raise self._named(exc) from None
+
+    def session(self) -> contextlib.AbstractContextManager[None]:
+        """The management host's payloads share one shell (its transport's session)."""
+        return held_session(self.management)
 
     def upload_file(self, data: bytes, remote: str) -> None:
         """A package onto the management host, in bulk over its WinRM."""

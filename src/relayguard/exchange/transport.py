@@ -13,12 +13,18 @@ Send ([MS-WSMV] 3.1.4.13) carries stdin base64 in the SOAP body, so one request 
 hundreds of KB where a command line holds under 1 KB of a file (docs/sources.md#winrm-send).
 `upload_file` writes a file with one `file.receive` command (base64 lines on stdin; length
 and SHA-256 checked on the host); a script whose command line would pass cmd.exe's 8191
-character limit goes up gzip-compressed the same way, and one `file.run` unpacks it, runs it
-and removes both files (payload protocol v1,
+character limit goes gzip-compressed on the stdin of one `file.exec`, which checks it, runs
+it from a temporary file and removes that (payload protocol v1,
 docs/sources.md#decision-payload-protocol-v1). Each Send fits the host's MaxEnvelopeSizekb
 ([MS-WSMV] 2.2.4.10: 500 KB by default, 150 KB on older Windows): `max_envelope_kb` (500);
 a Send the host refuses as too large (HTTP 413, nothing of it processed) is sent again in
 150 KB envelopes.
+
+Shells: each script runs in a shell of its own (Create, the command, Delete, and a new TLS
+and NTLM handshake: pywinrm closes its HTTP session with the shell), except inside
+`session()`, where the scripts share one shell and connection — a task's detect, reads,
+writes and install. A shell that saw an error, or an `exchange.restart_computer`, is given up
+and the next script opens a new one, so after any failure a session behaves as before.
 
 Retries: only opening the shell is retried, and only on connection errors (refused, reset,
 connect timeout), because no command can have run yet. Once a command was sent nothing is
@@ -71,6 +77,8 @@ FALLBACK_MAX_ENVELOPE_KB = 150
 # What a Send envelope holds besides its stream (pywinrm's headers are about 1.6 KB).
 SEND_ENVELOPE_OVERHEAD = 4096
 HTTP_REQUEST_TOO_LARGE = 413
+# Payloads after which no shell of the host survives: a session opens a new one.
+SHELL_ENDING_OPS = frozenset({"exchange.restart_computer"})
 
 
 class Secret:
@@ -582,12 +590,52 @@ class WinRMClient:
         self._sleep = sleep
         self._clock = clock
         self._envelope = _Envelope(options.max_envelope_kb)
+        self._sessions = 0  # depth of session() blocks
+        self._held: _Shell | None = None  # the shell a session's scripts share
 
     def __repr__(self) -> str:
         return f"WinRMClient({self.options.endpoint}, auth={self.options.auth.value})"
 
     @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """Scripts run inside share one shell (and its HTTP connection), closed at the end."""
+        self._sessions += 1
+        try:
+            yield
+        finally:
+            self._sessions -= 1
+            if self._sessions == 0:
+                self._drop_held()
+
+    def _drop_held(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            held.close()
+
+    @contextlib.contextmanager
     def _shell(self) -> Iterator[_Shell]:
+        if self._sessions and self._held is not None:
+            try:
+                yield self._held
+            except BaseException:
+                self._drop_held()  # an error: the next script starts afresh
+                raise
+            return
+        shell = self._open_shell()
+        if not self._sessions:
+            try:
+                yield shell
+            finally:
+                shell.close()
+            return
+        self._held = shell
+        try:
+            yield shell
+        except BaseException:
+            self._drop_held()
+            raise
+
+    def _open_shell(self) -> _Shell:
         options = self.options
         attempts = options.connect_retries + 1
         for attempt in range(1, attempts + 1):
@@ -606,11 +654,7 @@ class WinRMClient:
                 raise TransportError(
                     options.host, "connect", cause, _scrub(detail, options)
                 ) from None
-        shell = _Shell(protocol, shell_id, options, self._clock, self._envelope)
-        try:
-            yield shell
-        finally:
-            shell.close()
+        return _Shell(protocol, shell_id, options, self._clock, self._envelope)
 
     def run_script(self, script: str, *, step: str = "run") -> ScriptResult:
         """Run a PowerShell script and return its raw result (any exit code)."""
@@ -623,6 +667,8 @@ class WinRMClient:
     def run_payload(self, payload: payloads.RenderedPayload) -> Any:
         """Run a rendered payload and return the JSON document it printed."""
         result = self.run_script(payload.script, step=payload.op)
+        if payload.op in SHELL_ENDING_OPS:
+            self._drop_held()  # the host restarts: its shells go with it
         return _parsed(self.options.host, payload.op, result)
 
     def upload_file(self, data: bytes, remote: str) -> None:
@@ -648,41 +694,35 @@ class WinRMClient:
             )
 
     def _run_from_stdin(self, script: str, step: str) -> ScriptResult:
-        """A script over the command-line limit: `file.receive` writes it gzip-compressed
-        from its stdin; `file.run` unpacks it into a temporary file (removing the packed
-        one), runs it and removes it. Two commands in one shell, whatever the size."""
+        """A script over the command-line limit: one `file.exec` gets it gzip-compressed on
+        its stdin, checks it, unpacks it into a temporary file, runs it and removes it."""
         options = self.options
         path = f"{options.remote_temp_dir.rstrip(chr(92))}\\relayguard-{uuid.uuid4().hex}.ps1"
-        packed = path + ".gz"
         data = gzip.compress(script_bytes(script), mtime=0)
-        run = payloads.render("file.run", {"path": path, "unpack_from": packed, "remove": True})
+        digest = hashlib.sha256(data).hexdigest().upper()
+        run = payloads.render("file.exec", {"path": path, "sha256": digest, "length": len(data)})
         if not fits_command_line(run.script, options.max_command_chars):
             raise TransportError(
                 options.host,
                 step,
                 FailureCause.CONFIGURATION,
-                f"remote_temp_dir {options.remote_temp_dir!r} is too long for file.run's "
+                f"remote_temp_dir {options.remote_temp_dir!r} is too long for file.exec's "
                 f"{options.max_command_chars}-character command line",
             )
         notes: list[str] = []
-        answered = False
         with self._shell() as shell:
             try:
-                self._receive(shell, data, packed, f"{step}: upload {packed}")
-                result = shell.run(run.script, f"{step} (from {path})")
-                answered = True
-            finally:
-                # file.run removes both files once it answers; without an answer (or when
-                # the upload failed) they may be there: remove them
-                for leftover in () if answered else (packed, path):
-                    try:
-                        shell.run_payload(
-                            payloads.render("file.remove", {"path": leftover}),
-                            f"{step}: remove {leftover}",
-                        )
-                    except TransportError as exc:
-                        notes.append(f"temporary file left on the host: {exc}")
-                        log.warning("%s", notes[-1])
+                result = shell.run(run.script, f"{step} (from {path})", data)
+            except TransportError:
+                # no answer: the file may be there (file.exec removes it once it answers)
+                try:
+                    shell.run_payload(
+                        payloads.render("file.remove", {"path": path}), f"{step}: remove {path}"
+                    )
+                except TransportError as exc:
+                    notes.append(f"temporary file left on the host: {exc}")
+                    log.warning("%s", notes[-1])
+                raise
         return ScriptResult(
             stdout=result.stdout,
             stderr=result.stderr,

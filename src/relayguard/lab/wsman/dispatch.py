@@ -8,10 +8,10 @@ Two levels, so the lab can plug in at either:
   delay that keeps the command "Running" — a service restart that takes time).
 * ``PayloadDispatcher`` — the generic part of payload protocol v1 as a PayloadHandler: it reads
   the ``# relayguard-payload: <op> v1`` header and ``$RelayguardParams``, runs the built-in
-  file ops (``file.append_chunk``/``file.receive``/``file.run``/``file.remove`` over the
-  twin's scratch directory; ``file.receive`` reads the command's standard input,
-  ``reads_stdin``), and hands every other op to the handler
-  registered for it in an ``OpRegistry``:
+  file ops (``file.append_chunk``, ``file.receive``, ``file.exec``, ``file.run``,
+  ``file.remove``) over the twin's scratch directory (``file.receive`` and ``file.exec``
+  read the command's standard input, ``reads_stdin``), and hands every other op to the
+  handler registered for it in an ``OpRegistry``:
   ``handler(params, twin) -> JSON document | OpResult``, or ``raise OpError(...)``.
   The document is printed as one compact JSON document on stdout (exit 0); an OpError becomes
   a PowerShell-style terminating error on stderr with its exit code. A script without a known
@@ -130,15 +130,17 @@ class OpError(Exception):
 OpOutput: TypeAlias = JsonDocument | OpResult
 OpHandler: TypeAlias = Callable[[dict[str, Any], TwinT], OpOutput]
 
-RESERVED_OPS = frozenset({"file.append_chunk", "file.receive", "file.run", "file.remove"})
+RESERVED_OPS = frozenset(
+    {"file.append_chunk", "file.receive", "file.exec", "file.run", "file.remove"}
+)
 
 
-STDIN_OPS = frozenset({"file.receive"})
+STDIN_OPS = frozenset({"file.receive", "file.exec"})
 
 
 def reads_stdin(script: str) -> bool:
     """Whether the script reads its standard input to the end before it answers, so the
-    command runs once the client closes stdin (``file.receive``)."""
+    command runs once the client closes stdin (``file.receive``, ``file.exec``)."""
     header = parse_header(script)
     return header is not None and header.op in STDIN_OPS
 
@@ -233,7 +235,10 @@ class PayloadDispatcher(Generic[TwinT]):
                 raise fileops.FileOpError(
                     f"relayguard twin: file.run nested deeper than {MAX_FILE_RUN_DEPTH} levels"
                 )
-            fileops.unpack(params, context.scratch)
+            if op == "file.exec":
+                fileops.receive_script(params, context.stdin, context.scratch)
+            else:
+                fileops.unpack(params, context.scratch)
             script = fileops.load_script_file(path, context.scratch)
         except fileops.FileOpError as exc:
             return op_failure(OpError(str(exc)))

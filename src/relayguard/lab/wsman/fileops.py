@@ -3,9 +3,10 @@
 ``file.append_chunk`` ({"path", "chunk_b64"}) appends decoded bytes to a file,
 ``file.receive`` ({"path", "sha256", "length"}) writes a new file from the command's standard
 input (base64 lines, sent with WS-Man Send) and checks its length and SHA-256,
-``file.remove`` ({"path"}) deletes it, and ``file.run`` ({"path"}, optionally
-``unpack_from``: a gzip file to unpack into ``path`` first, then removed; ``remove``: delete
-``path`` after the run) runs it the way
+``file.exec`` ({"path", "sha256", "length"}) gets a gzip-compressed script on its standard
+input, checks it, unpacks it into ``path`` (a new file), runs it as ``file.run`` does and
+removes it, ``file.remove`` ({"path"}) deletes a file, and ``file.run`` ({"path"}, optionally
+``unpack_from``: a gzip file to unpack into ``path`` first, then removed) runs it the way
 ``powershell -NoProfile -File <path>`` would — the dispatcher does the running; this module
 loads the script the way powershell.exe does, with its refusals: a path without the ``.ps1``
 extension, or a file that does not exist, stops powershell.exe before any script runs (exit
@@ -130,6 +131,41 @@ def receive_into(
 
 def receive(params: dict[str, Any], stdin: bytes | None, scratch: ScratchStore) -> dict[str, Any]:
     return receive_into(path_param(params), _expected(params, "file.receive"), stdin, scratch)
+
+
+def receive_script(params: dict[str, Any], stdin: bytes | None, scratch: ScratchStore) -> None:
+    """What file.exec does before it runs anything: the gzip bytes of the base64 lines on its
+    stdin checked (length, SHA-256), unpacked into a new file at ``path``."""
+    path = path_param(params)
+    want = _expected(params, "file.exec")
+    try:
+        packed = b"".join(
+            base64.b64decode(line.strip(), validate=True)
+            for line in (stdin or b"").decode("ascii", errors="replace").splitlines()
+            if line.strip()
+        )
+    except binascii.Error:
+        raise FileOpError(_BASE64_FAILURE) from None
+    got = (hashlib.sha256(packed).hexdigest().upper(), len(packed))
+    if got != want:
+        raise FileOpError(
+            f"relayguard: the script arrived as {got[0]}/{got[1]} (SHA-256/bytes), "
+            f"not {want[0]}/{want[1]}"
+        )
+    if scratch.exists(path):
+        raise FileOpError(
+            'Exception calling "Open" with "4" argument(s): "The file '
+            f"'{path}' already exists.\""
+        )
+    try:
+        scratch.append(path, gzip.decompress(packed))
+    except ScratchError as exc:
+        raise FileOpError(str(exc)) from None
+    except (OSError, EOFError, zlib.error):
+        raise FileOpError(
+            'Exception calling "CopyTo" with "1" argument(s): "The magic number in GZip header '
+            'is not correct. Make sure you are passing in a GZip stream."'
+        ) from None
 
 
 def remove(params: dict[str, Any], scratch: ScratchStore) -> dict[str, Any]:
