@@ -239,16 +239,19 @@ class PayloadDispatcher(Generic[TwinT]):
                 fileops.receive_script(params, context.stdin, context.scratch)
             else:
                 fileops.unpack(params, context.scratch)
-            script = fileops.load_script_file(path, context.scratch)
         except fileops.FileOpError as exc:
             return op_failure(OpError(str(exc)))
-        except fileops.ScriptFileError as exc:
-            return CommandResult(stderr=exc.stderr, exit_code=exc.exit_code)
-        inner = dataclasses.replace(context, source=ScriptSource.FILE, script_path=path, stdin=None)
         try:
+            try:
+                script = fileops.load_script_file(path, context.scratch)
+            except fileops.ScriptFileError as exc:
+                return CommandResult(stderr=exc.stderr, exit_code=exc.exit_code)
+            inner = dataclasses.replace(
+                context, source=ScriptSource.FILE, script_path=path, stdin=None
+            )
             return self._run(script, inner, depth + 1)
         finally:
-            if params.get("remove"):  # the template's finally: the script file goes
+            if op == "file.exec":  # the template's finally: the script file goes
                 with contextlib.suppress(fileops.FileOpError):
                     fileops.remove({"path": path}, context.scratch)
 

@@ -154,8 +154,7 @@ def receive_script(params: dict[str, Any], stdin: bytes | None, scratch: Scratch
         )
     if scratch.exists(path):
         raise FileOpError(
-            'Exception calling "Open" with "4" argument(s): "The file '
-            f"'{path}' already exists.\""
+            f'Exception calling "Open" with "4" argument(s): "The file \'{path}\' already exists."'
         )
     try:
         scratch.append(path, gzip.decompress(packed))

@@ -155,7 +155,15 @@ class WsmanService:
         return action(request, caller, shell)
 
     def command_op(self, request: WsmanRequest) -> str | None:
-        """The payload op a Command request would run (for fault matching), if any."""
+        """The payload op a Command request would run, or the Send request that closes a
+        command's stdin would (for fault matching), if any."""
+        if request.action == ACTION_SEND and request.body is not None:
+            for stream in request.body:
+                if stream.get("End", "").strip().lower() == "true":
+                    pending = self._pending.get(stream.get("CommandId", "").upper())
+                    if pending is not None:
+                        return _payload_op(pending[0])
+            return None
         if request.action != ACTION_COMMAND:
             return None
         return _payload_op(self._invocation(request))
