@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import json
 from typing import Any
@@ -191,6 +192,25 @@ def test_file_receive_removes_a_file_that_does_not_match(twin: RunningTwin) -> N
     protocol.send_command_input(shell_id, command_id, base64.b64encode(b"abcdef"), end=True)
     _, stderr, code = protocol.get_command_output(shell_id, command_id)
     assert code == 1 and b"not the 7 bytes" in stderr
+    assert not twin.endpoint.scratch.exists(path)
+    protocol.close_shell(shell_id)
+
+
+def test_file_exec_runs_the_script_it_receives_once_and_removes_it(twin: RunningTwin) -> None:
+    protocol = protocol_of(twin)
+    path = "C:\\Windows\\Temp\\job.ps1"
+    packed = gzip.compress(payload_script("test.echo", {"via": "stdin"}).encode())
+    shell_id = protocol.open_shell()
+    for sent, want_code in ((packed[:-1], 1), (packed, 0)):  # a short upload never runs
+        digest = hashlib.sha256(packed).hexdigest().upper()
+        params = {"path": path, "sha256": digest, "length": len(packed)}
+        command = encoded(payload_script("file.exec", params))
+        command_id = protocol.run_command(shell_id, command, console_mode_stdin=False)
+        protocol.send_command_input(shell_id, command_id, base64.b64encode(sent), end=True)
+        stdout, stderr, code = protocol.get_command_output(shell_id, command_id)
+        assert code == want_code, stderr
+    assert json.loads(stdout) == {"params": {"via": "stdin"}, "twin": "twin0"}
+    assert twin.twin.calls == [("test.echo", {"via": "stdin"})]
     assert not twin.endpoint.scratch.exists(path)
     protocol.close_shell(shell_id)
 
