@@ -56,8 +56,10 @@ options:
     type: str
   package_src:
     description:
-      - The package on the controller; it is uploaded over WinRM in chunks to
-        O(remote_temp_dir), installed and removed.
+      - The package on the controller; it is uploaded to O(remote_temp_dir), installed
+        and removed. Over WinRM it goes in bulk on one command's standard input (WS-Man
+        Send, within the host's MaxEnvelopeSizekb) and the host checks its length and
+        SHA-256; over SMB (O(channel=smb)) in chunks.
     type: str
   sha256:
     description: Expected SHA-256 of the package (64 hexadecimal digits).

@@ -6,12 +6,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import pickle
+import uuid
 import warnings
 from typing import Any
 
 import pytest
 import requests
 import winrm.exceptions
+from winrm.protocol import Protocol as WinRMProtocol
 
 from relayguard.exchange import payloads
 from relayguard.exchange import transport as tr
@@ -152,7 +154,7 @@ def test_small_payload_runs_as_one_command() -> None:
     assert host.shells_opened == host.shells_closed == 2
 
 
-def test_large_script_is_uploaded_in_chunks_run_once_and_removed() -> None:
+def test_large_script_goes_up_on_stdin_runs_once_and_is_removed() -> None:
     script = _big_script()
     assert len(tr.command_line(script)) > tr.MAX_COMMAND_CHARS
     host = FakeHost(answer=lambda s: (b'{"big":true}', b"", 0))
@@ -162,18 +164,57 @@ def test_large_script_is_uploaded_in_chunks_run_once_and_removed() -> None:
     assert payloads.parse_output(result.stdout) == {"big": True}
     assert host.scripts.count(script) == 1  # run exactly once, from the file
     assert len(host.ran_files) == 1
-    assert host.files == {}  # removed, the packed upload and the unpacked script
-    appended = [s for s in host.scripts if payloads.script_op(s) == "file.append_chunk"]
-    assert len(appended) >= 3
-    uploaded = b"".join(
-        tr.base64.b64decode(payloads.decode_params(s)["chunk_b64"]) for s in appended
-    )
-    assert tr.gzip.decompress(uploaded) == tr.script_bytes(script)  # sent gzip-compressed
-    assert len(uploaded) < len(tr.script_bytes(script))
+    assert host.files == {}  # nothing left on the host
+    ops = [payloads.script_op(s) for s in host.scripts]
+    assert ops == ["file.exec", "test.big"]  # one command, whatever the size
+    assert len(host.sends) == 1  # the whole script in one Send
     assert host.longest_command <= tr.MAX_COMMAND_CHARS
-    assert host.shells_opened == 1  # one shell for upload, run and removal
+    assert host.shells_opened == 1
     path = host.ran_files[0]
     assert path.startswith("C:\\Windows\\Temp\\relayguard-") and path.endswith(".ps1")
+
+
+def test_upload_file_sends_the_file_in_envelope_sized_pieces() -> None:
+    data = bytes(range(256)) * 4096  # 1 MiB
+    host = FakeHost()
+    client = _client(host)
+    client.upload_file(data, "C:\\Windows\\Temp\\package.msp")
+    assert host.files["C:\\Windows\\Temp\\package.msp"] == data
+    per_send = tr.stdin_bytes_per_send(tr.DEFAULT_MAX_ENVELOPE_KB)
+    assert len(host.sends) == -(-len(data) // per_send)  # one command, a few Sends
+    assert [payloads.script_op(s) for s in host.scripts] == ["file.receive"]
+    assert host.shells_opened == host.shells_closed == 1
+
+
+def test_a_send_refused_as_too_large_is_sent_again_at_150_kb() -> None:
+    data = bytes(range(256)) * 2048  # 512 KiB: two Sends at 500 KB, four at 150 KB
+    too_large = winrm.exceptions.WinRMTransportError("http", 413, "")
+    host = FakeHost(send_errors=[too_large])
+    client = _client(host)
+    client.upload_file(data, "C:\\Windows\\Temp\\a.msp")
+    assert host.files["C:\\Windows\\Temp\\a.msp"] == data
+    small = tr.stdin_bytes_per_send(tr.FALLBACK_MAX_ENVELOPE_KB)
+    assert len(host.sends) == -(-len(data) // small)
+    client.upload_file(data, "C:\\Windows\\Temp\\b.msp")  # remembered for the next upload
+    assert len(host.sends) == 2 * -(-len(data) // small)
+    host.send_errors = [too_large]  # at the floor already: an error naming the limit
+    with pytest.raises(TransportError) as caught:
+        client.upload_file(data, "C:\\Windows\\Temp\\c.msp")
+    assert "MaxEnvelopeSizekb" in caught.value.detail
+
+
+@pytest.mark.parametrize("kb", [tr.FALLBACK_MAX_ENVELOPE_KB, tr.DEFAULT_MAX_ENVELOPE_KB, 32])
+def test_a_full_send_envelope_fits_max_envelope_size(kb: int) -> None:
+    """The Send pywinrm builds for the largest piece stays within MaxEnvelopeSizekb."""
+    protocol = WinRMProtocol("https://host.example:5986/wsman", username="u", password="p")
+    sent: list[str] = []
+    protocol.send_message = sent.append  # type: ignore[method-assign,assignment]
+    per_send = tr.stdin_bytes_per_send(kb)
+    line, last = next(tr.stdin_lines(bytes(per_send + 10), per_send))
+    assert not last
+    protocol.send_command_input(str(uuid.uuid4()).upper(), str(uuid.uuid4()).upper(), line)
+    assert len(sent[0].encode()) <= kb * 1024
+    assert len(sent[0].encode()) > kb * 1024 * 0.9  # and uses most of it
 
 
 def test_non_ascii_script_file_gets_a_bom() -> None:
@@ -195,20 +236,26 @@ def test_chunk_size_is_the_largest_that_fits() -> None:
     assert len(command(size)) <= tr.MAX_COMMAND_CHARS < len(command(size + 3))
 
 
-def test_a_lost_or_repeated_chunk_stops_the_upload_and_cleans_up() -> None:
+def test_a_script_the_host_does_not_hold_as_sent_never_runs() -> None:
     host = FakeHost(corrupt_append=True)
-    with pytest.raises(TransportError) as caught:
-        _client(host).run_script(_big_script(), step="big")
-    assert caught.value.cause is FailureCause.OUTPUT_INVALID
-    assert "upload chunk 1/" in caught.value.step
+    result = _client(host).run_script(_big_script(), step="big")
+    assert result.exit_code == 1 and "arrived as" in result.stderr
     assert host.ran_files == [] and host.files == {}
 
 
-def test_failed_cleanup_is_reported_not_hidden() -> None:
-    host = FakeHost(fail_remove=True)
-    result = _client(host).run_script(_big_script(), step="big")
-    assert result.exit_code == 0
-    assert len(result.warnings) == 1 and "temporary file left" in result.warnings[0]
+def test_an_upload_the_host_does_not_hold_is_an_error() -> None:
+    host = FakeHost(corrupt_append=True)
+    with pytest.raises(TransportError) as caught:
+        _client(host).upload_file(b"package", "C:\\Windows\\Temp\\p.msp")
+    assert caught.value.cause is FailureCause.OUTPUT_INVALID
+    assert "upload" in caught.value.step
+
+
+def test_failed_cleanup_is_logged_not_hidden(caplog: pytest.LogCaptureFixture) -> None:
+    host = FakeHost(fail_remove=True, receive_errors=[requests.exceptions.ConnectionError("reset")])
+    with pytest.raises(TransportError):
+        _client(host).run_script(_big_script(), step="big")
+    assert "temporary file left" in caplog.text
 
 
 def test_script_failure_carries_stderr() -> None:
@@ -383,3 +430,25 @@ def test_scrub_removes_an_echoed_password() -> None:
     with pytest.raises(TransportError) as caught:
         _client(host).run_payload(_Op())
     assert PASSWORD not in str(caught.value) and "***" in str(caught.value)
+
+
+def test_a_session_shares_one_shell_and_starts_afresh_after_an_error() -> None:
+    host = FakeHost()
+    client = _client(host)
+    remove = payloads.render("file.remove", {"path": "C:\\nothing"})
+    with client.session():
+        for _ in range(3):
+            client.run_payload(remove)
+        assert (host.shells_opened, host.shells_closed) == (1, 0)
+        host.run_error = requests.exceptions.ConnectionError("reset")
+        with pytest.raises(TransportError):
+            client.run_payload(remove)  # not run again, and the shell is given up
+        host.run_error = None
+        assert host.shells_closed == 1
+        client.run_payload(remove)
+        client.run_payload(payloads.render("exchange.restart_computer", {}))
+        assert host.shells_closed == 2  # the host restarts: no shell survives it
+        client.run_payload(remove)
+    assert host.shells_opened == host.shells_closed == 3
+    client.run_payload(remove)  # outside a session: a shell of its own
+    assert host.shells_opened == host.shells_closed == 4

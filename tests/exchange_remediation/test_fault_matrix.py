@@ -58,11 +58,16 @@ class FaultKindCase:
     def arm(self, lab: WireLab, name: str, payload: payloads.RenderedPayload) -> None:
         op = payload.op
         if self.wire is not None:
-            # On the wire, a script too long for one command line is uploaded in chunks and
-            # run by a `file.run` command: that is the command the step's fault hits.
-            wire_op = op if fits_command_line(payload.script) else "file.run"
+            # On the wire, a script too long for one command line runs in a `file.exec`
+            # command that gets it on stdin: that is the command the step's fault hits. It
+            # runs when the Send that closes its stdin arrives, so an answer lost after the
+            # run is that Send's.
+            wire_op, action = op, "Command"
+            if not fits_command_line(payload.script):
+                wire_op = "file.exec"
+                action = "Send" if self.wire is FaultKind.DROP_RESPONSE else "Command"
             lab.endpoint(name).faults.add(
-                InjectedFault(self.wire, action="Command", op=wire_op, times=1, message=INJECTED)
+                InjectedFault(self.wire, action=action, op=wire_op, times=1, message=INJECTED)
             )
             return
         fault = Fault(

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import base64
+import gzip
+import hashlib
 import json
 from typing import Any
 
 import pytest
 import xmltodict  # type: ignore[import-untyped]
 from conftest import PASSWORD, RunningTwin, TwinFactory, payload_script
-from winrm.exceptions import WinRMOperationTimeoutError, WSManFaultError
+from winrm.exceptions import WinRMOperationTimeoutError, WinRMTransportError, WSManFaultError
 from winrm.protocol import Protocol
 
 from relayguard.lab.wsman import WinRMAccount
@@ -134,13 +136,111 @@ def test_unsupported_action_and_resource_are_faults(twin: RunningTwin) -> None:
     assert excinfo.value.fault_subcode == "w:DestinationUnreachable"
 
 
-def test_stdin_send_is_not_supported(twin: RunningTwin) -> None:
+def test_stdin_to_a_command_that_does_not_read_it_is_taken(twin: RunningTwin) -> None:
     protocol = protocol_of(twin)
     shell_id = protocol.open_shell()
     command_id = protocol.run_command(shell_id, "hostname")
-    with pytest.raises(WSManFaultError) as excinfo:
-        protocol.send_command_input(shell_id, command_id, "data", end=True)
-    assert excinfo.value.fault_subcode == "a:ActionNotSupported"
+    protocol.send_command_input(shell_id, command_id, "data", end=True)
+    stdout, _, code = protocol.get_command_output(shell_id, command_id)
+    assert (stdout.strip(), code) == (b"TWIN0", 0)
+    with pytest.raises(WSManFaultError):  # the stream is closed now
+        protocol.send_command_input(shell_id, command_id, "more", end=True)
+    protocol.close_shell(shell_id)
+
+
+PIECE = 60 * 1024  # base64 twice (the lines, then Send's) stays under 150 KB
+
+
+def _receive_command(data: bytes, path: str, **change: Any) -> str:
+    params = {"path": path, "sha256": hashlib.sha256(data).hexdigest().upper(), "length": len(data)}
+    return encoded(payload_script("file.receive", params | change))
+
+
+def test_file_receive_runs_once_its_stdin_is_closed(twin: RunningTwin) -> None:
+    protocol = protocol_of(twin, operation_timeout_sec=1, read_timeout_sec=5)
+    data = bytes(range(256)) * 1000
+    path = "C:\\Windows\\Temp\\received.msp"
+    shell_id = protocol.open_shell()
+    command_id = protocol.run_command(
+        shell_id, _receive_command(data, path), console_mode_stdin=False
+    )
+    first, rest = base64.b64encode(data[:120000]), base64.b64encode(data[120000:])
+    protocol.send_command_input(shell_id, command_id, first + b"\r\n")
+    with pytest.raises(WinRMOperationTimeoutError):  # still reading its stdin
+        protocol.get_command_output_raw(shell_id, command_id)
+    protocol.send_command_input(shell_id, command_id, rest + b"\r\n", end=True)
+    stdout, stderr, code = protocol.get_command_output(shell_id, command_id)
+    assert code == 0, stderr
+    digest = hashlib.sha256(data).hexdigest().upper()
+    assert json.loads(stdout) == {"path": path, "length": len(data), "sha256": digest}
+    assert twin.endpoint.scratch.read(path) == data
+    # a second upload to the same path is refused (CreateNew), the file left as it was
+    again = protocol.run_command(shell_id, _receive_command(b"x", path), console_mode_stdin=False)
+    protocol.send_command_input(shell_id, again, base64.b64encode(b"x") + b"\r\n", end=True)
+    _, stderr, code = protocol.get_command_output(shell_id, again)
+    assert code == 1 and b"already exists" in stderr
+    assert twin.endpoint.scratch.read(path) == data
+    protocol.close_shell(shell_id)
+
+
+def test_file_receive_removes_a_file_that_does_not_match(twin: RunningTwin) -> None:
+    protocol = protocol_of(twin)
+    path = "C:\\Windows\\Temp\\short.msp"
+    shell_id = protocol.open_shell()
+    command = _receive_command(b"abcdef", path, length=7)
+    command_id = protocol.run_command(shell_id, command, console_mode_stdin=False)
+    protocol.send_command_input(shell_id, command_id, base64.b64encode(b"abcdef"), end=True)
+    _, stderr, code = protocol.get_command_output(shell_id, command_id)
+    assert code == 1 and b"not the 7 bytes" in stderr
+    assert not twin.endpoint.scratch.exists(path)
+    protocol.close_shell(shell_id)
+
+
+def test_file_exec_runs_the_script_it_receives_once_and_removes_it(twin: RunningTwin) -> None:
+    protocol = protocol_of(twin)
+    path = "C:\\Windows\\Temp\\job.ps1"
+    packed = gzip.compress(payload_script("test.echo", {"via": "stdin"}).encode())
+    shell_id = protocol.open_shell()
+    for sent, want_code in ((packed[:-1], 1), (packed, 0)):  # a short upload never runs
+        digest = hashlib.sha256(packed).hexdigest().upper()
+        params = {"path": path, "sha256": digest, "length": len(packed)}
+        command = encoded(payload_script("file.exec", params))
+        command_id = protocol.run_command(shell_id, command, console_mode_stdin=False)
+        protocol.send_command_input(shell_id, command_id, base64.b64encode(sent), end=True)
+        stdout, stderr, code = protocol.get_command_output(shell_id, command_id)
+        assert code == want_code, stderr
+    assert json.loads(stdout) == {"params": {"via": "stdin"}, "twin": "twin0"}
+    assert twin.twin.calls == [("test.echo", {"via": "stdin"})]
+    assert not twin.endpoint.scratch.exists(path)
+    protocol.close_shell(shell_id)
+
+
+def test_an_envelope_over_max_envelope_size_gets_413_and_changes_nothing(
+    start_twin: TwinFactory,
+) -> None:
+    twin = start_twin(max_envelope_kb=150)
+    protocol = protocol_of(twin)
+    data = bytes(200 * 1024)
+    path = "C:\\Windows\\Temp\\big.msp"
+    shell_id = protocol.open_shell()
+    command_id = protocol.run_command(
+        shell_id, _receive_command(data, path), console_mode_stdin=False
+    )
+    with pytest.raises(WinRMTransportError) as excinfo:
+        protocol.send_command_input(shell_id, command_id, base64.b64encode(data), end=True)
+    assert excinfo.value.code == 413
+    # nothing of it was taken: the same bytes in smaller envelopes complete the upload
+    for start in range(0, len(data), PIECE):
+        piece = data[start : start + PIECE]
+        last = start + PIECE >= len(data)
+        protocol.send_command_input(
+            shell_id, command_id, base64.b64encode(piece) + b"\r\n", end=last
+        )
+    stdout, stderr, code = protocol.get_command_output(shell_id, command_id)
+    assert code == 0, stderr
+    assert json.loads(stdout)["length"] == len(data)
+    # the refused one never reached the shell
+    assert twin.endpoint.stats.snapshot()["Send"] == -(-len(data) // PIECE)
     protocol.close_shell(shell_id)
 
 

@@ -23,7 +23,7 @@ from relayguard.exchange.analysis import (
     relay_exposure,
 )
 from relayguard.exchange.capture import CaptureError, documents_from_capture, load_capture
-from relayguard.exchange.current import PayloadRunner
+from relayguard.exchange.current import PayloadRunner, held_session
 from relayguard.exchange.facts import (
     ExchangeFacts,
     FactsError,
@@ -81,7 +81,9 @@ def assess(
     """Collect one host's facts over WinRM and judge them; errors become the `error` field."""
     day = as_of or date.today()
     try:
-        facts = collect_facts(client_factory(options), as_of=day)
+        client = client_factory(options)
+        with held_session(client):  # the reads share one shell
+            facts = collect_facts(client, as_of=day)
     except (TransportError, FactsError) as exc:
         return HostAssessment(options.host, None, None, None, error=str(exc))
     return judge(facts, policy=policy, as_of=day)
@@ -97,7 +99,8 @@ def assess_runner(
     """`assess` over any channel's runner (a management host's, for Exchange 5.5)."""
     day = as_of or date.today()
     try:
-        facts = collect_facts(runner, as_of=day)
+        with held_session(runner):
+            facts = collect_facts(runner, as_of=day)
     except (TransportError, FactsError) as exc:
         return HostAssessment(host, None, None, None, error=str(exc))
     return judge(facts, policy=policy, as_of=day)

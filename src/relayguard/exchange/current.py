@@ -8,9 +8,10 @@ PowerShell read templates as the facts room (`relayguard.exchange.facts`).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from relayguard.exchange import capture, payloads
 from relayguard.vocabulary import ExchangeGeneration
@@ -20,6 +21,27 @@ class PayloadRunner(Protocol):
     """What remediation needs of a transport (`WinRMClient` is one)."""
 
     def run_payload(self, payload: payloads.RenderedPayload) -> Any: ...
+
+
+@runtime_checkable
+class FileUploader(Protocol):
+    """A transport that writes a whole file in bulk (`WinRMClient`: WS-Man Send on a
+    command's stdin), checking its length and SHA-256 on the host. Transports without it
+    (the SMB channel) take `file.append_chunk` payloads."""
+
+    def upload_file(self, data: bytes, remote: str) -> None: ...
+
+
+@runtime_checkable
+class SessionHolder(Protocol):
+    """A transport whose payloads can share one shell (`WinRMClient.session`)."""
+
+    def session(self) -> contextlib.AbstractContextManager[None]: ...
+
+
+def held_session(runner: object) -> contextlib.AbstractContextManager[None]:
+    """`runner.session()` where the transport has one: a task's payloads share a shell."""
+    return runner.session() if isinstance(runner, SessionHolder) else contextlib.nullcontext()
 
 
 class ReadError(ValueError):

@@ -15,18 +15,20 @@ a 5.5 host (`exchange.detect`, `exchange55.read_config`, ...), re-renders each a
 `remote55.*` op with the target (and its credential, when given) added, and runs it over
 WinRM on the management host. The documents are the local ops' documents, so facts, the rule
 table, apply/rollback and patching run unchanged: same rules, same facts. Packages are
-uploaded to the management host (`file.*` run there) and copied on by `remote55.install_patch`.
+uploaded to the management host (`upload_file` in bulk over its WinRM, `file.*` run there)
+and copied on by `remote55.install_patch`.
 Every failure names the target and the management host; the target password never appears.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from relayguard.exchange import payloads
-from relayguard.exchange.current import PayloadRunner
+from relayguard.exchange.current import FileUploader, PayloadRunner, held_session
 from relayguard.exchange.transport import FailureCause, Secret, TransportError
 
 # The ops a 5.5 host needs, and the op that does the same from a management host.
@@ -100,6 +102,24 @@ class ManagementHostRunner:
             if payload.op in LOCAL_OPS:
                 return self.management.run_payload(payload)
             return self.management.run_payload(self.remote_payload(payload))
+        except TransportError as exc:
+            raise self._named(exc) from None
+
+    def session(self) -> contextlib.AbstractContextManager[None]:
+        """The management host's payloads share one shell (its transport's session)."""
+        return held_session(self.management)
+
+    def upload_file(self, data: bytes, remote: str) -> None:
+        """A package onto the management host, in bulk over its WinRM."""
+        if not isinstance(self.management, FileUploader):
+            raise TransportError(
+                self.target,
+                "upload",
+                FailureCause.CONFIGURATION,
+                "the management host's transport cannot upload files",
+            )
+        try:
+            self.management.upload_file(data, remote)
         except TransportError as exc:
             raise self._named(exc) from None
 

@@ -4,7 +4,8 @@ The fix level is the file version of the binary Microsoft's fixes replace: `msex
 the Exchange 5.5 IMS (MS99-027 is fixed from 5.5.2650.1, KB Q237927) and `ExSetup.exe` for
 2013 and later (HealthChecker reads it; the v15 Setup values stay at the CU). `patch_decision`
 says whether a package is needed and whether it can apply; `install_patch` uploads a package
-from the controller in chunks when asked, runs `exchange.install_patch` (the script checks the
+from the controller when asked (over WinRM in bulk on a command's stdin, `upload_file`; over
+SMB in `file.append_chunk` pieces), runs `exchange.install_patch` (the script checks the
 SHA-256 again on the host and stops/starts MSExchangeIMC around a 5.5 hotfix), checks the
 installer's exit code and the file version after, and reboots only when told to (also a
 reboot an earlier run's install left pending). When the install command itself fails (a
@@ -25,7 +26,7 @@ from typing import Any
 
 from relayguard.exchange import payloads
 from relayguard.exchange.apply import SmtpWait, wait_for_smtp
-from relayguard.exchange.current import PayloadRunner, ReadError, read_detect
+from relayguard.exchange.current import FileUploader, PayloadRunner, ReadError, read_detect
 from relayguard.exchange.desired import controller_path, host_path, sha256_hex, version
 from relayguard.exchange.transport import (
     DEFAULT_REMOTE_TEMP_DIR,
@@ -255,7 +256,17 @@ def file_sha256(path: Path) -> str:
 
 
 def upload(client: PayloadRunner, data: bytes, remote: str) -> None:
-    """Write `data` to `remote` with file.append_chunk, checking the length after each chunk."""
+    """Write `data` to `remote`: in bulk where the transport can (WinRM: one command, the
+    file on its stdin, length and SHA-256 checked on the host), else in chunks."""
+    if isinstance(client, FileUploader):
+        client.upload_file(data, remote)
+        return
+    upload_in_chunks(client, data, remote)
+
+
+def upload_in_chunks(client: PayloadRunner, data: bytes, remote: str) -> None:
+    """Write `data` to `remote` with file.append_chunk, checking the length after each chunk
+    (a transport without stdin: the SMB channel's `SmbRunner`)."""
     size = max_chunk_bytes(remote)
     held = 0
     for start in range(0, len(data), size):

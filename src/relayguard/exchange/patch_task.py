@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from relayguard.exchange import connection, payloads
-from relayguard.exchange.current import ReadError
+from relayguard.exchange.current import ReadError, held_session
 from relayguard.exchange.desired import host_path
 from relayguard.exchange.hostlock import HostLocked, host_lock
 from relayguard.exchange.patch import PatchError, install_patch, patch_request, version_text
@@ -42,13 +42,14 @@ def run_patch_task(
         )
         with host_lock(options.host):
             client = connection.runner_for(params, options, client_factory)
-            result = install_patch(
-                client,
-                request,
-                check_mode=check_mode,
-                smtp=smtp,
-                remote_temp_dir=temp_dir,
-            )
+            with held_session(client):
+                result = install_patch(
+                    client,
+                    request,
+                    check_mode=check_mode,
+                    smtp=smtp,
+                    remote_temp_dir=temp_dir,
+                )
     except PatchError as exc:
         raise TaskFailure(str(exc), changed=exc.changed, version_after=exc.version_after) from None
     except (InputError, ReadError, TransportError, payloads.PayloadError, HostLocked) as exc:

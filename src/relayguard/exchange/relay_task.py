@@ -20,7 +20,7 @@ from relayguard.exchange.apply import (
     default_run_id,
     restore_relay,
 )
-from relayguard.exchange.current import PayloadRunner, ReadError
+from relayguard.exchange.current import PayloadRunner, ReadError, held_session
 from relayguard.exchange.desired import controller_path, relay_desired
 from relayguard.exchange.hostlock import HostLocked, host_lock
 from relayguard.exchange.plan import PlanError
@@ -64,7 +64,8 @@ def run_relay_task(
             backup = Path(controller_path("backup_file", params.get("backup_file")))
             with host_lock(options.host):
                 client = connection.runner_for(params, options, client_factory)
-                restored = restore_relay(client, backup, check_mode=check_mode, smtp=smtp)
+                with held_session(client):
+                    restored = restore_relay(client, backup, check_mode=check_mode, smtp=smtp)
             result = restored.as_dict()
             result["diff"] = restored.plan.diff()
             return result
@@ -86,15 +87,16 @@ def run_relay_task(
             backup = backup_path(reports, run_id, host)
         with host_lock(options.host):
             client = connection.runner_for(params, options, client_factory)
-            applied = apply_relay(
-                client,
-                desired,
-                host=host,
-                backup_file=backup,
-                check_mode=check_mode,
-                platform=platform,
-                smtp=smtp,
-            )
+            with held_session(client):
+                applied = apply_relay(
+                    client,
+                    desired,
+                    host=host,
+                    backup_file=backup,
+                    check_mode=check_mode,
+                    platform=platform,
+                    smtp=smtp,
+                )
     except ApplyError as exc:
         raise TaskFailure(
             str(exc), changed=exc.changed, restored=exc.restored, backup_file=exc.backup_file

@@ -8,10 +8,23 @@ warned about; certificate and CredSSP authentication are HTTPS only
 (docs/sources.md#pywinrm-transport).
 
 A script is run as pywinrm's `Session.run_ps` runs it (`powershell -encodedcommand`, the
-form the payload contract names). A script whose command line would pass cmd.exe's 8191
-character limit is uploaded with `file.append_chunk` to a temporary file, run with
-`file.run` and removed with `file.remove` (payload protocol v1,
-docs/sources.md#decision-payload-protocol-v1).
+form the payload contract names). Bulk data goes on the command's standard input: WS-Man's
+Send ([MS-WSMV] 3.1.4.13) carries stdin base64 in the SOAP body, so one request holds
+hundreds of KB where a command line holds under 1 KB of a file (docs/sources.md#winrm-send).
+`upload_file` writes a file with one `file.receive` command (base64 lines on stdin; length
+and SHA-256 checked on the host); a script whose command line would pass cmd.exe's 8191
+character limit goes gzip-compressed on the stdin of one `file.exec`, which checks it, runs
+it from a temporary file and removes that (payload protocol v1,
+docs/sources.md#decision-payload-protocol-v1). Each Send fits the host's MaxEnvelopeSizekb
+([MS-WSMV] 2.2.4.10: 500 KB by default, 150 KB on older Windows): `max_envelope_kb` (500);
+a Send the host refuses as too large (HTTP 413, nothing of it processed) is sent again in
+150 KB envelopes.
+
+Shells: each script runs in a shell of its own (Create, the command, Delete, and a new TLS
+and NTLM handshake: pywinrm closes its HTTP session with the shell), except inside
+`session()`, where the scripts share one shell and connection — a task's detect, reads,
+writes and install. A shell that saw an error, or an `exchange.restart_computer`, is given up
+and the next script opens a new one, so after any failure a session behaves as before.
 
 Retries: only opening the shell is retried, and only on connection errors (refused, reset,
 connect timeout), because no command can have run yet. Once a command was sent nothing is
@@ -26,6 +39,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import gzip
+import hashlib
 import html
 import logging
 import re
@@ -33,7 +47,7 @@ import time
 import uuid
 import warnings
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal, Protocol
@@ -56,6 +70,15 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 # pywinrm opens every shell with WINRS_CODEPAGE 437, so the host encodes stdout and stderr
 # in that OEM code page; payload scripts escape everything beyond ASCII in their JSON anyway.
 OUTPUT_CODEC = "cp437"
+# MaxEnvelopeSizekb ([MS-WSMV] 2.2.4.10): "The default value SHOULD be 500 but MAY be 150";
+# it also bounds the requests the service processes. 150 is the floor we fall back to.
+DEFAULT_MAX_ENVELOPE_KB = 500
+FALLBACK_MAX_ENVELOPE_KB = 150
+# What a Send envelope holds besides its stream (pywinrm's headers are about 1.6 KB).
+SEND_ENVELOPE_OVERHEAD = 4096
+HTTP_REQUEST_TOO_LARGE = 413
+# Payloads after which no shell of the host survives: a session opens a new one.
+SHELL_ENDING_OPS = frozenset({"exchange.restart_computer"})
 
 
 class Secret:
@@ -146,6 +169,7 @@ class WinRMOptions:
     proxy: str | None = None  # None: no proxy, environment proxies ignored
     remote_temp_dir: str = DEFAULT_REMOTE_TEMP_DIR
     max_command_chars: int = MAX_COMMAND_CHARS
+    max_envelope_kb: int = DEFAULT_MAX_ENVELOPE_KB  # the host's MaxEnvelopeSizekb
 
     @property
     def effective_port(self) -> int:
@@ -196,6 +220,8 @@ def check_options(options: WinRMOptions) -> list[str]:
         raise refuse("read_timeout must exceed operation_timeout")
     if options.command_timeout <= 0 or options.connect_retries < 0:
         raise refuse("command_timeout must be positive and connect_retries not negative")
+    if options.max_envelope_kb < 32:  # [MS-WSMV] 2.2.4.10: the minimum is 32
+        raise refuse("max_envelope_kb must be at least 32 (MaxEnvelopeSizekb's minimum)")
     return notes
 
 
@@ -211,7 +237,17 @@ class ShellProtocol(Protocol):
 
     def open_shell(self) -> str: ...
 
-    def run_command(self, shell_id: str, command: str) -> str: ...
+    def run_command(
+        self,
+        shell_id: str,
+        command: str,
+        arguments: Iterable[str] = (),
+        console_mode_stdin: bool = True,
+    ) -> str: ...
+
+    def send_command_input(
+        self, shell_id: str, command_id: str, stdin_input: bytes, end: bool = False
+    ) -> None: ...
 
     def get_command_output_raw(
         self, shell_id: str, command_id: str
@@ -289,6 +325,11 @@ def classify(exc: BaseException) -> tuple[FailureCause, str]:
         return FailureCause.CONNECTION_FAILED, "cannot connect"
     if isinstance(exc, winrm.exceptions.WSManFaultError):
         return FailureCause.PROTOCOL_ERROR, f"WS-Management fault: {exc.reason}"
+    if is_too_large(exc):
+        return (
+            FailureCause.PROTOCOL_ERROR,
+            "the request exceeds the host's MaxEnvelopeSizekb (HTTP 413)",
+        )
     if isinstance(exc, winrm.exceptions.WinRMTransportError):
         return FailureCause.PROTOCOL_ERROR, f"unexpected HTTP status {exc.code}"
     if isinstance(exc, winrm.exceptions.WinRMError):
@@ -299,6 +340,15 @@ def classify(exc: BaseException) -> tuple[FailureCause, str]:
     if isinstance(exc, ET.ParseError | StopIteration):
         return FailureCause.PROTOCOL_ERROR, "the answer is not a WS-Management message"
     return FailureCause.PROTOCOL_ERROR, type(exc).__name__
+
+
+def is_too_large(exc: BaseException) -> bool:
+    """The host refused a request over its MaxEnvelopeSizekb (HTTP 413: not processed)."""
+    return (
+        isinstance(exc, winrm.exceptions.WinRMTransportError)
+        and not isinstance(exc, winrm.exceptions.WSManFaultError)
+        and exc.code == HTTP_REQUEST_TOO_LARGE
+    )
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -357,6 +407,26 @@ def max_chunk_bytes(path: str, limit: int = MAX_COMMAND_CHARS) -> int:
     return low
 
 
+def stdin_bytes_per_send(max_envelope_kb: int) -> int:
+    """The most bytes of a file one Send carries within `max_envelope_kb`: the file goes as
+    base64 lines on stdin, and Send base64-encodes stdin again in the SOAP body."""
+    room = max_envelope_kb * 1024 - SEND_ENVELOPE_OVERHEAD
+    line = room // 4 * 3  # stdin bytes whose base64 fits the room
+    raw = (line - 2) // 4 * 3  # file bytes whose base64 line (and CRLF) fits `line`
+    return max(3, raw - raw % 3)
+
+
+def stdin_lines(data: bytes, per_send: int) -> Iterator[tuple[bytes, bool]]:
+    """`data` as base64 lines of at most `per_send` file bytes each, and whether each is
+    the last (an empty file is one empty line, so the stream is still closed)."""
+    if not data:
+        yield b"\r\n", True
+        return
+    for start in range(0, len(data), per_send):
+        piece = data[start : start + per_send]
+        yield base64.b64encode(piece) + b"\r\n", start + per_send >= len(data)
+
+
 def script_bytes(script: str) -> bytes:
     """A script file's bytes: UTF-8, with a BOM only when it is not ASCII (Windows
     PowerShell 5.1 reads BOM-less files in the ANSI code page)."""
@@ -376,22 +446,58 @@ class _Shell:
         shell_id: str,
         options: WinRMOptions,
         clock: Callable[[], float],
+        envelope: _Envelope,
     ) -> None:
         self._protocol = protocol
         self._shell_id = shell_id
         self._options = options
         self._clock = clock
+        self._envelope = envelope
 
     def _fail(self, step: str, exc: BaseException) -> TransportError:
         cause, detail = classify(exc)
         return TransportError(self._options.host, step, cause, _scrub(detail, self._options))
 
-    def run(self, script: str, step: str) -> ScriptResult:
+    def _send_stdin(self, command_id: str, data: bytes, step: str) -> None:
+        """`data` as base64 lines on the command's stdin, one Send each, the last closing
+        the stream. A Send refused as too large (HTTP 413) was not processed: it is sent
+        again, and the rest too, in envelopes of the 150 KB floor."""
+        sent = 0
+        while True:
+            per_send = stdin_bytes_per_send(self._envelope.kb)
+            line, last = next(stdin_lines(data[sent:], per_send))
+            try:
+                self._protocol.send_command_input(self._shell_id, command_id, line, end=last)
+            except Exception as exc:
+                if is_too_large(exc) and self._envelope.kb > FALLBACK_MAX_ENVELOPE_KB:
+                    log.info(
+                        "%s: a %d KB envelope is too large for the host; %d KB from now on",
+                        self._options.host,
+                        self._envelope.kb,
+                        FALLBACK_MAX_ENVELOPE_KB,
+                    )
+                    self._envelope.kb = FALLBACK_MAX_ENVELOPE_KB
+                    continue
+                raise self._fail(f"{step}: send", exc) from None
+            if last:
+                return
+            sent += per_send
+
+    def run(self, script: str, step: str, stdin: bytes | None = None) -> ScriptResult:
+        """Run `script`; with `stdin`, send it as base64 lines on the command's standard
+        input (pywinrm's console_mode_stdin off, as for a pipe) and close it."""
         host = self._options.host
         try:
-            command_id = self._protocol.run_command(self._shell_id, command_line(script))
+            if stdin is None:
+                command_id = self._protocol.run_command(self._shell_id, command_line(script))
+            else:
+                command_id = self._protocol.run_command(
+                    self._shell_id, command_line(script), console_mode_stdin=False
+                )
         except Exception as exc:
             raise self._fail(step, exc) from None
+        if stdin is not None:
+            self._send_stdin(command_id, stdin, step)
         deadline = self._clock() + self._options.command_timeout
         stdout: list[bytes] = []
         stderr: list[bytes] = []
@@ -430,6 +536,14 @@ class _Shell:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._protocol.close_shell(self._shell_id)
+
+
+@dataclass
+class _Envelope:
+    """The envelope size the client sends in, KB: the host's MaxEnvelopeSizekb as far as
+    known (lowered to 150 after an HTTP 413)."""
+
+    kb: int
 
 
 def _scrub(text: str, options: WinRMOptions) -> str:
@@ -475,12 +589,53 @@ class WinRMClient:
         self._protocol_factory = protocol_factory
         self._sleep = sleep
         self._clock = clock
+        self._envelope = _Envelope(options.max_envelope_kb)
+        self._sessions = 0  # depth of session() blocks
+        self._held: _Shell | None = None  # the shell a session's scripts share
 
     def __repr__(self) -> str:
         return f"WinRMClient({self.options.endpoint}, auth={self.options.auth.value})"
 
     @contextlib.contextmanager
+    def session(self) -> Iterator[None]:
+        """Scripts run inside share one shell (and its HTTP connection), closed at the end."""
+        self._sessions += 1
+        try:
+            yield
+        finally:
+            self._sessions -= 1
+            if self._sessions == 0:
+                self._drop_held()
+
+    def _drop_held(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            held.close()
+
+    @contextlib.contextmanager
     def _shell(self) -> Iterator[_Shell]:
+        if self._sessions and self._held is not None:
+            try:
+                yield self._held
+            except BaseException:
+                self._drop_held()  # an error: the next script starts afresh
+                raise
+            return
+        shell = self._open_shell()
+        if not self._sessions:
+            try:
+                yield shell
+            finally:
+                shell.close()
+            return
+        self._held = shell
+        try:
+            yield shell
+        except BaseException:
+            self._drop_held()
+            raise
+
+    def _open_shell(self) -> _Shell:
         options = self.options
         attempts = options.connect_retries + 1
         for attempt in range(1, attempts + 1):
@@ -499,11 +654,7 @@ class WinRMClient:
                 raise TransportError(
                     options.host, "connect", cause, _scrub(detail, options)
                 ) from None
-        shell = _Shell(protocol, shell_id, options, self._clock)
-        try:
-            yield shell
-        finally:
-            shell.close()
+        return _Shell(protocol, shell_id, options, self._clock, self._envelope)
 
     def run_script(self, script: str, *, step: str = "run") -> ScriptResult:
         """Run a PowerShell script and return its raw result (any exit code)."""
@@ -511,68 +662,67 @@ class WinRMClient:
         if fits_command_line(script, self.options.max_command_chars):
             with self._shell() as shell:
                 return shell.run(script, step)
-        return self._run_chunked(script, step)
+        return self._run_from_stdin(script, step)
 
     def run_payload(self, payload: payloads.RenderedPayload) -> Any:
         """Run a rendered payload and return the JSON document it printed."""
         result = self.run_script(payload.script, step=payload.op)
+        if payload.op in SHELL_ENDING_OPS:
+            self._drop_held()  # the host restarts: its shells go with it
         return _parsed(self.options.host, payload.op, result)
 
-    def _run_chunked(self, script: str, step: str) -> ScriptResult:
+    def upload_file(self, data: bytes, remote: str) -> None:
+        """Write `data` to the new file `remote` with one `file.receive` command, the file
+        on its stdin; the host checks length and SHA-256 (and removes a file that does not
+        match), and so does this side on the answer."""
+        with self._shell() as shell:
+            self._receive(shell, data, remote, f"upload {remote}")
+
+    def _receive(self, shell: _Shell, data: bytes, remote: str, step: str) -> None:
+        digest = hashlib.sha256(data).hexdigest().upper()
+        receive = payloads.render(
+            "file.receive", {"path": remote, "sha256": digest, "length": len(data)}
+        )
+        answer = _parsed(self.options.host, step, shell.run(receive.script, step, data))
+        held = (answer.get("length"), answer.get("sha256")) if isinstance(answer, dict) else None
+        if held != (len(data), digest):
+            raise TransportError(
+                self.options.host,
+                step,
+                FailureCause.OUTPUT_INVALID,
+                f"the host holds {held}, expected {len(data)} bytes with SHA-256 {digest}",
+            )
+
+    def _run_from_stdin(self, script: str, step: str) -> ScriptResult:
+        """A script over the command-line limit: one `file.exec` gets it gzip-compressed on
+        its stdin, checks it, unpacks it into a temporary file, runs it and removes it."""
         options = self.options
         path = f"{options.remote_temp_dir.rstrip(chr(92))}\\relayguard-{uuid.uuid4().hex}.ps1"
-        # Uploaded gzip-compressed (about a third of the chunks, each a WinRM round trip);
-        # file.run unpacks it into `path`, removes the packed file and runs the script.
-        packed = path + ".gz"
         data = gzip.compress(script_bytes(script), mtime=0)
-        size = max_chunk_bytes(packed, options.max_command_chars)
-        chunks = [data[i : i + size] for i in range(0, len(data), size)]
-        run = payloads.render("file.run", {"path": path, "unpack_from": packed})
+        digest = hashlib.sha256(data).hexdigest().upper()
+        run = payloads.render("file.exec", {"path": path, "sha256": digest, "length": len(data)})
         if not fits_command_line(run.script, options.max_command_chars):
             raise TransportError(
                 options.host,
                 step,
                 FailureCause.CONFIGURATION,
-                f"remote_temp_dir {options.remote_temp_dir!r} is too long for file.run's "
+                f"remote_temp_dir {options.remote_temp_dir!r} is too long for file.exec's "
                 f"{options.max_command_chars}-character command line",
             )
         notes: list[str] = []
-        unpacked = False
         with self._shell() as shell:
             try:
-                uploaded = 0
-                for index, chunk in enumerate(chunks, start=1):
-                    upload_step = f"{step}: upload chunk {index}/{len(chunks)}"
-                    answer = shell.run_payload(
-                        payloads.render(
-                            "file.append_chunk",
-                            {"path": packed, "chunk_b64": base64.b64encode(chunk).decode("ascii")},
-                        ),
-                        upload_step,
+                result = shell.run(run.script, f"{step} (from {path})", data)
+            except TransportError:
+                # no answer: the file may be there (file.exec removes it once it answers)
+                try:
+                    shell.run_payload(
+                        payloads.render("file.remove", {"path": path}), f"{step}: remove {path}"
                     )
-                    uploaded += len(chunk)
-                    held = answer.get("length") if isinstance(answer, dict) else None
-                    if held != uploaded:
-                        raise TransportError(
-                            options.host,
-                            upload_step,
-                            FailureCause.OUTPUT_INVALID,
-                            f"the file holds {held} bytes, expected {uploaded}",
-                        )
-                result = shell.run(run.script, f"{step} (from {path})")
-                unpacked = result.exit_code == 0
-            finally:
-                # a script that ran was unpacked, and file.run removed the packed file; after a
-                # failure (or no answer) the packed file may still be there: remove both
-                for leftover in [path] if unpacked else [packed, path]:
-                    try:
-                        shell.run_payload(
-                            payloads.render("file.remove", {"path": leftover}),
-                            f"{step}: remove {leftover}",
-                        )
-                    except TransportError as exc:
-                        notes.append(f"temporary file left on the host: {exc}")
-                        log.warning("%s", notes[-1])
+                except TransportError as exc:
+                    notes.append(f"temporary file left on the host: {exc}")
+                    log.warning("%s", notes[-1])
+                raise
         return ScriptResult(
             stdout=result.stdout,
             stderr=result.stderr,

@@ -8,8 +8,10 @@ Two levels, so the lab can plug in at either:
   delay that keeps the command "Running" — a service restart that takes time).
 * ``PayloadDispatcher`` — the generic part of payload protocol v1 as a PayloadHandler: it reads
   the ``# relayguard-payload: <op> v1`` header and ``$RelayguardParams``, runs the built-in
-  file ops (``file.append_chunk``/``file.run``/``file.remove`` over the twin's scratch
-  directory), and hands every other op to the handler registered for it in an ``OpRegistry``:
+  file ops (``file.append_chunk``, ``file.receive``, ``file.exec``, ``file.run``,
+  ``file.remove``) over the twin's scratch directory (``file.receive`` and ``file.exec``
+  read the command's standard input, ``reads_stdin``), and hands every other op to the
+  handler registered for it in an ``OpRegistry``:
   ``handler(params, twin) -> JSON document | OpResult``, or ``raise OpError(...)``.
   The document is printed as one compact JSON document on stdout (exit 0); an OpError becomes
   a PowerShell-style terminating error on stderr with its exit code. A script without a known
@@ -21,6 +23,7 @@ their twin's state without locking of their own; delays do not hold the lock.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -69,6 +72,7 @@ class CommandContext:
     scratch: ScratchStore
     source: ScriptSource = ScriptSource.ENCODED_COMMAND
     script_path: str | None = None  # the Windows path for ScriptSource.FILE
+    stdin: bytes | None = None  # what the client sent on stdin (Send), for ops that read it
 
     @property
     def location(self) -> str:
@@ -126,7 +130,19 @@ class OpError(Exception):
 OpOutput: TypeAlias = JsonDocument | OpResult
 OpHandler: TypeAlias = Callable[[dict[str, Any], TwinT], OpOutput]
 
-RESERVED_OPS = frozenset({"file.append_chunk", "file.run", "file.remove"})
+RESERVED_OPS = frozenset(
+    {"file.append_chunk", "file.receive", "file.exec", "file.run", "file.remove"}
+)
+
+
+STDIN_OPS = frozenset({"file.receive", "file.exec"})
+
+
+def reads_stdin(script: str) -> bool:
+    """Whether the script reads its standard input to the end before it answers, so the
+    command runs once the client closes stdin (``file.receive``, ``file.exec``)."""
+    header = parse_header(script)
+    return header is not None and header.op in STDIN_OPS
 
 
 class OpRegistry(Generic[TwinT]):
@@ -211,19 +227,33 @@ class PayloadDispatcher(Generic[TwinT]):
                 )
             if op == "file.remove":
                 return CommandResult(stdout=json_stdout(fileops.remove(params, context.scratch)))
+            if op == "file.receive":
+                document = fileops.receive(params, context.stdin, context.scratch)
+                return CommandResult(stdout=json_stdout(document))
             path = fileops.path_param(params)
             if depth >= MAX_FILE_RUN_DEPTH:
                 raise fileops.FileOpError(
                     f"relayguard twin: file.run nested deeper than {MAX_FILE_RUN_DEPTH} levels"
                 )
-            fileops.unpack(params, context.scratch)
-            script = fileops.load_script_file(path, context.scratch)
+            if op == "file.exec":
+                fileops.receive_script(params, context.stdin, context.scratch)
+            else:
+                fileops.unpack(params, context.scratch)
         except fileops.FileOpError as exc:
             return op_failure(OpError(str(exc)))
-        except fileops.ScriptFileError as exc:
-            return CommandResult(stderr=exc.stderr, exit_code=exc.exit_code)
-        inner = dataclasses.replace(context, source=ScriptSource.FILE, script_path=path)
-        return self._run(script, inner, depth + 1)
+        try:
+            try:
+                script = fileops.load_script_file(path, context.scratch)
+            except fileops.ScriptFileError as exc:
+                return CommandResult(stderr=exc.stderr, exit_code=exc.exit_code)
+            inner = dataclasses.replace(
+                context, source=ScriptSource.FILE, script_path=path, stdin=None
+            )
+            return self._run(script, inner, depth + 1)
+        finally:
+            if op == "file.exec":  # the template's finally: the script file goes
+                with contextlib.suppress(fileops.FileOpError):
+                    fileops.remove({"path": path}, context.scratch)
 
     def _call(
         self,

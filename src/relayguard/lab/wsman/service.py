@@ -1,8 +1,10 @@
 """The Windows Remote Shell service of a twin: one WS-Management request in, one response out.
 
 Implements the shell lifecycle pywinrm drives ([MS-WSMV] 3.1.4): Create (a cmd shell) →
-Command (a command line, run at once; its output waits ``delay`` seconds) → Receive (output
-in chunks, CommandState Running/Done, the exit code) → Signal (terminate, ctrl_c) → Delete.
+Command (a command line, run at once; its output waits ``delay`` seconds) → Send (stdin,
+3.1.4.13: a script that reads its standard input runs once the stream is closed with
+``End="true"``; to any other command the input is taken and ignored) → Receive (output in
+chunks, CommandState Running/Done, the exit code) → Signal (terminate, ctrl_c) → Delete.
 Anything else is answered with the SOAP fault Windows sends (``faults.py``). No HTTP here:
 the server authenticates the caller and hands over the parsed request.
 
@@ -12,6 +14,8 @@ as Windows consoles use), so characters outside it arrive as ``?`` — as from a
 
 from __future__ import annotations
 
+import base64
+import binascii
 import codecs
 import dataclasses
 import logging
@@ -31,6 +35,7 @@ from relayguard.lab.wsman.dispatch import (
     CommandResult,
     PayloadHandler,
     ScriptSource,
+    reads_stdin,
 )
 from relayguard.lab.wsman.faults import (
     ACTION_NOT_SUPPORTED,
@@ -51,6 +56,7 @@ from relayguard.lab.wsman.soap import (
     ACTION_CREATE,
     ACTION_DELETE,
     ACTION_RECEIVE,
+    ACTION_SEND,
     ACTION_SIGNAL,
     RESOURCE_CMD_SHELL,
     SIGNAL_CTRL_C,
@@ -61,6 +67,7 @@ from relayguard.lab.wsman.soap import (
     delete_response,
     is_shell_element,
     receive_response,
+    send_response,
     shell_child_text,
     signal_response,
 )
@@ -116,6 +123,8 @@ class WsmanService:
         self.faults = faults
         self.stopping = stopping
         self.max_operation_timeout = max_operation_timeout
+        # commands awaiting their stdin: what runs once it is closed
+        self._pending: dict[str, tuple[Resolved, CommandContext]] = {}
 
     # ------------------------------------------------------------------ dispatch
 
@@ -128,6 +137,7 @@ class WsmanService:
         actions = {
             ACTION_COMMAND: self._command,
             ACTION_RECEIVE: self._receive,
+            ACTION_SEND: self._send,
             ACTION_SIGNAL: self._signal,
             ACTION_DELETE: self._delete,
         }
@@ -145,7 +155,15 @@ class WsmanService:
         return action(request, caller, shell)
 
     def command_op(self, request: WsmanRequest) -> str | None:
-        """The payload op a Command request would run (for fault matching), if any."""
+        """The payload op a Command request would run, or the Send request that closes a
+        command's stdin would (for fault matching), if any."""
+        if request.action == ACTION_SEND and request.body is not None:
+            for stream in request.body:
+                if stream.get("End", "").strip().lower() == "true":
+                    pending = self._pending.get(stream.get("CommandId", "").upper())
+                    if pending is not None:
+                        return _payload_op(pending[0])
+            return None
         if request.action != ACTION_COMMAND:
             return None
         return _payload_op(self._invocation(request))
@@ -199,13 +217,23 @@ class WsmanService:
         )
         op = _payload_op(invocation)
         injected = self.faults.take(frozenset({FaultKind.FAIL_COMMAND}), "Command", op)
+        codec = output_codec(shell.codepage)
+        awaits = isinstance(invocation, RunScript) and reads_stdin(invocation.script)
+        if injected is None and awaits:
+            # Runs once the client closes its stdin (Send End="true"), as a process blocked
+            # reading standard input would; the Send that closes it runs it.
+            command = self.shells.start_command(
+                shell, command_id, b"", b"", 0, 0.0, awaiting_input=True
+            )
+            self._pending[command.command_id] = (invocation, context)
+            log.debug("twin %s: command %s op=%s awaits stdin", self.twin, command_id, op)
+            return command_response(request.message_id, command_id)
         if injected is not None:
             result = CommandResult(
                 stderr=pserror.thrown_error(injected.message), exit_code=injected.exit_code
             )
         else:
             result = self._execute(invocation, context)
-        codec = output_codec(shell.codepage)
         self.shells.start_command(
             shell,
             command_id,
@@ -223,6 +251,47 @@ class WsmanService:
             result.delay_seconds,
         )
         return command_response(request.message_id, command_id)
+
+    def _send(self, request: WsmanRequest, caller: Caller, shell: Shell) -> bytes:
+        """Stdin for a command ([MS-WSMV] 3.1.4.13, 3.1.4.1.31.1: base64 rsp:Stream
+        elements named stdin, each naming its CommandId; End="true" closes the stream)."""
+        if not is_shell_element(request.body, "Send") or request.body is None:
+            raise WsmanFault(SCHEMA_VALIDATION)
+        streams = list(request.body)
+        if not streams:
+            raise WsmanFault(SCHEMA_VALIDATION)
+        for stream in streams:
+            if not is_shell_element(stream, "Stream") or stream.get("Name") != "stdin":
+                raise WsmanFault(INVALID_PARAMETER, "The Send request names no stdin stream.")
+            command_id = stream.get("CommandId", "")
+            if not command_id:
+                raise WsmanFault(INVALID_PARAMETER, "The Send request names no CommandId.")
+            try:
+                data = base64.b64decode((stream.text or "").strip(), validate=True)
+            except binascii.Error:
+                raise WsmanFault(SCHEMA_VALIDATION) from None
+            end = stream.get("End", "false").strip().lower() == "true"
+            stdin = self.shells.feed(shell, command_id, data, end)
+            if stdin is not None:
+                self._run_with_input(shell, command_id.upper(), stdin)
+        return send_response(request.message_id)
+
+    def _run_with_input(self, shell: Shell, command_id: str, stdin: bytes) -> None:
+        pending = self._pending.pop(command_id, None)
+        if pending is None:
+            return
+        invocation, context = pending
+        result = self._execute(invocation, dataclasses.replace(context, stdin=stdin))
+        codec = output_codec(shell.codepage)
+        self.shells.finish(
+            shell,
+            command_id,
+            result.stdout.encode(codec, errors="replace"),
+            result.stderr.encode(codec, errors="replace"),
+            result.exit_code,
+            result.delay_seconds,
+        )
+        log.debug("twin %s: command %s ran on its stdin", self.twin, command_id)
 
     def _receive(self, request: WsmanRequest, caller: Caller, shell: Shell) -> bytes:
         if not is_shell_element(request.body, "Receive") or request.body is None:
@@ -248,6 +317,7 @@ class WsmanService:
         code = (shell_child_text(request.body, "Code") or "").strip()
         if code == SIGNAL_TERMINATE:
             self.shells.terminate(shell, command_id)
+            self._pending.pop(command_id.upper(), None)
         elif code == SIGNAL_CTRL_C:
             self.shells.interrupt(shell, command_id)
         else:

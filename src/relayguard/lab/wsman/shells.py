@@ -7,10 +7,16 @@ becomes readable ``delay`` seconds later, which is how a long operation looks fr
 client: Receive waits up to the request's OperationTimeout, then answers with the TimedOut
 fault that pywinrm retries. Output goes out in chunks, so a large output spans several
 Receive responses in state Running before the last one says Done with the exit code.
+
+A command that reads its standard input (``awaiting_input``) runs only once its stdin is
+closed: Send requests ([MS-WSMV] 3.1.4.13) append to it, the one with ``End="true"`` hands it
+to the command's ``on_input_end``; until then a Receive waits, as for a process blocked
+reading stdin.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import uuid
@@ -44,6 +50,9 @@ class Command:
     ready_at: float  # monotonic time from which output can be received
     stdout_sent: int = 0
     stderr_sent: int = 0
+    awaiting_input: bool = False  # runs once its stdin is closed (Send End="true")
+    stdin: bytearray = field(default_factory=bytearray)
+    stdin_closed: bool = False
 
     def next_chunk(self, limit: int = RECEIVE_CHUNK_BYTES) -> StreamChunk:
         """The next slice of output; Done once everything has been handed out."""
@@ -113,6 +122,8 @@ class ShellTable:
         stderr: bytes,
         exit_code: int,
         delay: float,
+        *,
+        awaiting_input: bool = False,
     ) -> Command:
         with self._changed:
             command = Command(
@@ -120,10 +131,47 @@ class ShellTable:
                 stdout=stdout,
                 stderr=stderr,
                 exit_code=exit_code,
-                ready_at=self.clock() + max(0.0, delay),
+                ready_at=math.inf if awaiting_input else self.clock() + max(0.0, delay),
+                awaiting_input=awaiting_input,
             )
             shell.commands[command.command_id] = command
             return command
+
+    def feed(self, shell: Shell, command_id: str, data: bytes, end: bool) -> bytes | None:
+        """Append `data` to a command's stdin; with `end`, close it and return everything a
+        command awaiting its input was sent (None otherwise: not complete, or not read)."""
+        with self._changed:
+            command = self.command(shell, command_id)
+            if command.stdin_closed:
+                raise WsmanFault(
+                    INVALID_PARAMETER, f"The stdin of command {command_id} is already closed."
+                )
+            if command.awaiting_input:
+                command.stdin.extend(data)
+            if not end:
+                return None
+            command.stdin_closed = True
+            return bytes(command.stdin) if command.awaiting_input else None
+
+    def finish(
+        self,
+        shell: Shell,
+        command_id: str,
+        stdout: bytes,
+        stderr: bytes,
+        exit_code: int,
+        delay: float,
+    ) -> None:
+        """A command that awaited its input has run: its output becomes receivable."""
+        with self._changed:
+            command = shell.commands.get(command_id.upper())
+            if command is None:  # terminated or its shell deleted meanwhile
+                return
+            command.stdout, command.stderr, command.exit_code = stdout, stderr, exit_code
+            command.stdin = bytearray()
+            command.awaiting_input = False
+            command.ready_at = self.clock() + max(0.0, delay)
+            self._changed.notify_all()
 
     def command(self, shell: Shell, command_id: str) -> Command:
         with self._changed:
@@ -161,6 +209,7 @@ class ShellTable:
             command.stdout = command.stdout[: command.stdout_sent]
             command.stderr = command.stderr[: command.stderr_sent]
             command.exit_code = CTRL_C_EXIT
+            command.awaiting_input, command.stdin_closed = False, True
             command.ready_at = min(command.ready_at, self.clock())
             self._changed.notify_all()
 

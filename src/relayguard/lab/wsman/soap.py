@@ -1,7 +1,8 @@
 """SOAP envelopes of the WinRM shell protocol: parse a request, build a response or a fault.
 
 Pure functions over bytes. The names and shapes follow [MS-WSMV] (the Windows Remote Shell
-messages: Create → ``x:ResourceCreated``, Command → ``rsp:CommandResponse``, Receive →
+messages: Create → ``x:ResourceCreated``, Command → ``rsp:CommandResponse``, Send (base64
+``rsp:Stream Name="stdin"`` elements, 3.1.4.13) → ``rsp:SendResponse``, Receive →
 ``rsp:ReceiveResponse`` with base64 ``rsp:Stream`` elements and ``rsp:CommandState``, Signal,
 Delete) and the responses pywinrm's test fixtures record from real Windows hosts.
 
@@ -32,6 +33,7 @@ ACTION_DELETE = "http://schemas.xmlsoap.org/ws/2004/09/transfer/Delete"
 ACTION_COMMAND = f"{NS_SHELL}/Command"
 ACTION_RECEIVE = f"{NS_SHELL}/Receive"
 ACTION_SIGNAL = f"{NS_SHELL}/Signal"
+ACTION_SEND = f"{NS_SHELL}/Send"
 ACTION_FAULT = "http://schemas.dmtf.org/wbem/wsman/1/wsman/fault"
 SIGNAL_TERMINATE = f"{NS_SHELL}/signal/terminate"
 SIGNAL_CTRL_C = f"{NS_SHELL}/signal/ctrl_c"
@@ -46,6 +48,7 @@ ACTION_NAMES = {
     ACTION_COMMAND: "Command",
     ACTION_RECEIVE: "Receive",
     ACTION_SIGNAL: "Signal",
+    ACTION_SEND: "Send",
 }
 
 _DTD = re.compile(rb"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
@@ -241,6 +244,11 @@ def receive_response(relates_to: str, command_id: str, chunk: StreamChunk) -> by
         parts.append(f'<rsp:CommandState CommandId={cid} State="{STATE_RUNNING}"/>')
     body = f"<rsp:ReceiveResponse>{''.join(parts)}</rsp:ReceiveResponse>"
     return envelope(f"{ACTION_RECEIVE}Response", relates_to, body)
+
+
+def send_response(relates_to: str) -> bytes:
+    """[MS-WSMV] 3.1.4.13: the answer to a Send that was taken."""
+    return envelope(f"{ACTION_SEND}Response", relates_to, "<rsp:SendResponse/>")
 
 
 def signal_response(relates_to: str) -> bytes:
