@@ -107,6 +107,8 @@ def _probe_many(
     result: Mapping[str, Any], keys: list[str], expect: str | None, host: str
 ) -> tuple[dict[str, Any], Any]:
     """Every probed target of one host (its ports) in one result: failed if any one is."""
+    if not keys:
+        return {"failed": True, "msg": f"{host}: no probe target given (keys is empty)"}, []
     owns = [_probe(result, key, expect, host) for key in keys]
     failed = [own["msg"] for own, _ in owns if own.get("failed")]
     if failed:
