@@ -110,15 +110,17 @@ def _probe_many(
     if not keys:
         return {"failed": True, "msg": f"{host}: no probe target given (keys is empty)"}, []
     owns = [_probe(result, key, expect, host) for key in keys]
-    failed = [own["msg"] for own, _ in owns if own.get("failed")]
+    records = [record for own, record in owns]
+    failed = [own["msg"] for own, record in owns if own.get("failed")]
     if failed:
-        return {"failed": True, "msg": "; ".join(failed)}, [record for _, record in owns]
-    msg = "; ".join(
-        f"{key}: {own['msg'].split(': ', 1)[-1]}" for key, (own, _) in zip(keys, owns, strict=True)
+        return {"failed": True, "msg": "; ".join(failed)}, records
+    if len(keys) == 1:
+        return owns[0][0], records
+    verdicts = "; ".join(
+        f"{key}: {own['msg'].split(': ', 1)[-1]}"
+        for key, (own, record) in zip(keys, owns, strict=True)
     )
-    return {"changed": False, "msg": f"{host}: {msg}" if len(keys) > 1 else owns[0][0]["msg"]}, [
-        record for _, record in owns
-    ]
+    return {"changed": False, "msg": f"{host}: {verdicts}"}, records
 
 
 def _mail_flow(result: Mapping[str, Any], key: str) -> tuple[dict[str, Any], Any]:
