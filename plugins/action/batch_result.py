@@ -18,9 +18,11 @@ from ansible.plugins.action import ActionBase
 
 KINDS = ("exchange_batch", "relay_reachability", "smtp_relay_probe", "smtp_mail_flow")
 ARGUMENT_SPEC: dict[str, Any] = {
-    "result": {"type": "raw", "required": True},
+    "result": {"type": "raw"},
+    "result_var": {"type": "str"},
     "kind": {"type": "str", "required": True, "choices": list(KINDS)},
     "key": {"type": "str"},
+    "keys": {"type": "list", "elements": "str"},
     "step": {"type": "str", "choices": ["relay", "patch"]},
     "expect_verdict": {"type": "str"},
 }
@@ -101,6 +103,26 @@ def _probe(
     return {"changed": False, "msg": f"{host}: {verdict} — {reason}".rstrip(" —")}, entry
 
 
+def _probe_many(
+    result: Mapping[str, Any], keys: list[str], expect: str | None, host: str
+) -> tuple[dict[str, Any], Any]:
+    """Every probed target of one host (its ports) in one result: failed if any one is."""
+    if not keys:
+        return {"failed": True, "msg": f"{host}: no probe target given (keys is empty)"}, []
+    owns = [_probe(result, key, expect, host) for key in keys]
+    records = [record for own, record in owns]
+    failed = [own["msg"] for own, record in owns if own.get("failed")]
+    if failed:
+        return {"failed": True, "msg": "; ".join(failed)}, records
+    if len(keys) == 1:
+        return owns[0][0], records
+    verdicts = "; ".join(
+        f"{key}: {own['msg'].split(': ', 1)[-1]}"
+        for key, (own, record) in zip(keys, owns, strict=True)
+    )
+    return {"changed": False, "msg": f"{host}: {verdicts}"}, records
+
+
 def _mail_flow(result: Mapping[str, Any], key: str) -> tuple[dict[str, Any], Any]:
     sessions = [
         s for s in result.get("sessions") or [] if isinstance(s, Mapping) and s.get("host") == key
@@ -129,9 +151,22 @@ class ActionModule(ActionBase):  # type: ignore[misc]
         task_vars = task_vars or {}
         result: dict[str, Any] = super().run(tmp, task_vars)
         del tmp
-        args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)[1]
-        batch = args["result"]
+        args = self.validate_argument_spec(
+            argument_spec=ARGUMENT_SPEC,
+            mutually_exclusive=[["result", "result_var"]],
+            required_one_of=[["result", "result_var"]],
+        )[1]
         host = str(task_vars.get("inventory_hostname", ""))
+        if args["result_var"] is not None:
+            # read as registered: templating a batch's whole result into every host's
+            # arguments costs each host the size of the batch (quadratic in the batch)
+            if args["result_var"] not in task_vars:
+                msg = f"{host}: result_var {args['result_var']} is not a registered variable"
+                result.update(failed=True, msg=msg)
+                return result
+            batch = task_vars[args["result_var"]]
+        else:
+            batch = args["result"]
         key = args["key"] or host
         if not isinstance(batch, Mapping):
             result.update(failed=True, msg=f"{host}: result is not a registered task result")
@@ -144,6 +179,8 @@ class ActionModule(ActionBase):  # type: ignore[misc]
             own, record = _exchange(batch, key, args["step"])
         elif kind == "relay_reachability":
             own, record = _reachability(batch, key)
+        elif kind == "smtp_relay_probe" and args["keys"] is not None:
+            own, record = _probe_many(batch, args["keys"], args["expect_verdict"], host)
         elif kind == "smtp_relay_probe":
             own, record = _probe(batch, key, args["expect_verdict"], host)
         else:

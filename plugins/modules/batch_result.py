@@ -35,9 +35,15 @@ attributes:
     description: Runs on the controller; reads no host.
 options:
   result:
-    description: The registered result of the batch task.
+    description:
+      - The registered result of the batch task. One of O(result) and O(result_var) is required.
     type: raw
-    required: true
+  result_var:
+    description:
+      - The name of the variable the batch task registered, read as it is instead of
+        templated into this task's arguments - for a large batch, templating the whole result
+        for every host costs each host the size of the batch.
+    type: str
   kind:
     description: The module of the batch task.
     type: str
@@ -48,6 +54,13 @@ options:
       - This host's key in O(result) - the inventory name (default), or for
         V(smtp_relay_probe) the probed target.
     type: str
+  keys:
+    description:
+      - For O(kind=smtp_relay_probe), every target of this host (its ports) at once, instead
+        of O(key); the host fails if any one of them does, and RV(record) is the list of their
+        entries.
+    type: list
+    elements: str
   step:
     description:
       - For an O(kind=exchange_batch) apply result, the step of the host's entry that this
@@ -75,7 +88,7 @@ EXAMPLES = r"""
 
 - name: This host's own result
   relayguard.mail.batch_result:
-    result: "{{ batch }}"
+    result_var: batch
     kind: exchange_batch
 """
 
@@ -94,7 +107,9 @@ diff:
   type: list
   elements: dict
 record:
-  description: This host's entry of the batch result (for smtp_mail_flow, its sessions).
+  description:
+    - This host's entry of the batch result (for smtp_mail_flow, its sessions; with O(keys),
+      the list of its targets' entries).
   returned: always
   type: raw
 """

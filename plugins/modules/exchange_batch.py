@@ -18,7 +18,9 @@ description:
     WinRM session), exactly what the single-host modules do - M(relayguard.mail.exchange_facts)
     for O(action=assess), M(relayguard.mail.exchange_relay) in check mode for O(action=plan),
     M(relayguard.mail.exchange_relay) then M(relayguard.mail.exchange_patch) for
-    O(action=apply).
+    O(action=apply); O(action=detect) is assess then plan in one call (the plan only for a
+    host that could be assessed; C({computer_name}) in a host's C(relay_connector_name) is the
+    computer name assessed).
   - One module process for the batch instead of one per host and task - on a fleet, the
     per-host process was most of the playbook's time (docs/performance.md).
   - A host's failure is that host's result (C(failed) in its RV(hosts) entry, with the message
@@ -47,9 +49,10 @@ attributes:
 options:
   action:
     description: V(assess) reads facts and judges them, V(plan) plans the relay changes
-      (read only), V(apply) changes the hosts.
+      (read only), V(detect) does both for each host in one call (read only), V(apply) changes
+      the hosts.
     type: str
-    choices: [assess, plan, apply]
+    choices: [assess, plan, detect, apply]
     required: true
   hosts:
     description:
@@ -326,7 +329,9 @@ hosts:
   description:
     - Per inventory name, the host's result. O(action=assess) - C(facts), C(exposure),
       C(patch) as C(exchange_facts) returns them; O(action=plan) - what C(exchange_relay) returns
-      in check mode (C(changes), C(platform) ...); O(action=apply) - C(relay) and C(patch), each
+      in check mode (C(changes), C(platform) ...); O(action=detect) - assess's result and
+      plan's under C(plan) (null when the host could not be assessed; for Exchange 5.5 the
+      plan is made without the relay connector name); O(action=apply) - C(relay) and C(patch), each
       what the single-host module returns (C(patch) null when not asked for or not reached).
     - Each result (and each of C(relay) and C(patch)) has C(failed), and C(msg) when it failed.
   returned: always
@@ -366,7 +371,7 @@ except ImportError:  # reported by main() once the module can fail properly
 
 RELAYGUARD = "relayguard (the relayguard Python engine, see meta/ee-requirements.txt)"
 ARGUMENT_SPEC: dict[str, Any] = {
-    "action": {"type": "str", "choices": ["assess", "plan", "apply"], "required": True},
+    "action": {"type": "str", "choices": ["assess", "plan", "detect", "apply"], "required": True},
     "hosts": {
         "type": "list",
         "elements": "dict",
@@ -418,6 +423,7 @@ def main() -> None:
     work = {
         "assess": lambda r: batch.assess_host(r, factory),
         "plan": lambda r: batch.plan_host(r, factory),
+        "detect": lambda r: batch.detect_host(r, factory),
         "apply": lambda r: batch.apply_host(r, factory, check_mode=module.check_mode),
     }[p["action"]]
     try:

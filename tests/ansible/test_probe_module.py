@@ -9,6 +9,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+import yaml
 from support.local_playbook import ROOT, probe_playbook, run_local_playbook
 from support.scripted_smtp import Script, relay_policy, serve
 
@@ -157,20 +158,22 @@ def test_a_large_result_reaches_ansible_whole(tmp_path: Path) -> None:
 
 
 def test_role_probes_each_of_relay_probe_ports_and_keeps_the_worst(tmp_path: Path) -> None:
-    # roles/relay/tasks/probe.yml alone: relay_target on one port of relay_probe_ports
-    # expands to the host on each of them; the host's record is its worst port (open)
+    # the preflight's record (its first task, as written, over the role's defaults) expands
+    # relay_smtp_target on one port of relay_probe_ports to the host on each of them; then
+    # roles/relay/tasks/probe.yml records the host's worst port (open)
+    first = yaml.safe_load((ROOT / "roles/relay/tasks/preflight.yml").read_text())[0]
+    assert "relay_probe_targets" in first["ansible.builtin.set_fact"]
+    defaults = yaml.safe_load((ROOT / "roles/relay/defaults/main.yml").read_text())
     with (
         serve(Script(relay_policy(False)), host="127.0.2.221") as closed_srv,
         serve(Script(relay_policy(True)), host="127.0.2.221") as open_srv,
     ):
         out = tmp_path / "record.json"
-        facts = {
-            "relay_status": "",
-            "relay_probe_status": "",
+        settings = {
+            **defaults,
             "relay_probe_phase": "before",
-            "relay_before": None,
-            "relay_after": None,
-            "relay_target": closed_srv.target,
+            "relayguard_platform": "postfix",
+            "relay_smtp_target": closed_srv.target,
             "relay_probe_ports": [closed_srv.port, open_srv.port],
             "relay_probe_external_domain": "example.com",
             "relay_probe_timeout": 3,
@@ -185,9 +188,9 @@ def test_role_probes_each_of_relay_probe_ports_and_keeps_the_worst(tmp_path: Pat
 - name: Probe as the role does
   hosts: localhost
   gather_facts: false
+  vars: {json.dumps(settings)}
   tasks:
-    - name: The host's record so far
-      ansible.builtin.set_fact: {json.dumps(facts)}
+    - {json.dumps(first)}
     - name: The role's probe step
       ansible.builtin.import_tasks: {ROOT / "roles/relay/tasks/probe.yml"}
     - name: Save what the role recorded

@@ -78,6 +78,36 @@ def test_check_mode_apply_changes_nothing(lab: Lab, tmp_path: Path) -> None:
     assert {h["name"]: lab.state(h["name"]) for h in lab.hosts} == states
 
 
+def test_detect_assesses_and_plans_each_host_in_one_call(lab: Lab, tmp_path: Path) -> None:
+    """action detect (secure-relay.yml's one call per batch): assess's result and, for each host
+    assessed, the plan as plan_host makes it; {computer_name} in the connector name is the
+    server's computer name, and Exchange 5.5 gets no connector name; a host that cannot be
+    assessed is not planned. Nothing is written."""
+    factory = connection.client_for
+    template = {"relay_connector_name": "Relay {computer_name}"}
+    good = [request(lab, h, tmp_path, **template) for h in lab.hosts]
+    everyone = good + wrong_ones(lab, tmp_path)
+    before = {h["name"]: relay_config(lab.state(h["name"])) for h in lab.hosts}
+    detected = batch.run_batch(everyone, lambda r: batch.detect_host(r, factory), 4)
+    planned = batch.run_batch(
+        [request(lab, h, tmp_path) for h in lab.hosts], lambda r: batch.plan_host(r, factory), 4
+    )
+    for host in lab.hosts:
+        result = detected[host["name"]]
+        assert not result["failed"], result
+        assert result["facts"]["platform"] == host["platform"]
+        assert result["exposure"]["verdict"] == "open"
+        assert result["plan"]["changes"] == planned[host["name"]]["changes"], host["name"]
+        if host["platform"] != "exchange55":
+            targets = " ".join(str(c["target"]) for c in result["plan"]["changes"])
+            assert f"Relay {host['server']}" in targets, (host, result["plan"]["changes"])
+            assert "{computer_name}" not in targets
+    for name in ("wrong-password", "closed-port"):
+        assert detected[name]["failed"] and detected[name]["plan"] is None, detected[name]
+    assert {h["name"]: relay_config(lab.state(h["name"])) for h in lab.hosts} == before
+    assert not list(tmp_path.glob("*.json"))
+
+
 def test_assess_plan_apply_a_batch_with_two_broken_hosts(lab: Lab, tmp_path: Path) -> None:
     factory = connection.client_for
     good = [request(lab, h, tmp_path) for h in lab.hosts]

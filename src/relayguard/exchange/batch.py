@@ -25,6 +25,7 @@ from relayguard.validate import InputError
 
 ClientFactory = Callable[[WinRMOptions], WinRMClient]
 DEFAULT_WORKERS = 16
+COMPUTER_NAME = "{computer_name}"
 MAX_WORKERS = 256
 
 
@@ -87,6 +88,29 @@ def plan_host(request: HostRequest, client_factory: ClientFactory) -> dict[str, 
         return failure(str(exc), **exc.details)
     result.pop("diff", None)
     return {"failed": False, **result, "changed": False}
+
+
+def detect_host(request: HostRequest, client_factory: ClientFactory) -> dict[str, Any]:
+    """assess, then (when the host could be assessed) plan, in one call of the batch: the
+    assessment's `{facts, exposure, patch}` and the plan under `plan`. The connector name is
+    known only once the host is assessed: `{computer_name}` in the request's
+    relay_connector_name is the computer name read (the inventory name when none was).
+    Exchange 5.5 has no relay connector of relayguard's: no connector name for it."""
+    assessed = assess_host(request, client_factory)
+    if assessed["failed"]:
+        return {**assessed, "plan": None}
+    relay = dict(request.relay)
+    facts = assessed["facts"]
+    name = relay.get("relay_connector_name")
+    if facts["platform"] == "exchange55":
+        relay["relay_connector_name"] = None
+    elif isinstance(name, str) and COMPUTER_NAME in name:
+        computer = facts.get("computer_name") or request.name
+        relay["relay_connector_name"] = name.replace(COMPUTER_NAME, str(computer))
+    planned = plan_host(
+        HostRequest(request.name, relay, None, request.patch_policy), client_factory
+    )
+    return {**assessed, "plan": planned, "failed": bool(planned["failed"])}
 
 
 def apply_host(

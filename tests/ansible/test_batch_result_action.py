@@ -1,0 +1,100 @@
+"""batch_result (plugins/action/batch_result.py) run by ansible-playbook: `result_var` reads the
+registered batch result by name (no templating of the whole batch into each host's
+arguments), `keys` judges every port of a host in one task, and a wrong name or an empty key
+list fails the host with a message naming the problem."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = ROOT / ".venv" / "bin"
+
+PROBE = {
+    "changed": False,
+    "hosts": [
+        {"target": "mx1:25", "verdict": "closed", "reason": "every relay test refused"},
+        {"target": "mx1:587", "verdict": "open", "reason": "relays for an outside sender"},
+        {"target": "mx2:25", "verdict": "closed", "reason": "every relay test refused"},
+    ],
+}
+
+
+NAMES = ("both_ports", "after", "closed", "no_such_var", "no_keys", "both_given")
+SAVED = "{" + ", ".join(f"'{n}': {n}" for n in NAMES) + "}"
+
+
+def _task(name: str, **args: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "relayguard.mail.batch_result": {"kind": "smtp_relay_probe", **args},
+        "ignore_errors": True,
+        "register": name,
+    }
+
+
+def test_result_var_and_keys(tmp_path: Path) -> None:
+    play = [
+        {
+            "name": "batch_result over a registered probe result",
+            "hosts": "localhost",
+            "gather_facts": False,
+            "tasks": [
+                {"name": "The batch call's result", "ansible.builtin.set_fact": {"batch": PROBE}},
+                _task("both_ports", result_var="batch", keys=["mx1:25", "mx1:587"]),
+                _task(
+                    "after",
+                    result_var="batch",
+                    keys=["mx1:25", "mx1:587"],
+                    expect_verdict="closed",
+                ),
+                _task("closed", result_var="batch", keys=["mx2:25"], expect_verdict="closed"),
+                _task("no_such_var", result_var="not_registered", keys=["mx2:25"]),
+                _task("no_keys", result_var="batch", keys=[]),
+                _task("both_given", result_var="batch", result="{{ batch }}", keys=["mx2:25"]),
+                {
+                    "name": "Save the results",
+                    "ansible.builtin.copy": {
+                        "content": "{{ " + SAVED + " | to_json }}",
+                        "dest": str(tmp_path / "results.json"),
+                        "mode": "0600",
+                    },
+                },
+            ],
+        }
+    ]
+    (tmp_path / "play.yml").write_text(yaml.safe_dump(play, sort_keys=False))
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+    }
+    proc = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", "localhost,", "-c", "local",
+         "-e", f"ansible_python_interpreter={sys.executable}", str(tmp_path / "play.yml")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = json.loads((tmp_path / "results.json").read_text())
+    both = results["both_ports"]
+    assert not both.get("failed") and not both["changed"], both
+    assert "mx1:25: closed" in both["msg"] and "mx1:587: open" in both["msg"], both
+    assert [r["target"] for r in both["record"]] == ["mx1:25", "mx1:587"]
+    after = results["after"]
+    assert after["failed"] and "still open after the change" in after["msg"], after
+    assert "mx1:25" not in after["msg"], after  # only the port that failed is named
+    closed = results["closed"]
+    assert not closed.get("failed") and closed["record"][0]["verdict"] == "closed", closed
+    missing = results["no_such_var"]
+    assert missing["failed"] and "not_registered is not a registered variable" in missing["msg"]
+    empty = results["no_keys"]
+    assert empty["failed"] and "keys is empty" in empty["msg"], empty
+    both_given = results["both_given"]
+    assert both_given["failed"] and "mutually exclusive" in both_given["msg"], both_given
