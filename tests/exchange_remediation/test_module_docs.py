@@ -129,7 +129,11 @@ def composed_spec(module: str) -> dict[str, Any]:
         "exchange_relay": relay,
         "exchange_patch": {**PATCH_SPEC, **CONNECTION_SPEC},
         "exchange_batch": {
-            "action": {"type": "str", "choices": ["assess", "plan", "apply"], "required": True},
+            "action": {
+                "type": "str",
+                "choices": ["assess", "plan", "detect", "apply"],
+                "required": True,
+            },
             "hosts": {
                 "type": "list",
                 "elements": "dict",
