@@ -1,5 +1,5 @@
 # relayguard — `make demo` and `make test` work from a fresh clone (see README.md).
-#   make check       the fast inner loop (< 2 min): ruff, mypy, ansible-lint, unit tests
+#   make check       the fast inner loop (< 2 min): ruff, mypy, ansible-lint, the unit tests
 #   make test        everything CI runs: lint, sanity, the whole pytest suite
 #   make sanity      ansible-test sanity on the built artifact, ansible-core 2.17 .. newest
 #   make collection  the collection artifact dist/relayguard-mail-<version>.tar.gz
@@ -29,10 +29,18 @@ lint: setup
 	$(BIN)/mypy
 	PATH="$(CURDIR)/$(BIN):$$PATH" ANSIBLE_CONFIG=ansible.cfg $(BIN)/ansible-lint --profile production --offline
 
-# The unit tests: no lab, no real server, no root, no artifact builds (tests/collection and the
-# EE context run in make test).
-CHECK_TESTS := -m "not realserver and not root" --ignore=tests/lab --ignore=tests/lab_winrm \
-	--ignore=tests/collection --ignore=tests/test_execution_environment.py
+# The inner loop's tests (make check, < 2 min): the decisions, the probe engine, the reports,
+# the Exchange engine against in-process twins, the suite's rules — no ansible-playbook run, no
+# real MTA, no artifact build. make test runs these and everything else.
+CHECK_TESTS := tests/suite tests/probe tests/report tests/exchange \
+	tests/postfix_remediation/test_plan.py tests/postfix_remediation/test_plan_rules.py \
+	tests/postfix_remediation/test_validation.py tests/postfix_remediation/test_forward.py \
+	tests/postfix_remediation/test_postscreen_instances_plan.py \
+	tests/postfix_remediation/test_vantage_spec.py tests/mta/test_exim_plan.py \
+	tests/mta/test_sendmail_plan.py tests/exchange_remediation/test_plan.py \
+	tests/exchange_remediation/test_write_payloads.py tests/exchange_remediation/test_module_docs.py \
+	tests/hostile/test_secrets.py tests/hostile/test_engine_fixes.py tests/postfix/test_nmap_parsing.py \
+	--ignore=tests/probe/test_fleet_scale.py --ignore=tests/report/test_browser.py
 
 # Workers (pytest-xdist): as root each worker runs on a private network (tests/support/
 # private_network.py), so the lab's fixed loopback addresses never collide; without root the
@@ -43,7 +51,9 @@ XDIST := $(if $(filter-out 0,$(PYTEST_WORKERS)),-n $(PYTEST_WORKERS) --dist load
 unit: setup
 	$(BIN)/pytest -q $(if $(XDIST),-n 2 --dist loadfile,) $(CHECK_TESTS)
 
-check: lint unit
+# lint and the unit tests side by side (two cores); each one's output printed whole
+check: setup
+	@$(MAKE) --no-print-directory -j2 --output-sync=target lint unit
 
 sanity: setup
 	@scripts/sanity.sh
