@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from postfix_remediation.ansible_run import ansible_environment
+from support.collection_specs import CONNECTION_SPEC, RELAY_SPEC
 
 from relayguard.cli import main
 from relayguard.exchange.transport import Secret, WinRMClient, WinRMOptions
@@ -164,3 +165,27 @@ def run_playbook(lab: Lab, playbook: str, extra: dict[str, Any], *args: str) -> 
         for path in tree.iterdir():
             results[path.name] = json.loads(path.read_text())
     return PlaybookRun(done.returncode, done.stdout + done.stderr, results)
+
+
+def batch_relay_options(ca: str, host: dict[str, Any], backups: Path) -> dict[str, Any]:
+    """exchange_batch's relay options for a lab `host`: its WinRM endpoint and credentials,
+    close to the allowed networks, its connector (none on Exchange 5.5), a backup per host."""
+    defaults = {
+        name: option.get("default") for name, option in {**RELAY_SPEC, **CONNECTION_SPEC}.items()
+    }
+    return defaults | {
+        "winrm_host": host["address"],
+        "winrm_username": host["username"],
+        "winrm_password": host["password"],
+        "ca_path": ca,
+        "winrm_command_timeout": 120.0,
+        "smtp_port": int(host["smtp"].rsplit(":", 1)[1]),
+        "relay_allowed_networks": ALLOWED_NETWORKS,
+        "relay_authenticated": True,
+        "inbound_domains": [INBOUND],
+        "relay_connector_name": None
+        if host["platform"] == "exchange55"
+        else f"Relay {host['server']}",
+        "host_name": host["name"],
+        "backup_file": str(backups / f"{host['name']}.json"),
+    }

@@ -12,36 +12,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from support.collection_specs import CONNECTION_SPEC, PATCH_SPEC, RELAY_SPEC, defaults
+from support.collection_specs import PATCH_SPEC, defaults
 
-from exchange_remediation.labrun import ALLOWED_NETWORKS, INBOUND
+from exchange_remediation.labrun import batch_relay_options
 from exchange_remediation.wirelab import WireLab
 from relayguard.exchange import batch, connection
 
 SPEC = "exchange2019/anon-relay:1"
 PACKAGE = "Exchange2019-CU14-SU-lab.msp"
 TARGET_VERSION = "15.2.1544.14"
-RELAY_DEFAULTS = {
-    name: option.get("default") for name, option in {**RELAY_SPEC, **CONNECTION_SPEC}.items()
-}
 
 
 def host_request(lab: WireLab, host: dict[str, Any], backups: Path) -> batch.HostRequest:
     """exchange_batch's request for `host`: close the relay, install the lab's CU14 update."""
-    relay = RELAY_DEFAULTS | {
-        "winrm_host": host["address"],
-        "winrm_username": host["username"],
-        "winrm_password": host["password"],
-        "ca_path": lab.manifest["ca"],
-        "winrm_command_timeout": 120.0,
-        "smtp_port": int(host["smtp"].rsplit(":", 1)[1]),
-        "relay_allowed_networks": ALLOWED_NETWORKS,
-        "relay_authenticated": True,
-        "inbound_domains": [INBOUND],
-        "relay_connector_name": f"Relay {host['server']}",
-        "host_name": host["name"],
-        "backup_file": str(backups / f"{host['name']}.json"),
-    }
+    relay = batch_relay_options(lab.manifest["ca"], host, backups)
     package = lab.package(PACKAGE)
     patch = defaults(PATCH_SPEC) | {
         "package_src": package["file"],

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from support.collection_specs import CONNECTION_SPEC, PATCH_SPEC, RELAY_SPEC, defaults
 
-from exchange_remediation.labrun import ALLOWED_NETWORKS, INBOUND, Lab, relay_config, running_lab
+from exchange_remediation.labrun import Lab, batch_relay_options, relay_config, running_lab
 from relayguard.exchange import batch, connection
 from relayguard.validate import InputError
 
@@ -30,22 +30,7 @@ def lab() -> Iterator[Lab]:
 
 
 def request(lab: Lab, host: dict[str, Any], backups: Path, **override: Any) -> batch.HostRequest:
-    relay = DEFAULTS | {
-        "winrm_host": host["address"],
-        "winrm_username": host["username"],
-        "winrm_password": host["password"],
-        "ca_path": lab.manifest["ca"],
-        "winrm_command_timeout": 120.0,
-        "smtp_port": int(host["smtp"].rsplit(":", 1)[1]),
-        "relay_allowed_networks": ALLOWED_NETWORKS,
-        "relay_authenticated": True,
-        "inbound_domains": [INBOUND],
-        "relay_connector_name": None
-        if host["platform"] == "exchange55"
-        else f"Relay {host['server']}",
-        "host_name": host["name"],
-        "backup_file": str(backups / f"{host['name']}.json"),
-    }
+    relay = batch_relay_options(lab.manifest["ca"], host, backups)
     patch = None
     if host["platform"] == "exchange55":
         package = lab.package("IMS-Q237927-SP2-x86.exe")

@@ -157,14 +157,9 @@ def receive_script(params: dict[str, Any], stdin: bytes | None, scratch: Scratch
             f'Exception calling "Open" with "4" argument(s): "The file \'{path}\' already exists."'
         )
     try:
-        scratch.append(path, gzip.decompress(packed))
+        scratch.append(path, _gunzip(packed))
     except ScratchError as exc:
         raise FileOpError(str(exc)) from None
-    except (OSError, EOFError, zlib.error):
-        raise FileOpError(
-            'Exception calling "CopyTo" with "1" argument(s): "The magic number in GZip header '
-            'is not correct. Make sure you are passing in a GZip stream."'
-        ) from None
 
 
 def remove(params: dict[str, Any], scratch: ScratchStore) -> dict[str, Any]:
@@ -186,16 +181,11 @@ def unpack(params: dict[str, Any], scratch: ScratchStore) -> None:
         raise FileOpError("relayguard twin: parameter 'unpack_from' must be a string")
     path = path_param(params)
     try:
-        data = gzip.decompress(scratch.read(packed))
+        data = _gunzip(scratch.read(packed))
         scratch.remove(path)
         scratch.append(path, data)
     except ScratchError as exc:
         raise FileOpError(str(exc)) from None
-    except (OSError, EOFError, zlib.error):
-        raise FileOpError(
-            'Exception calling "CopyTo" with "1" argument(s): "The magic number in GZip header '
-            'is not correct. Make sure you are passing in a GZip stream."'
-        ) from None
     finally:
         with contextlib.suppress(ScratchError):
             scratch.remove(packed)
@@ -218,3 +208,14 @@ def load_script_file(path: str, scratch: ScratchStore) -> str:
             f"an existing '.ps1' file as an argument to the -File parameter.{pserror.CRLF}"
         ) from None
     return decode_script_file(data)
+
+
+def _gunzip(packed: bytes) -> bytes:
+    """GZipStream's CopyTo, with the error PowerShell prints for a stream that is not gzip."""
+    try:
+        return gzip.decompress(packed)
+    except (OSError, EOFError, zlib.error):
+        raise FileOpError(
+            'Exception calling "CopyTo" with "1" argument(s): "The magic number in GZip header '
+            'is not correct. Make sure you are passing in a GZip stream."'
+        ) from None
