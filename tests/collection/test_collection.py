@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support import private_network
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -135,6 +136,8 @@ def fresh_python() -> Path:
                 ],
                 check=True,
                 timeout=900,
+                # the package index is on the machine's network, not a worker's private one
+                **private_network.on_host_network(),
             )
             stamp.write_text(CORE_VERSION + "\n")
     return CACHE / "bin"

@@ -25,6 +25,7 @@ import ctypes
 import os
 import subprocess
 import sys
+from typing import Any
 
 CLONE_NEWNET = 0x40000000  # <sched.h>
 
@@ -38,6 +39,7 @@ def wanted() -> bool:
 
 
 _entered: list[str] = []
+_host_network: list[int] = []  # a descriptor of the namespace this process left
 
 
 def entered() -> bool:
@@ -49,9 +51,26 @@ def enter() -> str:
     """Moves this process into a new network namespace with its loopback up; returns the
     namespace's inode (for the log), or raises naming what failed."""
     libc = ctypes.CDLL(None, use_errno=True)
+    _host_network.append(os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC))
     if libc.unshare(CLONE_NEWNET) != 0:
         errno = ctypes.get_errno()
         raise OSError(errno, f"unshare(CLONE_NEWNET) failed: {os.strerror(errno)}")
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=30)
     _entered.append(os.readlink("/proc/thread-self/ns/net"))
     return _entered[-1]
+
+
+def _rejoin_host_network() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(_host_network[0], CLONE_NEWNET) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"setns(CLONE_NEWNET) failed: {os.strerror(errno)}")
+
+
+def on_host_network() -> dict[str, Any]:
+    """subprocess.run keyword arguments that start the child on the machine's own network
+    (the one this process left): for a setup step that must reach a package index, such as
+    pip installing a clean controller's ansible-core. Nothing when this process never left."""
+    if not _host_network:
+        return {}
+    return {"preexec_fn": _rejoin_host_network, "pass_fds": (_host_network[0],)}
