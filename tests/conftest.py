@@ -20,8 +20,15 @@ __all__ = ["pytest_runtest_makereport"]
 _NETNS = pytest.StashKey[str]()
 
 
+def _xdist_controller(config: pytest.Config) -> bool:
+    """This process hands tests to pytest-xdist workers and runs none itself: it stays on the
+    machine's network, so each worker leaves that one (and can return to it: a package index)."""
+    workers = config.getoption("numprocesses", default=None)
+    return not hasattr(config, "workerinput") and workers not in (None, 0, "0")
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    if private_network.wanted():
+    if private_network.wanted() and not _xdist_controller(config):
         netns = private_network.enter()
         config.stash[_NETNS] = netns
         # relayguard's per-host change lock is named after the host's address: on a private
