@@ -50,7 +50,7 @@ from relayguard.lab.wsman.fileops import ScriptFileError, load_script_file
 from relayguard.lab.wsman.injection import FaultKind, FaultPlan
 from relayguard.lab.wsman.payload import parse_header
 from relayguard.lab.wsman.scratch import ScratchStore
-from relayguard.lab.wsman.shells import Shell, ShellTable, new_id
+from relayguard.lab.wsman.shells import Output, Shell, ShellTable, new_id
 from relayguard.lab.wsman.soap import (
     ACTION_COMMAND,
     ACTION_CREATE,
@@ -88,6 +88,16 @@ class EndpointStopping(Exception):
 class Caller:
     principal: str
     client_address: str
+
+
+def encoded(result: CommandResult, codec: str) -> Output:
+    """A command's result as the bytes a Receive hands out, in the shell's code page."""
+    return Output(
+        stdout=result.stdout.encode(codec, errors="replace"),
+        stderr=result.stderr.encode(codec, errors="replace"),
+        exit_code=result.exit_code,
+        delay=result.delay_seconds,
+    )
 
 
 def output_codec(codepage: int) -> str:
@@ -222,9 +232,7 @@ class WsmanService:
         if injected is None and awaits:
             # Runs once the client closes its stdin (Send End="true"), as a process blocked
             # reading standard input would; the Send that closes it runs it.
-            command = self.shells.start_command(
-                shell, command_id, b"", b"", 0, 0.0, awaiting_input=True
-            )
+            command = self.shells.start_command(shell, command_id, Output(), awaiting_input=True)
             self._pending[command.command_id] = (invocation, context)
             log.debug("twin %s: command %s op=%s awaits stdin", self.twin, command_id, op)
             return command_response(request.message_id, command_id)
@@ -234,14 +242,7 @@ class WsmanService:
             )
         else:
             result = self._execute(invocation, context)
-        self.shells.start_command(
-            shell,
-            command_id,
-            result.stdout.encode(codec, errors="replace"),
-            result.stderr.encode(codec, errors="replace"),
-            result.exit_code,
-            result.delay_seconds,
-        )
+        self.shells.start_command(shell, command_id, encoded(result, codec))
         log.debug(
             "twin %s: command %s op=%s exit=%d delay=%.1fs",
             self.twin,
@@ -282,15 +283,7 @@ class WsmanService:
             return
         invocation, context = pending
         result = self._execute(invocation, dataclasses.replace(context, stdin=stdin))
-        codec = output_codec(shell.codepage)
-        self.shells.finish(
-            shell,
-            command_id,
-            result.stdout.encode(codec, errors="replace"),
-            result.stderr.encode(codec, errors="replace"),
-            result.exit_code,
-            result.delay_seconds,
-        )
+        self.shells.finish(shell, command_id, encoded(result, output_codec(shell.codepage)))
         log.debug("twin %s: command %s ran on its stdin", self.twin, command_id)
 
     def _receive(self, request: WsmanRequest, caller: Caller, shell: Shell) -> bytes:

@@ -41,6 +41,16 @@ def new_id() -> str:
     return str(uuid.uuid4()).upper()
 
 
+@dataclass(frozen=True)
+class Output:
+    """What a command leaves to be received: its streams as bytes, exit code, delay."""
+
+    stdout: bytes = b""
+    stderr: bytes = b""
+    exit_code: int = 0
+    delay: float = 0.0
+
+
 @dataclass
 class Command:
     command_id: str
@@ -115,23 +125,15 @@ class ShellTable:
             return len(self._shells)
 
     def start_command(
-        self,
-        shell: Shell,
-        command_id: str,
-        stdout: bytes,
-        stderr: bytes,
-        exit_code: int,
-        delay: float,
-        *,
-        awaiting_input: bool = False,
+        self, shell: Shell, command_id: str, output: Output, *, awaiting_input: bool = False
     ) -> Command:
         with self._changed:
             command = Command(
                 command_id=command_id,
-                stdout=stdout,
-                stderr=stderr,
-                exit_code=exit_code,
-                ready_at=math.inf if awaiting_input else self.clock() + max(0.0, delay),
+                stdout=output.stdout,
+                stderr=output.stderr,
+                exit_code=output.exit_code,
+                ready_at=math.inf if awaiting_input else self.clock() + max(0.0, output.delay),
                 awaiting_input=awaiting_input,
             )
             shell.commands[command.command_id] = command
@@ -153,24 +155,17 @@ class ShellTable:
             command.stdin_closed = True
             return bytes(command.stdin) if command.awaiting_input else None
 
-    def finish(
-        self,
-        shell: Shell,
-        command_id: str,
-        stdout: bytes,
-        stderr: bytes,
-        exit_code: int,
-        delay: float,
-    ) -> None:
+    def finish(self, shell: Shell, command_id: str, output: Output) -> None:
         """A command that awaited its input has run: its output becomes receivable."""
         with self._changed:
             command = shell.commands.get(command_id.upper())
             if command is None:  # terminated or its shell deleted meanwhile
                 return
-            command.stdout, command.stderr, command.exit_code = stdout, stderr, exit_code
+            command.stdout, command.stderr = output.stdout, output.stderr
+            command.exit_code = output.exit_code
             command.stdin = bytearray()
             command.awaiting_input = False
-            command.ready_at = self.clock() + max(0.0, delay)
+            command.ready_at = self.clock() + max(0.0, output.delay)
             self._changed.notify_all()
 
     def command(self, shell: Shell, command_id: str) -> Command:
