@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
 import pytest
 from postfix.harness import run_probe
 
-from relayguard.lab.exim.instance import EximInstance
+from relayguard.lab.exim.instance import EximInstance, exim_binary
+from relayguard.lab.unpacked import LabMtaError
 from relayguard.vocabulary import Outcome, Verdict
 
-from .conftest import EXIM_SOURCE
+from .conftest import EXIM_SOURCE, _require_unpacked
 from .swaks import SWAKS_NO_RECIPIENT, SWAKS_OK, swaks
 
 pytestmark = [pytest.mark.realserver, pytest.mark.root]
@@ -92,3 +94,28 @@ def test_exim_instance_stops_leaving_nothing_running(mta_lab: Path) -> None:
         assert server.banner is not None and server.banner.startswith("220 ")
     assert server.pids() == []
     assert not root.exists()
+
+
+def test_an_exim_that_cannot_start_says_why(mta_lab: Path) -> None:
+    """A daemon that exits at once: the error names its exit status and what it said (its
+    stderr and panic log), not only "exited before answering"."""
+    _require_unpacked(exim_binary)
+    root = mta_lab / "exim-broken"
+    server = EximInstance(root, "127.0.110.4", "closed")
+    try:
+        server.create()
+        # past `exim -bV` (write_config would refuse it): the daemon itself must say so
+        text = server.config.read_text(encoding="utf-8")
+        server.config.write_text(text + "\nno_such_option = 1\n", encoding="utf-8")
+        with pytest.raises(LabMtaError) as failure:
+            server.start(timeout=30)
+        assert server.pids() == []
+    finally:
+        server.remove()
+    message = str(failure.value)
+    first = message.splitlines()[0]
+    assert "127.0.110.4:25 exited before answering" in first, message
+    assert re.search(r"; pid \d+: exit status 1$", first), message
+    assert f"--- {root / 'exim.stderr'} (last " in message, message
+    assert f"--- {root / 'log' / 'paniclog'} (last " in message, message
+    assert message.count('option "no_such_option" unknown') == 2, message  # stderr, panic log

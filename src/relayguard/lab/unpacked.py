@@ -19,8 +19,9 @@ import contextlib
 import os
 import signal
 import socket
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from relayguard.lab.postfix.config import Listener
@@ -33,13 +34,14 @@ INSTALL_HINT = "run scripts/system-packages.sh as root (apt-get download + dpkg 
 class LabMtaError(RuntimeError):
     """An Exim or Sendmail lab instance could not be created, started or stopped.
 
-    `log_tail` holds the last lines of the instance's log, included in the message.
+    `details` holds what the server itself said (`evidence`: the tails of its stderr and
+    logs, each headed by its path), included in the message after the first line.
     """
 
-    def __init__(self, message: str, log_tail: str = "") -> None:
+    def __init__(self, message: str, details: str = "") -> None:
         self.message = message
-        self.log_tail = log_tail
-        super().__init__(message + (f"\n--- log tail ---\n{log_tail}" if log_tail else ""))
+        self.details = details
+        super().__init__(message + (f"\n{details}" if details else ""))
 
 
 def mta_root(name: str) -> Path:
@@ -62,6 +64,53 @@ def tail(path: Path, lines: int = 25) -> str:
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
+
+
+def evidence(files: Iterable[Path], said: str = "", lines: int = 25) -> str:
+    """What a server said about itself: `said` (e.g. what its start command printed), then
+    the last `lines` lines of each file, headed by its path; a missing or empty file is named
+    as such, so a reader knows it was looked at."""
+    parts = [said.rstrip()] if said.strip() else []
+    for path in files:
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            parts.append(f"--- {path}: absent ---")
+            continue
+        except OSError as exc:
+            parts.append(f"--- {path}: unreadable ({exc.strerror}) ---")
+            continue
+        kept = text.splitlines()[-lines:]
+        if not kept:
+            parts.append(f"--- {path}: empty ---")
+        else:
+            parts.append(f"--- {path} (last {len(kept)} lines) ---\n" + "\n".join(kept))
+    return "\n".join(parts)
+
+
+def exit_status(returncode: int) -> str:
+    """How a child ended, as subprocess reports it: "exit status 1", "killed by SIGKILL"."""
+    if returncode >= 0:
+        return f"exit status {returncode}"
+    try:
+        return f"killed by {signal.Signals(-returncode).name}"
+    except ValueError:
+        return f"killed by signal {-returncode}"
+
+
+def _how_it_ended(process: subprocess.Popen[bytes] | None) -> str:
+    """The daemon's end, when it is our child: its status, or that it lives but is not found
+    as the instance's process."""
+    if process is None:
+        return ""
+    returncode = process.poll()
+    if returncode is not None:
+        return f"; pid {process.pid}: {exit_status(returncode)}"
+    try:
+        exe = os.readlink(f"/proc/{process.pid}/exe")
+    except OSError:
+        exe = "?"
+    return f"; pid {process.pid} still runs ({exe}) but is not found as the instance's process"
 
 
 def _alive(pid: int) -> bool:
@@ -148,9 +197,21 @@ def _last_line(buffer: bytes) -> bytes:
 
 
 def wait_greeting(
-    listener: Listener, running: Callable[[], bool], log: Path, timeout: float = 30.0
+    listener: Listener,
+    running: Callable[[], bool],
+    log: Path,
+    timeout: float = 30.0,
+    *,
+    process: subprocess.Popen[bytes] | None = None,
+    logs: Sequence[Path] = (),
+    said: str = "",
 ) -> str:
-    """Wait (bounded) until `listener` greets with 220; fail early when nothing runs."""
+    """Wait (bounded) until `listener` greets with 220; fail early when nothing runs.
+
+    `process` is the daemon when it is our own child (Exim's ``-bdf``): its exit ends the
+    wait at once and its status is in the error. The error carries the server's own word
+    (`evidence`): `said`, then the tails of `logs` (stderr, panic log) and of `log`.
+    """
     deadline = time.monotonic() + timeout
     last_error = "no attempt made"
     while time.monotonic() < deadline:
@@ -158,9 +219,15 @@ def wait_greeting(
             return read_greeting(listener, min(5.0, max(deadline - time.monotonic(), 0.1)))
         except OSError as exc:
             last_error = str(exc) or type(exc).__name__
-        if not running():
+        exited = process is not None and process.poll() is not None
+        if exited or not running():
             raise LabMtaError(
-                f"{listener.endpoint} exited before answering ({last_error})", tail(log)
+                f"{listener.endpoint} exited before answering ({last_error})"
+                + _how_it_ended(process),
+                evidence([*logs, log], said),
             )
         time.sleep(0.1)
-    raise LabMtaError(f"{listener.endpoint} did not greet within {timeout:g}s", tail(log))
+    raise LabMtaError(
+        f"{listener.endpoint} did not greet within {timeout:g}s ({last_error})",
+        evidence([*logs, log], said),
+    )

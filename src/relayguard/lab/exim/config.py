@@ -3,6 +3,7 @@
 Layout of one instance under its root directory::
 
     ROOT/exim.conf       the run-time configuration (`exim -C ROOT/exim.conf`)
+    ROOT/exim.stderr     the daemon's stdout and stderr (what it says before its logs open)
     ROOT/spool/          spool_directory
     ROOT/log/mainlog     log_file_path (also rejectlog, paniclog)
     ROOT/mail/<user>     what the instance delivered to its own domain; ROOT/mail/relayed
@@ -60,6 +61,16 @@ class EximLayout:
     @property
     def mainlog(self) -> Path:
         return self.log_dir / "mainlog"
+
+    @property
+    def paniclog(self) -> Path:
+        return self.log_dir / "paniclog"
+
+    @property
+    def stderr(self) -> Path:
+        """The daemon's stdout and stderr: Exim writes there what goes wrong before (or
+        instead of) its logs, e.g. a configuration it cannot read."""
+        return self.root / "exim.stderr"
 
     @property
     def mail_dir(self) -> Path:

@@ -181,16 +181,24 @@ class EximInstance:
         if self.is_running():
             raise LabMtaError(f"{self!r} is already running (pids {self.pids()})")
         unpacked.refuse_taken(self.listener)
-        # -bdf: daemon in the foreground (no double fork), no -q: no queue runner.
-        subprocess.Popen(
-            [str(exim_binary()), "-C", str(self.layout.config), "-bdf"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        # -bdf: daemon in the foreground (no double fork), no -q: no queue runner. It is our
+        # child, so a start that fails has an exit status; what it says before its logs
+        # open goes to ROOT/exim.stderr.
+        with open(self.layout.stderr, "wb") as said:
+            process = subprocess.Popen(
+                [str(exim_binary()), "-C", str(self.layout.config), "-bdf"],
+                stdin=subprocess.DEVNULL,
+                stdout=said,
+                stderr=said,
+                start_new_session=True,
+            )
         self.banner = unpacked.wait_greeting(
-            self.listener, self.is_running, self.layout.mainlog, timeout
+            self.listener,
+            self.is_running,
+            self.layout.mainlog,
+            timeout,
+            process=process,
+            logs=(self.layout.stderr, self.layout.paniclog),
         )
         return self.banner
 

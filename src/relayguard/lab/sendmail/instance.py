@@ -215,8 +215,14 @@ class SendmailInstance:
         result = self.sendmail("-bd", "-X", str(self.layout.transcript))
         if result.returncode != 0:
             raise LabMtaError(f"sendmail -bd failed: {result.stdout}{result.stderr}")
+        said = f"sendmail -bd: {unpacked.exit_status(result.returncode)}"
+        output = f"{result.stdout}{result.stderr}".strip()
         self.banner = unpacked.wait_greeting(
-            self.listener, self.is_running, self.layout.transcript, timeout
+            self.listener,
+            self.is_running,
+            self.layout.transcript,
+            timeout,
+            said=f"{said}, said: {output}" if output else f"{said}, said nothing",
         )
         return self.banner
 
