@@ -1,8 +1,12 @@
 """How the lab waits for an Exim or Sendmail daemon it starts (relayguard.lab.unpacked).
 
 The fresh-clone parallel run at 8e97dc0 failed once with "exim server at 127.0.58.10:25 exited
-before answering" and nothing else. A daemon that fails to start must say why: its exit
-status and the tails of its stderr and logs.
+before answering" and nothing else: the daemon was alive, but the search of /proc that decides
+"is it still running?" read its command line in the moment after execve(2) when the kernel
+has switched the program but not yet laid out the arguments (empty cmdline,
+docs/sources.md#linux-proc-cmdline). These tests pin the two halves of the fix (a daemon that
+is our child is judged by its own state; the /proc search waits for the arguments) and that a
+daemon that really fails says why: its exit status and the tails of its stderr and logs.
 No root and no real MTA needed: the "servers" here are small programs this test starts.
 """
 
@@ -10,6 +14,10 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -96,6 +104,95 @@ def test_what_the_start_command_said_is_in_the_error(tmp_path: Path, closed_port
     details = failure.value.details.splitlines()
     assert details[0] == "sendmail -bd: exit status 0, said: daemon: cannot bind"
     assert details[1:] == [f"--- {transcript} (last 2 lines) ---", "line one", "line two"]
+
+
+GREETS_LATE = textwrap.dedent(
+    """
+    import socket, sys, time
+    time.sleep(1.0)  # a daemon still loading: connections are refused meanwhile
+    with socket.create_server(("127.0.0.1", int(sys.argv[1]))) as server:
+        client, _ = server.accept()
+        client.sendall(b"220 late.relayguard.test ESMTP\\r\\n")
+        client.recv(100)
+        client.close()
+    """
+)
+
+
+def test_a_live_daemon_the_proc_search_does_not_see_yet_is_waited_for(closed_port: int) -> None:
+    """The CI failure: the first connection is refused and the /proc search does not (yet)
+    find the daemon. Its own state says it runs, so the start waits for its 220."""
+    process = subprocess.Popen([sys.executable, "-c", GREETS_LATE, str(closed_port)])
+    try:
+        banner = unpacked.wait_greeting(
+            Listener("127.0.0.1", closed_port),
+            lambda: False,  # what the /proc search saw in the failed run
+            Path("/nonexistent/mainlog"),
+            timeout=30,
+            process=process,
+        )
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+    assert banner == "220 late.relayguard.test ESMTP"
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "relayguard-marker.conf"]
+    )
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+
+
+def _wait_for_arguments(pid: int) -> None:
+    deadline = time.monotonic() + 10
+    while b"relayguard-marker.conf" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+        assert time.monotonic() < deadline, "the sleeper never showed its arguments"
+        time.sleep(0.01)
+
+
+def test_the_proc_search_waits_for_the_arguments_of_a_just_started_program(
+    sleeper: subprocess.Popen[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Right after execve(2) /proc/PID/cmdline reads empty while /proc/PID/exe already names
+    the new program: `processes` reads again until the arguments are there."""
+    _wait_for_arguments(sleeper.pid)
+    real = unpacked._read_cmdline
+    empty_reads = {sleeper.pid: 3}
+
+    def mid_exec(pid: int) -> bytes:
+        if empty_reads.get(pid, 0) > 0:
+            empty_reads[pid] -= 1
+            return b""
+        return real(pid)
+
+    monkeypatch.setattr(unpacked, "_read_cmdline", mid_exec)
+
+    found = unpacked.processes(Path(sys.executable), "relayguard-marker.conf")
+
+    assert found == [sleeper.pid]
+    assert empty_reads[sleeper.pid] == 0  # it did read the empty command line, three times
+
+
+def test_the_proc_search_gives_up_on_arguments_that_never_come(
+    sleeper: subprocess.Popen[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bounded: a process whose command line stays empty is not the instance's."""
+    _wait_for_arguments(sleeper.pid)
+    real = unpacked._read_cmdline
+    monkeypatch.setattr(unpacked, "ARGUMENTS_WAIT", 0.5)
+    monkeypatch.setattr(
+        unpacked, "_read_cmdline", lambda pid: b"" if pid == sleeper.pid else real(pid)
+    )
+
+    started = time.monotonic()
+    assert unpacked.processes(Path(sys.executable), "relayguard-marker.conf") == []
+    assert 0.5 <= time.monotonic() - started < 10
 
 
 def test_exit_status_reads_as_a_person_says_it() -> None:

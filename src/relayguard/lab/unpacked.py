@@ -99,18 +99,11 @@ def exit_status(returncode: int) -> str:
 
 
 def _how_it_ended(process: subprocess.Popen[bytes] | None) -> str:
-    """The daemon's end, when it is our child: its status, or that it lives but is not found
-    as the instance's process."""
-    if process is None:
+    """The daemon's end, when it is our child: its pid and exit status."""
+    returncode = process.poll() if process is not None else None
+    if process is None or returncode is None:
         return ""
-    returncode = process.poll()
-    if returncode is not None:
-        return f"; pid {process.pid}: {exit_status(returncode)}"
-    try:
-        exe = os.readlink(f"/proc/{process.pid}/exe")
-    except OSError:
-        exe = "?"
-    return f"; pid {process.pid} still runs ({exe}) but is not found as the instance's process"
+    return f"; pid {process.pid}: {exit_status(returncode)}"
 
 
 def _alive(pid: int) -> bool:
@@ -119,6 +112,33 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return status[status.rfind(")") + 2 : status.rfind(")") + 3] not in {"Z", "X"}
+
+
+# How long `processes` waits for a just-executed program's arguments to become readable.
+ARGUMENTS_WAIT = 2.0
+
+
+def _read_cmdline(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+def _arguments(pid: int) -> list[bytes]:
+    """The arguments of `pid` (/proc/PID/cmdline), waiting (bounded) while they read empty.
+
+    Right after execve(2) the kernel has already switched the process to the new program
+    (/proc/PID/exe names it) and closed its close-on-exec descriptors, which is what lets
+    subprocess.Popen return, but has not yet laid out the new argument list: until then
+    cmdline reads empty (docs/sources.md#linux-proc-cmdline). A daemon found by the
+    configuration file on its command line is, for that moment, nobody's; on a busy machine
+    the moment lasts long enough for a lab start to mistake its own daemon for one that died.
+    A live process of a real program always has at least argv[0], so empty means "not yet".
+    """
+    deadline = time.monotonic() + ARGUMENTS_WAIT
+    while True:
+        raw = _read_cmdline(pid)
+        if raw or time.monotonic() >= deadline or not _alive(pid):
+            return raw.split(b"\0")
+        time.sleep(0.01)
 
 
 def processes(binary: Path, marker: str = "", cwd: Path | None = None) -> list[int]:
@@ -134,7 +154,7 @@ def processes(binary: Path, marker: str = "", cwd: Path | None = None) -> list[i
         try:
             if os.path.realpath(f"/proc/{pid}/exe") != wanted:
                 continue
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            argv = _arguments(pid)
             here = os.readlink(f"/proc/{pid}/cwd")
         except OSError:
             continue
@@ -208,9 +228,11 @@ def wait_greeting(
 ) -> str:
     """Wait (bounded) until `listener` greets with 220; fail early when nothing runs.
 
-    `process` is the daemon when it is our own child (Exim's ``-bdf``): its exit ends the
-    wait at once and its status is in the error. The error carries the server's own word
-    (`evidence`): `said`, then the tails of `logs` (stderr, panic log) and of `log`.
+    `process` is the daemon when it is our own child (Exim's ``-bdf``): then whether it
+    still runs is its own state (no search of /proc that a just-started program can slip
+    through, see `_arguments`), and its exit status is in the error. Otherwise `running`
+    decides. The error carries the server's own word (`evidence`): `said`, then the tails of
+    `logs` (stderr, panic log) and of `log`.
     """
     deadline = time.monotonic() + timeout
     last_error = "no attempt made"
@@ -219,8 +241,8 @@ def wait_greeting(
             return read_greeting(listener, min(5.0, max(deadline - time.monotonic(), 0.1)))
         except OSError as exc:
             last_error = str(exc) or type(exc).__name__
-        exited = process is not None and process.poll() is not None
-        if exited or not running():
+        gone = process.poll() is not None if process is not None else not running()
+        if gone:
             raise LabMtaError(
                 f"{listener.endpoint} exited before answering ({last_error})"
                 + _how_it_ended(process),
