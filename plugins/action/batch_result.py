@@ -25,6 +25,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "keys": {"type": "list", "elements": "str"},
     "step": {"type": "str", "choices": ["relay", "patch"]},
     "expect_verdict": {"type": "str"},
+    "return_record": {"type": "bool"},
 }
 
 
@@ -123,6 +124,15 @@ def _probe_many(
     return {"changed": False, "msg": f"{host}: {verdicts}"}, records
 
 
+def _worst(records: list[Any]) -> int | None:
+    """The index of the host's worst port: open, else inconclusive, else the first found."""
+    for verdict in ("open", "inconclusive", None):
+        for index, entry in enumerate(records):
+            if isinstance(entry, Mapping) and verdict in (None, entry.get("verdict")):
+                return index
+    return None
+
+
 def _mail_flow(result: Mapping[str, Any], key: str) -> tuple[dict[str, Any], Any]:
     sessions = [
         s for s in result.get("sessions") or [] if isinstance(s, Mapping) and s.get("host") == key
@@ -190,5 +200,13 @@ class ActionModule(ActionBase):  # type: ignore[misc]
         if result["failed"]:
             result["changed"] = False
             result.pop("diff", None)
-        result["record"] = record
+        # an exchange_batch entry (facts, exposure, plan, record) is large, and every byte of a
+        # per-host result is copied and converted by Ansible for each host: returned on request
+        if kind != "exchange_batch" or args["return_record"]:
+            result["record"] = record
+        if kind == "smtp_relay_probe" and isinstance(record, list):
+            # the host's verdict is its worst port's (open, else inconclusive, else the
+            # first): the index into record, so the entry is not returned twice
+            result["worst"] = _worst(record)
+            result["options"] = (batch.get("probe") or {}).get("options")
         return result

@@ -71,9 +71,17 @@ options:
     description:
       - For O(kind=smtp_relay_probe), fail this host unless its verdict is this one.
     type: str
+  return_record:
+    description:
+      - Return this host's entry as RV(record) also for O(kind=exchange_batch) (large - facts,
+        exposure, plan -, so not by default); the other kinds always return it.
+    type: bool
+    default: false
 notes:
   - Facts are not set here (an action's facts rank below C(set_fact)); the host's record is
-    kept by the roles' C(set_fact) tasks, which can read RV(record).
+    kept by the roles' C(set_fact) tasks, which can read RV(record), or read from the registered
+    result itself (secure-relay.yml registers the probe's as C(relay_probe_before) and
+    C(relay_probe_after); C(relay_before) and C(relay_after) are its worst port's entry).
 """
 
 EXAMPLES = r"""
@@ -110,6 +118,16 @@ record:
   description:
     - This host's entry of the batch result (for smtp_mail_flow, its sessions; with O(keys),
       the list of its targets' entries).
-  returned: always
+  returned: always, except for O(kind=exchange_batch) without O(return_record)
   type: raw
+worst:
+  description:
+    - For O(kind=smtp_relay_probe) with O(keys), the index in RV(record) of the host's worst
+      port (open, else inconclusive, else the first), whose verdict is the host's.
+  returned: with O(kind=smtp_relay_probe) and O(keys)
+  type: int
+options:
+  description: For O(kind=smtp_relay_probe) with O(keys), the probe's options (the report's).
+  returned: with O(kind=smtp_relay_probe) and O(keys)
+  type: dict
 """

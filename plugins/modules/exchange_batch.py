@@ -234,6 +234,20 @@ options:
         type: str
         choices: [latest, cu_n_minus_1]
         default: latest
+      patch_packages:
+        description:
+          - For O(action=detect), the site's patch packages (C(relay_exchange_patch_packages):
+            C(file), C(sha256), C(file_version), C(applies_to), C(product)); the host's result
+            gets its C(record) computed with them (RV(hosts)).
+        type: list
+        elements: dict
+        default: []
+      patch_reboot:
+        description:
+          - For O(action=detect), whether the package C(record.exchange_patch) names may restart
+            the server (C(relay_exchange_patch_reboot)).
+        type: bool
+        default: false
       patch:
         description:
           - For O(action=apply), the options of M(relayguard.mail.exchange_patch) besides the
@@ -331,7 +345,11 @@ hosts:
       C(patch) as C(exchange_facts) returns them; O(action=plan) - what C(exchange_relay) returns
       in check mode (C(changes), C(platform) ...); O(action=detect) - assess's result and
       plan's under C(plan) (null when the host could not be assessed; for Exchange 5.5 the
-      plan is made without the relay connector name); O(action=apply) - C(relay) and C(patch), each
+      plan is made without the relay connector name), C(connector) (the relay connector's name
+      as planned) and C(record), what secure-relay.yml keeps of the host (C(platform), C(build)
+      with its explanation, C(patch) - required, installed, compliant -, C(changes) with the
+      patch, C(rules), C(exchange_patch) - the package apply installs, or null -, C(package));
+      O(action=apply) - C(relay) and C(patch), each
       what the single-host module returns (C(patch) null when not asked for or not reached).
     - Each result (and each of C(relay) and C(patch)) has C(failed), and C(msg) when it failed.
   returned: always
@@ -362,7 +380,7 @@ from ansible_collections.relayguard.mail.plugins.module_utils.winrm_options impo
 )
 
 try:
-    from relayguard.exchange import batch, connection
+    from relayguard.exchange import batch, connection, record
     from relayguard.validate import InputError
 
     IMPORT_ERROR = None
@@ -386,6 +404,8 @@ ARGUMENT_SPEC: dict[str, Any] = {
             },
             "patch": {"type": "dict", "options": dict(PATCH_OPTIONS_SPEC)},
             **PATCH_POLICY_SPEC,
+            "patch_packages": {"type": "list", "elements": "dict", "default": []},
+            "patch_reboot": {"type": "bool", "default": False},
         },
     },
     "max_workers": {"type": "int", "default": 16},
@@ -411,6 +431,19 @@ def _diffs(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return diffs
 
 
+def _records(results: dict[str, dict[str, Any]], hosts: list[dict[str, Any]]) -> None:
+    """Each assessed host's record (relayguard.exchange.record), with the site's packages."""
+    for host in hosts:
+        result = results[host["name"]]
+        if result.get("facts") and not result.get("failed"):
+            result["record"] = record.detect_record(
+                result,
+                host["patch_packages"],
+                reboot=host["patch_reboot"],
+                connector=result.get("connector"),
+            )
+
+
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     if IMPORT_ERROR is not None:
@@ -430,6 +463,8 @@ def main() -> None:
         results = batch.run_batch(requests, work, p["max_workers"])
     except InputError as exc:
         module.fail_json(msg=str(exc))
+    if p["action"] == "detect":
+        _records(results, p["hosts"])
     diffs = _diffs(results)
     for result in results.values():
         for step in ("relay", "patch"):

@@ -19,6 +19,7 @@ BIN = ROOT / ".venv" / "bin"
 
 PROBE = {
     "changed": False,
+    "probe": {"options": {"timeout": 30.0}},
     "hosts": [
         {"target": "mx1:25", "verdict": "closed", "reason": "every relay test refused"},
         {"target": "mx1:587", "verdict": "open", "reason": "relays for an outside sender"},
@@ -27,14 +28,21 @@ PROBE = {
 }
 
 
-NAMES = ("both_ports", "after", "closed", "no_such_var", "no_keys", "both_given")
+EXCHANGE = {
+    "changed": False,
+    "hosts": {"localhost": {"failed": False, "facts": {"version": "15.2"}}},
+}
+NAMES = (
+    "both_ports", "after", "closed", "no_such_var", "no_keys", "both_given",
+    "exchange", "exchange_record",
+)  # fmt: skip
 SAVED = "{" + ", ".join(f"'{n}': {n}" for n in NAMES) + "}"
 
 
 def _task(name: str, **args: Any) -> dict[str, Any]:
     return {
         "name": name,
-        "relayguard.mail.batch_result": {"kind": "smtp_relay_probe", **args},
+        "relayguard.mail.batch_result": {"kind": "smtp_relay_probe"} | args,
         "ignore_errors": True,
         "register": name,
     }
@@ -59,6 +67,11 @@ def test_result_var_and_keys(tmp_path: Path) -> None:
                 _task("no_such_var", result_var="not_registered", keys=["mx2:25"]),
                 _task("no_keys", result_var="batch", keys=[]),
                 _task("both_given", result_var="batch", result="{{ batch }}", keys=["mx2:25"]),
+                {"name": "An exchange_batch result", "ansible.builtin.set_fact": {"ex": EXCHANGE}},
+                _task("exchange", result_var="ex", kind="exchange_batch"),
+                _task(
+                    "exchange_record", result_var="ex", kind="exchange_batch", return_record=True
+                ),
                 {
                     "name": "Save the results",
                     "ansible.builtin.copy": {
@@ -87,11 +100,17 @@ def test_result_var_and_keys(tmp_path: Path) -> None:
     assert not both.get("failed") and not both["changed"], both
     assert "mx1:25: closed" in both["msg"] and "mx1:587: open" in both["msg"], both
     assert [r["target"] for r in both["record"]] == ["mx1:25", "mx1:587"]
+    # the host's verdict is its worst port's: 587 (open), by index; the probe's options
+    assert both["worst"] == 1 and both["options"] == {"timeout": 30.0}, both
+    # an exchange_batch entry is large: returned only when asked for
+    assert "record" not in results["exchange"], results["exchange"]
+    assert results["exchange_record"]["record"]["facts"] == {"version": "15.2"}
     after = results["after"]
     assert after["failed"] and "still open after the change" in after["msg"], after
     assert "mx1:25" not in after["msg"], after  # only the port that failed is named
     closed = results["closed"]
     assert not closed.get("failed") and closed["record"][0]["verdict"] == "closed", closed
+    assert closed["worst"] == 0, closed
     missing = results["no_such_var"]
     assert missing["failed"] and "not_registered is not a registered variable" in missing["msg"]
     empty = results["no_keys"]

@@ -110,7 +110,8 @@ def detect_host(request: HostRequest, client_factory: ClientFactory) -> dict[str
     planned = plan_host(
         HostRequest(request.name, relay, None, request.patch_policy), client_factory
     )
-    return {**assessed, "plan": planned, "failed": bool(planned["failed"])}
+    connector = relay.get("relay_connector_name")
+    return {**assessed, "plan": planned, "failed": bool(planned["failed"]), "connector": connector}
 
 
 def apply_host(
