@@ -43,3 +43,11 @@ PATCH_OPTIONS_SPEC: dict[str, dict[str, Any]] = {
 PATCH_POLICY_SPEC: dict[str, dict[str, Any]] = {
     "patch_policy": {"type": "str", "choices": ["latest", "cu_n_minus_1"], "default": "latest"},
 }
+
+# exchange_batch's (per host, action=detect) site packages and restart permission, from which
+# it computes the host's record (relayguard.exchange.record): relay_exchange_patch_packages and
+# relay_exchange_patch_reboot of secure-relay.yml.
+PATCH_RECORD_SPEC: dict[str, dict[str, Any]] = {
+    "patch_packages": {"type": "list", "elements": "dict", "default": []},
+    "patch_reboot": {"type": "bool", "default": False},
+}

@@ -236,9 +236,9 @@ options:
         default: latest
       patch_packages:
         description:
-          - For O(action=detect), the site's patch packages (C(relay_exchange_patch_packages):
-            C(file), C(sha256), C(file_version), C(applies_to), C(product)); the host's result
-            gets its C(record) computed with them (RV(hosts)).
+          - For O(action=detect), the site's patch packages, as C(relay_exchange_patch_packages)
+            (each with C(file), C(sha256), C(file_version), C(applies_to), C(product)); the
+            host's result gets its C(record) computed with them (RV(hosts)).
         type: list
         elements: dict
         default: []
@@ -372,6 +372,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.relayguard.mail.plugins.module_utils.exchange_options import (
     PATCH_OPTIONS_SPEC,
     PATCH_POLICY_SPEC,
+    PATCH_RECORD_SPEC,
     RELAY_OPTIONS_SPEC,
 )
 from ansible_collections.relayguard.mail.plugins.module_utils.winrm_options import (
@@ -404,8 +405,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
             },
             "patch": {"type": "dict", "options": dict(PATCH_OPTIONS_SPEC)},
             **PATCH_POLICY_SPEC,
-            "patch_packages": {"type": "list", "elements": "dict", "default": []},
-            "patch_reboot": {"type": "bool", "default": False},
+            **PATCH_RECORD_SPEC,
         },
     },
     "max_workers": {"type": "int", "default": 16},

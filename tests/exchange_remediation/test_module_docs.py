@@ -22,6 +22,7 @@ import pytest
 from support.collection_specs import (
     CONNECTION_SPEC,
     PATCH_POLICY_SPEC,
+    PATCH_RECORD_SPEC,
     PATCH_SPEC,
     RELAY_SPEC,
     WINRM_SPEC,
@@ -143,6 +144,7 @@ def composed_spec(module: str) -> dict[str, Any]:
                     "relay": {"type": "dict", "required": True, "options": relay},
                     "patch": {"type": "dict", "options": PATCH_SPEC},
                     **PATCH_POLICY_SPEC,
+                    **PATCH_RECORD_SPEC,
                 },
             },
             "max_workers": {"type": "int", "default": 16},

@@ -19,6 +19,7 @@ CONNECTION_SPEC: dict[str, dict[str, Any]] = {**WINRM_SPEC, **SMTP_WAIT_SPEC}
 RELAY_SPEC: dict[str, dict[str, Any]] = _exchange.RELAY_OPTIONS_SPEC
 PATCH_SPEC: dict[str, dict[str, Any]] = _exchange.PATCH_OPTIONS_SPEC
 PATCH_POLICY_SPEC: dict[str, dict[str, Any]] = _exchange.PATCH_POLICY_SPEC
+PATCH_RECORD_SPEC: dict[str, dict[str, Any]] = _exchange.PATCH_RECORD_SPEC
 
 
 def defaults(spec: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -56,9 +56,7 @@ def installed_version(facts: Mapping[str, Any]) -> str:
     return str(build.get("msexcimc") or msexcimc.get("file_version") or "0")
 
 
-def patch_state(
-    detected: Mapping[str, Any], package: Mapping[str, Any] | None
-) -> dict[str, Any]:
+def patch_state(detected: Mapping[str, Any], package: Mapping[str, Any] | None) -> dict[str, Any]:
     """required, installed, compliant (True, False, or None when the level is not known)."""
     facts = detected["facts"]
     installed = installed_version(facts)
