@@ -9,6 +9,8 @@ that host's result, never the batch's, and the hosts never share a WinRM session
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -16,7 +18,7 @@ from typing import Any
 
 from relayguard.exchange import connection
 from relayguard.exchange.assess import assess_collected
-from relayguard.exchange.current import ReadError, platform_of
+from relayguard.exchange.current import ReadError, held_session, platform_of
 from relayguard.exchange.facts import Collected, config_op
 from relayguard.exchange.patch_level import PatchPolicy
 from relayguard.exchange.patch_task import run_patch_task
@@ -161,10 +163,47 @@ def _reusable(relay: Mapping[str, Any], collected: Collected | None) -> bool:
     return config_op(collected.detect) == f"{platform.value}.read_config"
 
 
+class _SharedClients:
+    """A client factory that makes one client per endpoint and holds its session open until
+    `close`: a host's relay step and patch step share one WinRM shell (one TLS and NTLM
+    handshake, one Create and Delete) instead of opening one each. A shell that saw an error
+    is given up all the same (`WinRMClient.session`), so a step after a failure starts
+    afresh."""
+
+    def __init__(self, factory: ClientFactory) -> None:
+        self._factory = factory
+        self._clients: dict[tuple[WinRMOptions, str | None], WinRMClient] = {}
+        self._sessions = contextlib.ExitStack()
+
+    def __call__(self, options: WinRMOptions) -> WinRMClient:
+        secret = None if options.password is None else options.password.reveal()
+        key = (dataclasses.replace(options, password=None), secret)
+        client = self._clients.get(key)
+        if client is None:
+            client = self._factory(options)
+            self._sessions.enter_context(held_session(client))
+            self._clients[key] = client
+        return client
+
+    def close(self) -> None:
+        self._sessions.close()
+
+
 def apply_host(
     request: HostRequest, client_factory: ClientFactory, *, check_mode: bool
 ) -> dict[str, Any]:
-    """exchange_relay, then exchange_patch when asked and the relay step succeeded."""
+    """exchange_relay, then exchange_patch when asked and the relay step succeeded, over one
+    WinRM session."""
+    shared = _SharedClients(client_factory)
+    try:
+        return _apply_steps(request, shared, check_mode=check_mode)
+    finally:
+        shared.close()
+
+
+def _apply_steps(
+    request: HostRequest, client_factory: ClientFactory, *, check_mode: bool
+) -> dict[str, Any]:
     try:
         relay: dict[str, Any] = {
             "failed": False,
