@@ -194,6 +194,9 @@ def one_run(args: argparse.Namespace, spy: Path | None, run: int) -> dict[str, A
     directory = Path(tempfile.mkdtemp(prefix="rg-bench-batch-"))
     directory.chmod(0o755)
     lab = directory / "lab"
+    # the hosts' change locks (exchange/hostlock.py) in this run's own directory: another
+    # run on the same addresses in another network namespace shares /tmp, not this
+    os.environ["RELAYGUARD_LOCK_DIR"] = str(directory / "locks")
     try:
         up = subprocess.run(
             [*RELAYGUARD, "lab", "up", "--json", "--dir", str(lab), "--hosts", args.hosts,

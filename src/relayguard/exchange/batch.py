@@ -28,7 +28,6 @@ from relayguard.exchange.relay_task import (
     plans_from_documents,
     run_relay_task,
 )
-from relayguard.exchange.smb_channel import assess_smb
 from relayguard.exchange.transport import TransportError, WinRMClient, WinRMOptions
 from relayguard.validate import InputError
 
@@ -78,6 +77,8 @@ def _assess(
             smb = connection.smb_options(request.relay, options)
         except InputError as exc:
             return failure(str(exc)), None
+        from relayguard.exchange.smb_channel import assess_smb  # impacket: only for SMB
+
         result = assess_smb(smb, policy=policy).to_dict()
     else:
         try:

@@ -15,21 +15,13 @@ enum's name (a real server writes `<ToString>` and `<I32>`; the twin writes `<To
 
 from __future__ import annotations
 
-import json
-import threading
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from psrpcore.types import PSList, PSNoteProperty, PSObject, serialize_clixml
 
 from relayguard.lab.exchange import smtp_modern as em
-from relayguard.lab.exchange.state import (
-    AcceptedDomain,
-    ExchangeModern,
-    ReceiveConnector,
-    to_jsonable,
-)
+from relayguard.lab.exchange.state import AcceptedDomain, ExchangeModern, ReceiveConnector
 
 _DATA = "Microsoft.Exchange.Data"
 _CONFIG = "Microsoft.Exchange.Data.Directory.SystemConfiguration"
@@ -170,33 +162,8 @@ def serialised(objects: Iterable[PSObject]) -> list[str]:
     return [serialize_clixml(obj, None) for obj in objects]  # type: ignore[arg-type]
 
 
-# Serialising is most of the lab daemon's CPU in a read_config, and a twin is read again and
-# again in the same state (detect, then apply's first read; an audit after an enforce): the
-# documents of a state are kept, keyed by the state's whole content (serialising is
-# deterministic: the same content always gives the same text), the least recently used
-# dropped beyond SECTIONS_CACHED states.
-SECTIONS_CACHED = 1024
-_sections_cache: OrderedDict[str, dict[str, list[str]]] = OrderedDict()
-_sections_lock = threading.Lock()
-
-
 def sections(m: ExchangeModern) -> dict[str, list[str]]:
     """Every cmdlet's objects, by the capture file's kind (ReceiveConnector, ...)."""
-    key = json.dumps(to_jsonable(m))
-    with _sections_lock:
-        found = _sections_cache.get(key)
-        if found is not None:
-            _sections_cache.move_to_end(key)
-    if found is None:
-        found = _sections(m)
-        with _sections_lock:
-            _sections_cache[key] = found
-            while len(_sections_cache) > SECTIONS_CACHED:
-                _sections_cache.popitem(last=False)
-    return {kind: list(texts) for kind, texts in found.items()}
-
-
-def _sections(m: ExchangeModern) -> dict[str, list[str]]:
     agents = (
         _obj(
             (f"{_DATA}.Transport.TransportAgent",),
