@@ -19,7 +19,8 @@ description:
     for O(action=assess), M(relayguard.mail.exchange_relay) in check mode for O(action=plan),
     M(relayguard.mail.exchange_relay) then M(relayguard.mail.exchange_patch) for
     O(action=apply); O(action=detect) is assess then plan in one call (the plan only for a
-    host that could be assessed; C({computer_name}) in a host's C(relay_connector_name) is the
+    host that could be assessed, made from the documents the assessment read rather than by
+    reading the host again; C({computer_name}) in a host's C(relay_connector_name) is the
     computer name assessed).
   - One module process for the batch instead of one per host and task - on a fleet, the
     per-host process was most of the playbook's time (docs/performance.md).

@@ -36,14 +36,14 @@ def host_request(lab: WireLab, host: dict[str, Any], backups: Path) -> batch.Hos
 
 
 def measure(lab: WireLab, backups: Path) -> dict[str, dict[str, Any]]:
-    """Detect (exchange_facts) then apply (relay change and security update) on the first
-    host: for each, the endpoint's counts and the wall time in seconds."""
+    """Detect (exchange_batch's detect: assess and plan) then apply (relay change and security
+    update) on the first host: for each, the endpoint's counts and the wall time in seconds."""
     host = lab.hosts[0]
     endpoint = lab.endpoint(host["name"])
     request = host_request(lab, host, backups)
     figures: dict[str, dict[str, Any]] = {}
     for phase, work in (
-        ("detect", lambda: batch.assess_host(request, connection.client_for)),
+        ("detect", lambda: batch.detect_host(request, connection.client_for)),
         ("apply", lambda: batch.apply_host(request, connection.client_for, check_mode=False)),
     ):
         endpoint.stats.reset()

@@ -82,7 +82,8 @@ def test_detect_assesses_and_plans_each_host_in_one_call(lab: Lab, tmp_path: Pat
         assert not result["failed"], result
         assert result["facts"]["platform"] == host["platform"]
         assert result["exposure"]["verdict"] == "open"
-        assert result["plan"]["changes"] == planned[host["name"]]["changes"], host["name"]
+        # planned from the documents assess read, the result is exchange_relay's in check mode
+        assert result["plan"] == planned[host["name"]], host["name"]
         if host["platform"] != "exchange55":
             targets = " ".join(str(c["target"]) for c in result["plan"]["changes"])
             assert f"Relay {host['server']}" in targets, (host, result["plan"]["changes"])
@@ -91,6 +92,26 @@ def test_detect_assesses_and_plans_each_host_in_one_call(lab: Lab, tmp_path: Pat
         assert detected[name]["failed"] and detected[name]["plan"] is None, detected[name]
     assert {h["name"]: relay_config(lab.state(h["name"])) for h in lab.hosts} == before
     assert not list(tmp_path.glob("*.json"))
+
+
+def test_detect_with_a_platform_forced_reads_again_and_plans_the_same(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """A forced `platform` is exchange_relay's to honour: detect then plans by reading the
+    host again, as exchange_relay does, and the plan is the one made from assess's reads."""
+    factory = connection.client_for
+    hosts = lab.hosts
+    generation = {
+        h["name"]: "exchange55" if h["platform"] == "exchange55" else "modern" for h in hosts
+    }
+    auto = [request(lab, h, tmp_path) for h in hosts]
+    forced = [request(lab, h, tmp_path, platform=generation[h["name"]]) for h in hosts]
+    from_reads = batch.run_batch(auto, lambda r: batch.detect_host(r, factory), 4)
+    read_again = batch.run_batch(forced, lambda r: batch.detect_host(r, factory), 4)
+    for host in hosts:
+        name = host["name"]
+        assert not from_reads[name]["failed"] and not read_again[name]["failed"], name
+        assert from_reads[name]["plan"] == read_again[name]["plan"], name
 
 
 def test_assess_plan_apply_a_batch_with_two_broken_hosts(lab: Lab, tmp_path: Path) -> None:

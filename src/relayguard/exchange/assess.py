@@ -25,8 +25,10 @@ from relayguard.exchange.analysis import (
 from relayguard.exchange.capture import CaptureError, documents_from_capture, load_capture
 from relayguard.exchange.current import PayloadRunner, held_session
 from relayguard.exchange.facts import (
+    Collected,
     ExchangeFacts,
     FactsError,
+    collect_documents,
     collect_facts,
     facts_from_documents,
 )
@@ -97,13 +99,24 @@ def assess_runner(
     policy: PatchPolicy = PatchPolicy.LATEST,
 ) -> HostAssessment:
     """`assess` over any channel's runner (a management host's, for Exchange 5.5)."""
+    return assess_collected(runner, host, as_of=as_of, policy=policy)[0]
+
+
+def assess_collected(
+    runner: PayloadRunner,
+    host: str,
+    *,
+    as_of: date | None = None,
+    policy: PatchPolicy = PatchPolicy.LATEST,
+) -> tuple[HostAssessment, Collected | None]:
+    """`assess_runner`, keeping the documents read (None when the host could not be read)."""
     day = as_of or date.today()
     try:
         with held_session(runner):
-            facts = collect_facts(runner, as_of=day)
+            collected = collect_documents(runner, as_of=day)
     except (TransportError, FactsError) as exc:
-        return HostAssessment(host, None, None, None, error=str(exc))
-    return judge(facts, policy=policy, as_of=day)
+        return HostAssessment(host, None, None, None, error=str(exc)), None
+    return judge(collected.facts, policy=policy, as_of=day), collected
 
 
 def assess_capture(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -319,14 +320,27 @@ def load_catalog(path: Path | None = None) -> Catalog:
     return _read(path)
 
 
-@functools.cache
+# exchange_batch assesses a batch's hosts on threads that all ask for the catalog at once: a
+# lock makes them wait for one parse instead of each parsing it (functools.cache alone does
+# not stop concurrent misses).
+_DEFAULT_LOCK = threading.Lock()
+# libyaml's parser where PyYAML was built with it (same SafeConstructor, a tenth of the time)
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _default_catalog() -> Catalog:
+    with _DEFAULT_LOCK:
+        return _cached_default()
+
+
+@functools.cache
+def _cached_default() -> Catalog:
     return _read(DEFAULT_CATALOG_PATH)
 
 
 def _read(path: Path) -> Catalog:
     with path.open(encoding="utf-8") as handle:
-        data = yaml.safe_load(handle)
+        data = yaml.load(handle, Loader=_LOADER)  # noqa: S506 - a SafeLoader
     if not isinstance(data, Mapping):
         raise CatalogError(f"{path}: not a YAML mapping")
     return parse_catalog(data)

@@ -17,17 +17,18 @@ import dataclasses
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from relayguard import validate
 from relayguard.exchange import winrm_settings
 from relayguard.exchange.apply import SmtpWait
 from relayguard.exchange.current import PayloadRunner
 from relayguard.exchange.management_host import ManagementHostRunner, TargetCredential
-from relayguard.exchange.smb_channel import TEMP_DIR as SMB_TEMP_DIR
-from relayguard.exchange.smb_channel import SmbChannel, SmbOptions, SmbRunner
 from relayguard.exchange.transport import AuthMethod, Secret, WinRMClient, WinRMOptions
 from relayguard.validate import InputError
+
+if TYPE_CHECKING:
+    from relayguard.exchange.smb_channel import SmbOptions
 
 SCHEMES = ("https", "http")
 CHANNELS = ("winrm", "smb", "via-management-host")
@@ -136,6 +137,10 @@ def client_for(options: WinRMOptions) -> WinRMClient:
 
 def smb_options(params: Mapping[str, Any], options: WinRMOptions) -> SmbOptions:
     """The SMB options of an Exchange 5.5 host: its WinRM credentials on `smb_port`."""
+    # smb_channel is imported where SMB is used: it brings impacket, a third of the import
+    # time of every exchange_* module call, most of which reach no host over SMB
+    from relayguard.exchange.smb_channel import SmbOptions
+
     port = validate.port("smb_port", params.get("smb_port") or 445)
     if options.username is None or options.password is None:
         raise InputError("winrm_password", None, "and winrm_username are needed with channel smb")
@@ -169,6 +174,8 @@ def runner_for(
             credential=target_credential(options),
         )
     smb = smb_options(params, options)
+    from relayguard.exchange.smb_channel import SmbChannel, SmbRunner
+
     return SmbRunner(SmbChannel(smb))
 
 
@@ -210,4 +217,8 @@ def remote_temp_dir(params: Mapping[str, Any]) -> str | None:
     """Where packages go: NT 4.0 and 2000 have no C:\\Windows, so SMB uses %SystemRoot%\\Temp."""
     if params.get("remote_temp_dir"):
         return str(params["remote_temp_dir"])
-    return SMB_TEMP_DIR if params.get("channel") == "smb" else None
+    if params.get("channel") != "smb":
+        return None
+    from relayguard.exchange.smb_channel import TEMP_DIR
+
+    return TEMP_DIR

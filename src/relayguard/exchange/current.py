@@ -90,6 +90,17 @@ def read_config(client: PayloadRunner, platform: ExchangeGeneration) -> Mapping[
     return document
 
 
+def relay_config_of(detect: Mapping[str, Any], document: Mapping[str, Any]) -> RelayConfig:
+    """What `read_relay_config` returns, from an `exchange.detect` document and the
+    platform's read_config document already read (and checked by `capture.read_output`)."""
+    generation = platform_of(detect)
+    key = "Parameters" if generation is ExchangeGeneration.EXCHANGE55 else "ReceiveConnectors"
+    if key not in document:
+        raise ReadError(f"{generation.value}.read_config printed no {key}")
+    server = str(document.get("Server") or detect.get("ComputerName") or "")
+    return RelayConfig(generation, server, document)
+
+
 def read_relay_config(
     client: PayloadRunner,
     platform: ExchangeGeneration | str | None = None,

@@ -562,14 +562,31 @@ def collect_facts(client: PayloadRunner, *, as_of: date | None = None) -> Exchan
     any channel (WinRM, SMB, a management host).
 
     Raises `TransportError` (host, step, cause) or `FactsError` (a malformed document)."""
+    return collect_documents(client, as_of=as_of).facts
+
+
+@dataclass(frozen=True)
+class Collected:
+    """Facts and the documents they were made of: `exchange.detect`, and the platform's
+    read_config (None when the host has no Exchange)."""
+
+    facts: ExchangeFacts
+    detect: Mapping[str, Any]
+    config: Mapping[str, Any] | None
+
+
+def collect_documents(client: PayloadRunner, *, as_of: date | None = None) -> Collected:
+    """`collect_facts`, keeping the documents read (exchange_batch's detect plans the relay
+    changes from them instead of reading the host again)."""
     host = _host_of(client)
     detect = _run(client, "exchange.detect")
     op = config_op(detect)
     config = None if op is None else _run(client, op)
     try:
-        return facts_from_documents(host, detect, config, as_of=as_of or date.today())
+        facts = facts_from_documents(host, detect, config, as_of=as_of or date.today())
     except (AttributeError, TypeError) as exc:  # a list where a mapping belongs, and so on
         raise FactsError(f"{host}: unexpected document shape ({exc})") from None
+    return Collected(facts, detect, config)
 
 
 def file_version(client: PayloadRunner, path: str) -> FileVersion:

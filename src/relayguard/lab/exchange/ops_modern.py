@@ -62,7 +62,10 @@ def read_document(m: ExchangeModern) -> dict[str, Any]:
 
 
 def read_config(params: dict[str, Any], ctx: TwinContext) -> dict[str, Any]:
-    return read_document(require_modern(ctx.store.current()))
+    # the same state reads the same: detect, then apply's first read, an audit after a change
+    return ctx.store.derived(
+        "modern.read_config", lambda state: read_document(require_modern(state))
+    )
 
 
 # ------------------------------------------------------------------ write

@@ -10,6 +10,7 @@ real server prints. Facts and their sources: docs/sources.md, docs/lab.md.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import types
@@ -342,15 +343,25 @@ def _copy_list(values: list[str] | None) -> list[str] | None:
     return None if values is None else list(values)
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def to_jsonable(value: Any) -> Any:
     """Dataclasses to plain JSON values (field order kept)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, _SCALARS):
+        return value
     if isinstance(value, list):
         return [to_jsonable(v) for v in value]
     if isinstance(value, dict):
         return {str(k): to_jsonable(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {name: to_jsonable(getattr(value, name)) for name in _field_names(type(value))}
     return value
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
 
 
 class StateError(ValueError):
@@ -410,20 +421,36 @@ def _decode(tp: Any, data: Any, where: str) -> Any:
     raise StateError(f"{where}: unsupported type {tp!r}")
 
 
+@functools.cache
+def _schema(tp: Any) -> tuple[frozenset[str], tuple[tuple[str, Any, bool], ...]]:
+    """A dataclass's field names, and each field's name, type and whether it is required:
+    resolved once per class (the lab daemon decodes a twin's state on every write, and
+    typing.get_type_hints was most of that)."""
+    hints = typing.get_type_hints(tp)
+    fields = tuple(
+        (
+            f.name,
+            hints[f.name],
+            f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+        )
+        for f in dataclasses.fields(tp)
+    )
+    return frozenset(name for name, _, _ in fields), fields
+
+
 def _decode_dataclass(tp: Any, data: Any, where: str) -> Any:
     if not isinstance(data, dict):
         raise StateError(f"{where}: expected an object")
-    hints = typing.get_type_hints(tp)
+    known, fields = _schema(tp)
     kwargs: dict[str, Any] = {}
-    known = {f.name for f in dataclasses.fields(tp)}
     unknown = set(data) - known
     if unknown:
         raise StateError(f"{where}: unknown field(s) {sorted(unknown)}")
-    for f in dataclasses.fields(tp):
-        if f.name in data:
-            kwargs[f.name] = _decode(hints[f.name], data[f.name], f"{where}.{f.name}")
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise StateError(f"{where}: missing field {f.name!r}")
+    for name, hint, required in fields:
+        if name in data:
+            kwargs[name] = _decode(hint, data[name], f"{where}.{name}")
+        elif required:
+            raise StateError(f"{where}: missing field {name!r}")
     return tp(**kwargs)
 
 

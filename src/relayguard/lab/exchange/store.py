@@ -15,7 +15,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from relayguard.lab.exchange.state import TwinState, dumps, loads
 
@@ -30,6 +30,7 @@ class StateStore:
         self._lock_path = path.with_name(path.name + ".lock")
         self._cached: TwinState | None = None
         self._cached_key: tuple[int, int, int] | None = None
+        self._derived: dict[str, tuple[tuple[int, int, int], Any]] = {}
 
     def exists(self) -> bool:
         return self.path.exists()
@@ -40,11 +41,29 @@ class StateStore:
 
     def current(self) -> TwinState:
         """The document as it is on disk now (cached until the file changes)."""
+        return self._current()[1]
+
+    def _current(self) -> tuple[tuple[int, int, int], TwinState]:
         key = self._key()
-        if self._cached is None or key != self._cached_key:
-            self._cached = loads(self.path.read_text(encoding="utf-8"))
-            self._cached_key = key
-        return self._cached
+        cached = self._cached
+        if cached is None or key != self._cached_key:
+            cached = loads(self.path.read_text(encoding="utf-8"))
+            self._cached, self._cached_key = cached, key
+        return key, cached
+
+    def derived(self, name: str, compute: Callable[[TwinState], T]) -> T:
+        """`compute(current())`, kept as `name` until the file changes, as `current()` is:
+        for what a twin answers again and again in the same state (a read_config's CLIXML,
+        most of the lab daemon's CPU in a read). `compute` must be a pure function of the
+        state, and its result is shared: never modified."""
+        key, state = self._current()
+        found = self._derived.get(name)
+        if found is not None and found[0] == key:
+            value: T = found[1]
+            return value
+        value = compute(state)
+        self._derived[name] = (key, value)
+        return value
 
     def load(self) -> TwinState:
         """A fresh copy of the document, safe to modify."""
