@@ -389,7 +389,7 @@ def test_command_timeout_bounds_the_wait() -> None:
             "requested auth method is kerberos, but pykerberos is not installed",
         ),
         (FileNotFoundError(2, "No such file", "/tmp/ca.pem"), FailureCause.CONFIGURATION, None),
-        (ValueError("weird"), FailureCause.PROTOCOL_ERROR, "ValueError"),
+        (ValueError("weird"), FailureCause.PROTOCOL_ERROR, "ValueError weird"),
     ],
 )
 def test_classify(error: BaseException, cause: FailureCause, detail: str | None) -> None:
@@ -452,3 +452,24 @@ def test_a_session_shares_one_shell_and_starts_afresh_after_an_error() -> None:
     assert host.shells_opened == host.shells_closed == 3
     client.run_payload(remove)  # outside a session: a shell of its own
     assert host.shells_opened == host.shells_closed == 4
+
+
+def test_an_unexpected_error_says_where_it_was_raised_and_from_which_http_answer() -> None:
+    """A KeyError inside the client library (e.g. a header missing from an error answer) is
+    named with its place and the HTTP status it arose from, not as a bare "KeyError"."""
+
+    def parse(headers: dict[str, str]) -> str:
+        return headers["Content-Type"]
+
+    answer = requests.Response()
+    answer.status_code = 400
+    try:
+        try:
+            raise requests.exceptions.HTTPError("400 Client Error", response=answer)
+        except requests.exceptions.HTTPError:
+            parse({})
+    except KeyError as exc:
+        cause, detail = tr.classify(exc)
+    assert cause is FailureCause.PROTOCOL_ERROR
+    assert detail.startswith("KeyError 'Content-Type' at test_transport_unit.py:"), detail
+    assert " in parse, handling an HTTP 400 answer" in detail, detail

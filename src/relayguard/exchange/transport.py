@@ -44,6 +44,7 @@ import html
 import logging
 import re
 import time
+import traceback
 import uuid
 import warnings
 import xml.etree.ElementTree as ET
@@ -339,7 +340,25 @@ def classify(exc: BaseException) -> tuple[FailureCause, str]:
         return FailureCause.CONFIGURATION, f"{type(exc).__name__}: {exc.strerror or exc}"
     if isinstance(exc, ET.ParseError | StopIteration):
         return FailureCause.PROTOCOL_ERROR, "the answer is not a WS-Management message"
-    return FailureCause.PROTOCOL_ERROR, type(exc).__name__
+    return FailureCause.PROTOCOL_ERROR, unexpected(exc)
+
+
+def unexpected(exc: BaseException) -> str:
+    """An exception nobody expected from pywinrm/requests, with where it was raised (the last
+    frame: file name, line, function) and the HTTP status it arose from, if any — so that the
+    one line names a cause to look for (a KeyError inside the client library says nothing on
+    its own)."""
+    detail = type(exc).__name__
+    if str(exc):
+        detail += f" {str(exc)[:80]}"
+    frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
+    if frames:
+        last = frames[-1]
+        detail += f" at {last.filename.rsplit('/', 1)[-1]}:{last.lineno} in {last.name}"
+    response = getattr(exc.__context__, "response", None)
+    if response is not None and getattr(response, "status_code", None):
+        detail += f", handling an HTTP {response.status_code} answer"
+    return detail
 
 
 def is_too_large(exc: BaseException) -> bool:
