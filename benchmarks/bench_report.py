@@ -261,13 +261,13 @@ PLAY = """- name: relay_report as the role runs it (benchmarks/bench_report.py)
 {body}
 """
 REPORT_TASK = """      relayguard.mail.relay_report:
-        reports_dir: "{{{{ bench_reports }}}}"
-        mode: "{{{{ bench_mode }}}}"
-        check_mode: "{{{{ ansible_check_mode }}}}"
-        started: "{{{{ bench_started }}}}"
-        inventory: "{{{{ ansible_inventory_sources }}}}"
-        probe_options: "{{{{ bench_probe_options }}}}"
-        hosts: "{{{{ bench_hosts }}}}"
+        reports_dir: "{{ bench_reports }}"
+        mode: "{{ bench_mode }}"
+        check_mode: "{{ ansible_check_mode }}"
+        started: "{{ bench_started }}"
+        inventory: "{{ ansible_inventory_sources }}"
+        probe_options: "{{ bench_probe_options }}"
+        hosts: "{{ bench_hosts }}"
       register: bench_written
 """
 NOOP_TASK = """      ansible.builtin.debug:
