@@ -21,7 +21,9 @@ time (the machine is shared: CPU time is the steadier figure):
   ansible         (--ansible) ansible-playbook on localhost: the relay_report task with the
                   records as `hosts` (templated and sent through AnsiballZ as in the role),
                   its time from benchmarks/callback_plugins/relayguard_timing.py, beside the
-                  same play with a no-op task (Ansible's own floor for one local task)
+                  same play with a no-op task (Ansible's own floor for one local task);
+                  task_cpu_s: the CPU of the whole run (ansible-playbook, its workers, the
+                  module) beyond the no-op play's, the figure a busy machine leaves steady
 --outputs DIR writes every format of a fixed run (fixed run id, times, versions and user) so
 that two checkouts can be compared byte for byte (`cmp -r`).
 
@@ -276,8 +278,9 @@ NOOP_TASK = """      ansible.builtin.debug:
 """
 
 
-def ansible_play(base: Path, book: Path, reports: Path) -> tuple[float, float]:
-    """ansible-playbook `book`: wall seconds of the whole run and of its one task."""
+def ansible_play(base: Path, book: Path, reports: Path) -> tuple[float, float, float]:
+    """ansible-playbook `book`: wall seconds of the whole run and of its one task, and the
+    CPU seconds of the run (ansible-playbook, its workers and the module's process)."""
     timing = base / "timing.json"
     timing.unlink(missing_ok=True)
     env = {
@@ -290,6 +293,7 @@ def ansible_play(base: Path, book: Path, reports: Path) -> tuple[float, float]:
         "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
         "ANSIBLE_LOCALHOST_WARNING": "false",
     }
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.run(
         [str(BIN / "ansible-playbook"), "-i", "localhost,", str(book),
@@ -297,10 +301,12 @@ def ansible_play(base: Path, book: Path, reports: Path) -> tuple[float, float]:
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
     wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if proc.returncode:
         raise RuntimeError(f"{book.name} failed: {proc.stdout[-3000:]} {proc.stderr[-3000:]}")
     tasks = json.loads(timing.read_text())["tasks"]
-    return wall, max(t["seconds"] for t in tasks)
+    return wall, max(t["seconds"] for t in tasks), cpu
 
 
 def ansible(
@@ -333,7 +339,10 @@ def ansible(
         figures[name] = {
             "wall_s": round(min(r[0] for r in runs), 2),
             "task_s": round(min(r[1] for r in runs), 2),
+            "cpu_s": round(min(r[2] for r in runs), 2),
         }
+    # what the report task costs beyond a no-op task, in CPU (steady on a busy machine)
+    figures["task_cpu_s"] = round(figures["report"]["cpu_s"] - figures["floor"]["cpu_s"], 2)
     return figures
 
 
