@@ -120,10 +120,17 @@ def test_compiled_check_agrees_with_jsonschema_on_every_mutant(name: str):
     disagree, refused, seen = [], 0, set[str]()
     for doc in make():
         assert fast(doc) and not list(validator.iter_errors(doc)), name
-        for what, mutant in _mutants(doc, seen):
+        for count, (what, mutant) in enumerate(_mutants(doc, seen)):
+            accepted = fast(mutant)
+            # every mutant it accepts must be valid (never looser: the property that keeps
+            # reports right); of those it refuses, every third is checked too (a refused valid
+            # document only costs time, and jsonschema is what makes this test slow)
+            if not accepted and count % 3:
+                refused += 1
+                continue
             valid = not any(True for _ in validator.iter_errors(mutant))
             refused += not valid
-            if fast(mutant) != valid:
+            if accepted != valid:
                 disagree.append(f"{what}: jsonschema {'accepts' if valid else 'refuses'}")
     assert disagree == []
     assert refused > 100  # the mutants do reach the schema's assertions
