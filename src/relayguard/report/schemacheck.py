@@ -10,7 +10,8 @@ it refuses goes to jsonschema, which names each problem (`relayguard.report.sche
 corner it is strict on costs time, never a wrong answer. tests/report/test_schemacheck.py
 compares it with jsonschema on every value of the sample reports, mutated.
 
-Semantics follow JSON Schema 2020-12 (json-schema.org/draft/2020-12/json-schema-validation):
+Semantics follow JSON Schema 2020-12 (draft-bhutton-json-schema-01 §8.2.3.1, §10.2–10.3 and
+draft-bhutton-json-schema-validation-01 §6–7; docs/sources.md#json-schema-2020-12):
 an assertion about one type (``minLength``, ``properties``, ``items``...) holds for a value of
 another type; ``$ref`` applies beside its siblings; ``format`` is an annotation (our
 validators assert no format).
