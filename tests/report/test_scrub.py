@@ -141,3 +141,31 @@ def test_a_report_carrying_secrets_is_refused(fleet_doc: dict[str, Any]):
         f"$.hosts[5].before.transcript[{len(transcript) - 1}][1]: secret material in a report "
         "(refused)",
     ]
+
+
+def test_find_secrets_names_exactly_where_scrub_changes_a_document(fleet_doc: dict[str, Any]):
+    """find_secrets walks the document without copying it; it must name the same places, in
+    the same order, as comparing the document with its scrubbed copy."""
+    from relayguard.report.scrub import _diff_paths
+
+    doc = copy.deepcopy(fleet_doc)
+    doc["run"]["probe_options"].update(
+        {
+            "sasl_password": "hunter2",
+            "winrm": {"user": "ops", "api_key": {"nested": ["s3cr3t-token"]}},
+            "vault_pass": None,  # an empty secret is no secret
+            "token": "",
+            "session_key": REDACTED,
+            "identity": PEM,
+            "url": "https://ops:wr0ngh0rse@cmdb.corp.example/api",
+        }
+    )
+    doc["hosts"][1]["changes"].append(
+        {"control": "c", "target": "t", "before": [VAULT, "plain"], "after": 0, "applied": False}
+    )
+    transcript = doc["hosts"][0]["before"]["transcript"]
+    transcript += [["C", "AUTH LOGIN"], ["S", "334 VXNlcm5hbWU6"], ["C", "dXNlcg=="], ["*", PEM]]
+    found = find_secrets(doc)
+    assert found == list(_diff_paths(doc, scrub(doc), "$"))
+    assert len(found) == 7
+    assert find_secrets(scrub(doc)) == []

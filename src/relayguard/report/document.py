@@ -60,7 +60,8 @@ def with_findings(
     ``{"password": ...}`` shown as text), then the findings."""
     base = scrub({k: v for k, v in entry.items() if k != "findings"})
     found = host_findings(base, mode, check_mode, waivers)
-    return dict(scrub({**base, "findings": found}))
+    # scrub is idempotent: the entry is clean already, only the findings are new
+    return {**base, "findings": scrub(found)}
 
 
 def waiver_summary(hosts: Sequence[Mapping[str, Any]], errors: Sequence[str]) -> dict[str, Any]:

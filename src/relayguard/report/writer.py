@@ -20,7 +20,7 @@ from relayguard.report.drift import diff_reports
 from relayguard.report.render import render_all
 from relayguard.report.render.html import render_html
 from relayguard.report.run import RUN_ID_PATTERN
-from relayguard.report.schema import ReportInvalid, validate_report
+from relayguard.report.schema import ReportInvalid, report_problems, validate_report
 from relayguard.report.scrub import scrub
 
 LATEST = "latest"
@@ -75,16 +75,19 @@ def write_report(doc: Mapping[str, Any], reports_dir: Path | str) -> Path:
 
     The document is scrubbed of secrets and validated first (`ReportInvalid`)."""
     clean = scrub(dict(doc))
-    validate_report(clean)
+    # scrubbed just now, so no secret is left to find: the schema and semantic checks only
+    problems = report_problems(clean, secrets=False)
+    if problems:
+        raise ReportInvalid("relayguard.report/1 document", problems)
     run_id: str = clean["run"]["run_id"]
     if not RUN_ID_PATTERN.match(run_id):  # the schema checks it too; it becomes a path
         raise ReportWriteError(f"run id {run_id!r} is not a safe directory name")
     root = Path(reports_dir)
     target = root / run_id
-    files = render_all(clean)
     previous = previous_report(root, run_id)
-    if previous is not None:  # the HTML page shows the change since the previous run
-        files["report.html"] = render_html(clean, diff_reports(previous, clean))
+    # the HTML page shows the change since the previous run (rendered once, with it)
+    drift = None if previous is None else diff_reports(previous, clean)
+    files = render_all(clean, {"report.html": lambda d: render_html(d, drift)})
     try:
         root.mkdir(parents=True, exist_ok=True)
         if target.exists():

@@ -37,9 +37,14 @@ def render(doc: Mapping[str, Any], fmt: str) -> str:
     return renderer(doc)
 
 
-def render_all(doc: Mapping[str, Any]) -> dict[str, str]:
-    """File name -> text for every format, as a report directory holds them."""
-    return {name: renderer(doc) for renderer, name in FORMATS.values()}
+def render_all(
+    doc: Mapping[str, Any], instead: Mapping[str, Renderer] | None = None
+) -> dict[str, str]:
+    """File name -> text for every format, as a report directory holds them; `instead`
+    renders the files it names its own way (report.html with the drift, relayguard.report.
+    writer)."""
+    chosen = {name: renderer for renderer, name in FORMATS.values()} | dict(instead or {})
+    return {name: renderer(doc) for name, renderer in chosen.items()}
 
 
 __all__ = [

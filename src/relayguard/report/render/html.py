@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 from collections.abc import Mapping
+from functools import cache
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
@@ -41,6 +42,7 @@ def _finalize(value: object) -> object:
     return "" if value is None else visible(value)
 
 
+@cache  # one environment a process: it keeps its compiled templates
 def _environment() -> Environment:
     env = Environment(
         loader=PackageLoader("relayguard.report.render", "templates"),
