@@ -31,6 +31,7 @@ attributes:
     description: Reads variables only.
   diff_mode:
     support: none
+    description: Changes nothing, so there is nothing to diff.
   platform:
     support: full
     platforms: all
