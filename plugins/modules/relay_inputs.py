@@ -12,8 +12,9 @@ version_added: "0.2.0"
 description:
   - B(Internal to the roles of this collection); its options may change without notice.
   - The first task of the relay role's preflight. Checks the host's variables against the
-    argument spec of the role's C(preflight) entry point in C(roles/relay/meta/argument_specs.yml) (its
-    types and choices) and the values a spec cannot judge - C(relay_mode), the host's family
+    argument spec of the role's C(preflight) entry point in
+    C(roles/relay/meta/argument_specs.yml) (its types and choices) and the values a spec
+    cannot judge - C(relay_mode), the host's family
     (C(relay_platform) or its inventory group), C(relay_allowed_networks) (CIDRs, required),
     C(relay_inbound_domains) (domain names, required; a leading dot for subdomains),
     C(relay_partner_domains), the change window (both HH:MM UTC or neither),
