@@ -187,3 +187,36 @@ def test_an_unknown_patch_policy_fails_that_host_before_any_connection() -> None
     result = batch.run_batch([bad], lambda r: batch.assess_host(r, no_connection))
     assert result["ex1"]["failed"]
     assert "patch_policy 'newest' is not one of latest, cu_n_minus_1" in result["ex1"]["msg"]
+
+
+def test_hosts_of_a_batch_on_one_server_are_worked_one_after_the_other() -> None:
+    """Two inventory names for one address never run at once (the server's change lock would
+    refuse the second as another run); other servers still run beside them."""
+    import threading
+    import time
+
+    running: dict[str, int] = {}
+    most: dict[str, int] = {}
+    guard = threading.Lock()
+
+    def work(r: batch.HostRequest) -> dict[str, Any]:
+        server = batch.server_of(r)
+        with guard:
+            running[server] = running.get(server, 0) + 1
+            most[server] = max(most.get(server, 0), running[server])
+        time.sleep(0.05)
+        with guard:
+            running[server] -= 1
+        return {"failed": False}
+
+    requests = [
+        batch.HostRequest("a", {"winrm_host": "127.0.37.1"}),
+        batch.HostRequest("a-alias", {"winrm_host": "127.0.37.1"}),
+        batch.HostRequest("a-upper", {"winrm_host": "127.0.37.1 "}),
+        batch.HostRequest("b", {"winrm_host": "127.0.37.2"}),
+        batch.HostRequest("c", {"winrm_host": "127.0.37.3"}),
+    ]
+    results = batch.run_batch(requests, work, 4)
+    assert list(results) == ["a", "a-alias", "a-upper", "b", "c"]
+    assert most["127.0.37.1"] == 1, most
+    assert sum(most.values()) == 3, most

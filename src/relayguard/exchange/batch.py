@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -231,7 +232,10 @@ def run_batch(
     work: Callable[[HostRequest], dict[str, Any]],
     max_workers: int = DEFAULT_WORKERS,
 ) -> dict[str, dict[str, Any]]:
-    """`work` for every host, at most `max_workers` at a time; results by inventory name."""
+    """`work` for every host, at most `max_workers` at a time; results by inventory name.
+    Hosts of the batch that reach one server (two inventory names for one address) are worked
+    one after the other, never at once: the server's change lock (hostlock.py) would refuse
+    the second as "another run", though it is this one."""
     names = [r.name for r in requests]
     if len(set(names)) != len(names):
         raise InputError("hosts", names, "names a host twice")
@@ -239,6 +243,17 @@ def run_batch(
         raise InputError("max_workers", max_workers, f"is not between 1 and {MAX_WORKERS}")
     if not requests:
         return {}
+    servers = {server_of(r): threading.Lock() for r in requests}
+
+    def one(request: HostRequest) -> dict[str, Any]:
+        with servers[server_of(request)]:
+            return work(request)
+
     with ThreadPoolExecutor(max_workers=min(max_workers, len(requests))) as pool:
-        results = list(pool.map(work, requests))
+        results = list(pool.map(one, requests))
     return dict(zip(names, results, strict=True))
+
+
+def server_of(request: HostRequest) -> str:
+    """The server a request reaches (its change lock is named after this address)."""
+    return str(request.relay.get("winrm_host") or request.name).strip().lower()
