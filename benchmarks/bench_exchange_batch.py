@@ -36,14 +36,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from support.collection_specs import CONNECTION_SPEC, PATCH_SPEC, RELAY_SPEC  # noqa: E402
+from exchange_remediation.labrun import batch_relay_options  # noqa: E402
+from support.collection_specs import CONNECTION_SPEC, PATCH_SPEC  # noqa: E402
 
 from relayguard.exchange import batch, connection  # noqa: E402
+from relayguard.exchange.record import applicable_package  # noqa: E402
 
 RELAYGUARD = [sys.executable, "-m", "relayguard.cli"]
 HOSTS = "exchange2019/anon-relay:40,exchange2016/star-domain:20,exchange2019/compliant:40"
 # the lab inventory's group_vars (inventory/lab/group_vars/all.yml) and roles/relay defaults
-ALLOWED_NETWORKS = ["127.0.59.0/24"]
 INBOUND = ["corp.example"]
 PATCH_POLICY = "cu_n_minus_1"
 CONNECTOR = "Relay {computer_name}"
@@ -63,35 +64,15 @@ def own_cpu() -> float:
 
 
 def relay_options(ca: str, host: dict[str, Any], backups: Path) -> dict[str, Any]:
-    """exchange_batch's relay options for a lab host, as roles/exchange_detect builds them."""
-    defaults = {
-        name: option.get("default") for name, option in {**RELAY_SPEC, **CONNECTION_SPEC}.items()
-    }
-    return defaults | {
-        "winrm_host": host["address"],
-        "winrm_username": host["username"],
-        "winrm_password": host["password"],
-        "ca_path": ca,
-        "smtp_port": int(host["smtp"].rsplit(":", 1)[1]),
-        "relay_allowed_networks": ALLOWED_NETWORKS,
+    """exchange_batch's relay options for a lab host, as roles/exchange_detect builds them:
+    the lab tests' (tests/exchange_remediation/labrun.py), with the playbook's defaults where
+    those differ (relay_authenticated keep reads as false; the connector named by detect)."""
+    return batch_relay_options(ca, host, backups) | {
+        "winrm_command_timeout": CONNECTION_SPEC["winrm_command_timeout"].get("default"),
         "relay_authenticated": False,
         "inbound_domains": INBOUND,
         "relay_connector_name": CONNECTOR,
-        "host_name": host["name"],
-        "backup_file": str(backups / f"{host['name']}.json"),
     }
-
-
-def package_for(version: str, packages: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
-    """The playbook's choice (roles/exchange_detect): of the packages whose applies_to is a
-    prefix of the build, the one with the highest file version."""
-    parts = version.split(".")
-    prefixes = {".".join(parts[:2]), ".".join(parts[:3]), version}
-    fitting = [p for p in packages if p["applies_to"] in prefixes]
-    key: Callable[[dict[str, Any]], tuple[int, ...]] = lambda p: tuple(  # noqa: E731
-        int(x) for x in p["file_version"].split(".")
-    )
-    return max(fitting, key=key) if fitting else None
 
 
 def apply_requests(
@@ -108,7 +89,7 @@ def apply_requests(
         missing = (result.get("patch") or {}).get("state") == "missing"
         if not plan.get("changes") and not missing:
             continue
-        package = package_for(result["facts"]["version"], packages) if missing else None
+        package = applicable_package(packages, result["facts"]["version"]) if missing else None
         patch = None
         if package is not None:
             patch = {name: option.get("default") for name, option in PATCH_SPEC.items()} | {
