@@ -7,17 +7,25 @@ It replaces the role's own argument check (a task that templated the whole spec 
 arguments for every host) and an assert of some forty Jinja expressions: each task costs every
 host a forked worker (docs/performance.md). A host whose inputs are not usable fails here with
 a message naming each problem; nothing has been probed or changed.
+
+A usable host's result carries the start of its record (`record`: family, SMTP target, probe
+targets and domain, change window, management endpoint, Exchange request), computed here from
+the values just checked: preflight.yml's set_fact only copies it. Ansible compiles every Jinja
+template each time a worker renders it, so the same decisions as set_fact expressions cost each
+host some ninety template compilations (docs/performance.md).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 SPEC_FILE = Path(__file__).resolve().parents[2] / "roles" / "relay" / "meta" / "argument_specs.yml"
@@ -118,6 +126,131 @@ def credentials_missing(values: Mapping[str, Any], family: str) -> bool:
     return not values.get("ansible_password") and transport not in ("kerberos", "certificate")
 
 
+def window_open(start: str, end: str, now_hhmm: str) -> bool:
+    """Is the change window (UTC "HH:MM", may cross midnight) open at now_hhmm? No window:
+    always; a malformed one (refused by value_problems): never."""
+    if start == "":
+        return True
+    if not (HHMM.match(start) and HHMM.match(end)):
+        return False
+    if start <= end:
+        return start <= now_hhmm < end
+    return now_hhmm >= start or now_hhmm < end
+
+
+def _port_of(target: str) -> int:
+    """The port a host:port ends with (0 without one), as Jinja's regex_search | int."""
+    found = re.search(r"[0-9]+$", target)
+    return int(found.group(0)) if found else 0
+
+
+def probe_targets(target: str, ports: Sequence[Any]) -> list[str]:
+    """The probe's targets: the SMTP target's host on every listener of relay_probe_ports when
+    its own port is one of them; an endpoint on another port (a lab, a port forward) alone."""
+    wanted = [int(p) for p in ports]
+    if _port_of(target) not in wanted:
+        return [target]
+    host = re.sub(r":[0-9]+$", "", target)
+    return [f"{host}:{port}" for port in wanted]
+
+
+def probe_domain(local_domain: Any, inbound_domains: Sequence[Any]) -> str:
+    """The domain the probe's encapsulation tests and RFC 2505 checks use: the configured one,
+    else the host's first inbound domain (not a ".subdomains" entry), else none."""
+    if local_domain:
+        return str(local_domain)
+    return next((str(d) for d in inbound_domains if not str(d).startswith(".")), "")
+
+
+def management_endpoint(values: Mapping[str, Any], family: str) -> str | None:
+    """What the controller connects to for management: an Exchange host's WinRM or SMB (5.5),
+    or its management host's WinRM (via-management-host); a Postfix, Exim or Sendmail host's
+    SSH; none for a local connection."""
+    channel = values.get("relay_exchange_channel")
+    via = family == "exchange" and channel == "via-management-host"
+    if family != "exchange" and values.get("ansible_connection") == "local":
+        return None
+    if via:
+        host = values["relay_exchange_management_host"]
+        port = values["relay_exchange_management_port"]
+    else:
+        host = values["relay_management_host"]
+        smb = family == "exchange" and channel == "smb"
+        port = values["relay_exchange_smb_port"] if smb else values["relay_management_port"]
+    host = str(host)
+    return f"{'[' + host + ']' if ':' in host else host}:{port}"
+
+
+def _none_if_empty(value: Any) -> Any:
+    return value if value else None
+
+
+def exchange_request(values: Mapping[str, Any], host: str, stamp: str) -> dict[str, Any]:
+    """An Exchange host's exchange_batch options, the WinRM connection included but not its
+    password (relay_exchange_batch_requests adds it at call time, never kept in a fact)."""
+    v = values
+    backup = f"{v['relay_exchange_backup_dir']}/{stamp}/{host}.json"
+    relay = {
+        "winrm_host": v["relay_winrm_host"],
+        "winrm_port": int(v["relay_winrm_port"]),
+        "winrm_scheme": v["relay_winrm_scheme"],
+        "winrm_transport": v["relay_winrm_transport"],
+        "winrm_username": v["relay_winrm_username"],
+        "validate_certs": boolean(v["relay_winrm_validate_certs"], strict=False),
+        "ca_path": _none_if_empty(v.get("relay_winrm_ca_path")),
+        "winrm_operation_timeout": int(v["relay_winrm_operation_timeout"]),
+        "winrm_read_timeout": _none_if_empty(v.get("relay_winrm_read_timeout")),
+        "winrm_command_timeout": float(v["relay_winrm_command_timeout"]),
+        "channel": v["relay_exchange_channel"],
+        "smb_port": int(v["relay_exchange_smb_port"]),
+        "management_host": _none_if_empty(v.get("relay_exchange_management_host")),
+        "management_port": _none_if_empty(v.get("relay_exchange_management_port")),
+        "management_username": _none_if_empty(v.get("relay_exchange_management_username")),
+        "smtp_port": _port_of(str(v["relay_smtp_target"])),
+        "relay_allowed_networks": list(v["relay_allowed_networks"]),
+        # Exchange reads keep as false (docs/exchange.md)
+        "relay_authenticated": str(v["relay_authenticated"]).lower() == "true",
+        "inbound_domains": list(v["relay_inbound_domains"]),
+        "reject_unknown_recipients": boolean(
+            v["relay_exchange_reject_unknown_recipients"], strict=False
+        ),
+        "relay_connector_bindings": v["relay_exchange_connector_bindings"],
+        # {computer_name} in it is filled in by exchange_batch's detect (none on Exchange 5.5)
+        "relay_connector_name": v["relay_exchange_connector_name"],
+        "host_name": host,
+        "backup_file": backup,
+    }
+    return {
+        "patch_policy": v["relay_patch_policy"],
+        "patch_packages": v["relay_exchange_patch_packages"],
+        "patch_reboot": boolean(v["relay_exchange_patch_reboot"], strict=False),
+        "relay": relay,
+    }
+
+
+def start_record(
+    values: Mapping[str, Any], family: str, host: str, now: datetime, stamp: str | None
+) -> dict[str, Any]:
+    """The start of a host's record (preflight.yml copies it into the host's facts)."""
+    target = str(values["relay_smtp_target"])
+    start = str(values.get("relay_change_window_start") or "")
+    end = str(values.get("relay_change_window_end") or "")
+    return {
+        "family": family,
+        "target": target,
+        "started": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "window_open": window_open(start, end, now.strftime("%H:%M")),
+        "probe_targets": probe_targets(target, values["relay_probe_ports"]),
+        "probe_domain": probe_domain(
+            values.get("relay_probe_local_domain"), values.get("relay_inbound_domains") or []
+        ),
+        "management_endpoint": management_endpoint(values, family),
+        "exchange_request": exchange_request(values, host, stamp or now.strftime("%Y%m%dT%H%M%SZ"))
+        if family == "exchange"
+        else None,
+    }
+
+
 class ActionModule(ActionBase):  # type: ignore[misc]
     """Fail this host, naming each problem, unless its inputs are usable."""
 
@@ -135,10 +268,13 @@ class ActionModule(ActionBase):  # type: ignore[misc]
         host = str(task_vars.get("inventory_hostname", ""))
         spec = preflight_spec()
         extra = ("relay_platform_families", "relay_group_families", "relay_platform",
-                 "ansible_user", "ansible_password", "ansible_winrm_transport")  # fmt: skip
+                 "ansible_user", "ansible_password", "ansible_winrm_transport",
+                 "ansible_connection", "ansible_host")  # fmt: skip
         raw = {n: task_vars[n] for n in (*spec, *extra) if n in task_vars}
         values = dict(self._templar.template(raw))
         values["group_names"] = task_vars.get("group_names") or []
+        values.setdefault("ansible_connection", "ssh")
+        values["relay_management_host"] = values.get("ansible_host") or host
         checked = ArgumentSpecValidator(spec).validate(
             {n: values[n] for n in spec if n in values}, validate_role_argument_spec=True
         )
@@ -163,5 +299,36 @@ class ActionModule(ActionBase):  # type: ignore[misc]
                 "in a vault-encrypted file (inventory/example/group_vars/exchange/vault.yml)",
             )
         else:
-            result.update(changed=False, msg=f"{host}: inputs usable ({family})", family=family)
+            values["relay_management_port"] = self._management_port(task_vars, family)
+            # (the run's stamp is read from localhost's variables only for the hosts that need it)
+            stamp = _run_stamp(task_vars) if family == "exchange" else None
+            try:
+                record = start_record(values, family, host, datetime.now(UTC), stamp)
+            except (KeyError, TypeError, ValueError) as exc:
+                msg = (
+                    f"{host}: the record cannot start ({type(exc).__name__}: {exc}); "
+                    "relay_inputs is the relay role's preflight and reads its defaults"
+                )
+                result.update(failed=True, msg=msg)
+                return result
+            msg = f"{host}: inputs usable ({family})"
+            result.update(changed=False, msg=msg, family=family, record=record)
         return result
+
+    def _management_port(self, task_vars: Mapping[str, Any], family: str) -> Any:
+        """relay_management_port, whose default depends on the family found here."""
+        if "relay_management_port" not in task_vars:
+            return 5986 if family == "exchange" else 22
+        templar = self._templar.copy_with_new_env(
+            available_variables={**task_vars, "relay_family": family}
+        )
+        return templar.template(task_vars["relay_management_port"])
+
+
+def _run_stamp(task_vars: Mapping[str, Any]) -> str | None:
+    """The run's stamp (run.yml, on localhost): the Exchange backups' directory."""
+    hostvars = task_vars.get("hostvars")
+    if not isinstance(hostvars, Mapping) or "localhost" not in hostvars:
+        return None
+    stamp = hostvars["localhost"].get("relay_run_stamp")
+    return str(stamp) if isinstance(stamp, str) and stamp else None

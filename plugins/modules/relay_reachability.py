@@ -71,13 +71,15 @@ EXAMPLES = r"""
 RETURN = r"""
 hosts:
   description: Per inventory name, C(smtp) and C(management) (null when not asked), each with
-    C(endpoint), C(reachable) and C(error) (why not).
+    C(endpoint), C(reachable) and C(error) (why not); and C(problem), what does not answer
+    (the endpoint as given and the cause), null when everything asked answers.
   returned: always
   type: dict
   sample:
     ex1:
       smtp: {endpoint: "192.0.2.25:25", reachable: true, error: null}
       management: {endpoint: "192.0.2.25:5986", reachable: false, error: "Connection refused"}
+      problem: "management channel 192.0.2.25:5986 does not answer (Connection refused)"
 """
 
 import traceback
@@ -135,7 +137,19 @@ def main() -> None:
     }
     for (name, kind, _target), reach in zip(wanted, found, strict=True):
         hosts[name][kind] = asdict(reach)
+    for host in module.params["hosts"]:
+        hosts[host["name"]]["problem"] = problem(host, hosts[host["name"]])
     module.exit_json(changed=False, hosts=hosts)
+
+
+def problem(asked: dict[str, Any], found: dict[str, Any]) -> str | None:
+    """What of a host does not answer, the endpoint as the inventory gave it: SMTP first (a
+    host whose SMTP is down is not probed whatever its management channel does)."""
+    for kind, label in (("smtp", "SMTP"), ("management", "management channel")):
+        reach = found.get(kind)
+        if reach is not None and not reach["reachable"]:
+            return f"{label} {asked[kind]} does not answer ({reach['error'] or 'no answer'})"
+    return None
 
 
 if __name__ == "__main__":

@@ -112,6 +112,8 @@ def test_run_by_ansible_playbook_each_host_its_own(tmp_path: Path) -> None:
                 "nets": {"relay_allowed_networks": ["10.0.0.0/8", "10.1.0.0/16 or so"]},
             },
             "vars": {
+                # the relay role's defaults, as in its preflight (the record starts from them)
+                **yaml.safe_load((ROOT / "roles/relay/defaults/main.yml").read_text()),
                 **variables,
                 "ansible_connection": "local",
                 "ansible_python_interpreter": sys.executable,
@@ -162,8 +164,123 @@ def test_run_by_ansible_playbook_each_host_its_own(tmp_path: Path) -> None:
         n: json.loads(Path(f"{results}-{n}.json").read_text()) for n in ("good", "typed", "nets")
     }
     assert not out["good"].get("failed") and out["good"]["family"] == "exchange", out["good"]
+    # the start of its record, for preflight.yml to copy; its password not in it
+    record = out["good"]["record"]
+    assert record["family"] == "exchange" and record["management_endpoint"], record
+    assert record["exchange_request"]["relay"]["winrm_username"] == "admin", record
     assert out["typed"]["failed"] and "validation of arguments failed" in out["typed"]["msg"]
     assert "relay_allow_removals" in out["typed"]["msg"], out["typed"]
     assert out["nets"]["failed"], out["nets"]
     assert "10.1.0.0/16 or so is not valid (CIDRs" in out["nets"]["msg"], out["nets"]
     assert all("S3cret" not in json.dumps(r) for r in out.values())
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "now", "open_"),
+    [
+        ("", "", "03:00", True),  # no window: always
+        ("22:00", "02:00", "23:59", True),  # across midnight
+        ("22:00", "02:00", "01:59", True),
+        ("22:00", "02:00", "02:00", False),  # the end is outside
+        ("22:00", "02:00", "12:00", False),
+        ("08:00", "09:00", "08:00", True),
+        ("08:00", "09:00", "09:00", False),
+        ("8:00", "09:00", "08:30", False),  # malformed (refused by value_problems): never
+    ],
+)
+def test_the_change_window(start: str, end: str, now: str, open_: bool) -> None:
+    assert ACTION.window_open(start, end, now) is open_
+
+
+def test_probe_targets_every_listener_of_the_target_host_or_the_endpoint_alone() -> None:
+    assert ACTION.probe_targets("192.0.2.25:25", [25, 587, 465]) == [
+        "192.0.2.25:25", "192.0.2.25:587", "192.0.2.25:465"
+    ]  # fmt: skip
+    assert ACTION.probe_targets("[2001:db8::25]:25", [25, 587]) == [
+        "[2001:db8::25]:25", "[2001:db8::25]:587"
+    ]  # fmt: skip
+    # a lab or port-forward endpoint on another port is probed alone
+    assert ACTION.probe_targets("127.0.34.1:2525", [25, 587]) == ["127.0.34.1:2525"]
+    assert ACTION.probe_targets("mx.example.com", [25]) == ["mx.example.com"]
+
+
+def test_probe_domain_the_configured_one_else_the_first_inbound_domain() -> None:
+    assert ACTION.probe_domain("corp.example", ["example.com"]) == "corp.example"
+    assert ACTION.probe_domain("", [".sub.example.com", "example.com"]) == "example.com"
+    assert ACTION.probe_domain(None, [".only-subdomains.example"]) == ""
+
+
+RECORD_VALUES: dict[str, Any] = {
+    **GOOD,
+    "relay_smtp_target": "192.0.2.25:25",
+    "relay_probe_ports": [25, 587],
+    "relay_probe_local_domain": "",
+    "relay_exchange_channel": "winrm",
+    "relay_exchange_smb_port": "445",
+    "relay_exchange_management_host": "",
+    "relay_exchange_management_port": "5986",
+    "relay_exchange_management_username": "",
+    "relay_management_host": "192.0.2.25",
+    "relay_management_port": 5986,
+    "ansible_connection": "ssh",
+    "relay_winrm_host": "192.0.2.25",
+    "relay_winrm_port": "5986",
+    "relay_winrm_scheme": "https",
+    "relay_winrm_transport": "ntlm",
+    "relay_winrm_username": "admin",
+    "relay_winrm_validate_certs": "True",
+    "relay_winrm_ca_path": "",
+    "relay_winrm_operation_timeout": "20",
+    "relay_winrm_read_timeout": "",
+    "relay_winrm_command_timeout": 300,
+    "relay_exchange_reject_unknown_recipients": True,
+    "relay_exchange_connector_bindings": ["0.0.0.0:25"],
+    "relay_exchange_connector_name": "Relay {computer_name}",
+    "relay_exchange_backup_dir": "/srv/reports/backups",
+    "relay_exchange_patch_packages": [],
+    "relay_exchange_patch_reboot": "false",
+    "relay_patch_policy": "latest",
+}
+
+
+def test_the_start_of_an_exchange_hosts_record() -> None:
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 12, 5, 7, 30, tzinfo=UTC)
+    record = ACTION.start_record(RECORD_VALUES, "exchange", "ex1", now, "20261205T072900Z")
+    assert record["family"] == "exchange" and record["target"] == "192.0.2.25:25"
+    assert record["started"] == "2026-12-05T07:30:00Z" and record["window_open"] is True
+    assert record["probe_targets"] == ["192.0.2.25:25", "192.0.2.25:587"]
+    assert record["probe_domain"] == "example.com"
+    assert record["management_endpoint"] == "192.0.2.25:5986"
+    request = record["exchange_request"]
+    relay = request["relay"]
+    # typed as exchange_batch's options want them; never the password
+    assert relay["winrm_port"] == 5986 and relay["validate_certs"] is True
+    assert relay["ca_path"] is None and relay["winrm_read_timeout"] is None
+    assert relay["winrm_command_timeout"] == 300.0 and relay["smtp_port"] == 25
+    assert relay["relay_authenticated"] is False  # keep reads as false on Exchange
+    assert relay["backup_file"] == "/srv/reports/backups/20261205T072900Z/ex1.json"
+    assert request["patch_reboot"] is False and "winrm_password" not in relay
+    # without the run's stamp (no start play), the host's own start time names the directory
+    alone = ACTION.start_record(RECORD_VALUES, "exchange", "ex1", now, None)
+    assert alone["exchange_request"]["relay"]["backup_file"].endswith("/20261205T073000Z/ex1.json")
+
+
+def test_management_endpoints_by_channel() -> None:
+    smb = {**RECORD_VALUES, "relay_exchange_channel": "smb", "relay_exchange_smb_port": "139"}
+    assert ACTION.management_endpoint(smb, "exchange") == "192.0.2.25:139"
+    via = {
+        **RECORD_VALUES,
+        "relay_exchange_channel": "via-management-host",
+        "relay_exchange_management_host": "2001:db8::10",
+    }
+    assert ACTION.management_endpoint(via, "exchange") == "[2001:db8::10]:5986"
+    ssh = {**RECORD_VALUES, "relay_management_port": 22}
+    assert ACTION.management_endpoint(ssh, "postfix") == "192.0.2.25:22"
+    local = {**ssh, "ansible_connection": "local"}
+    assert ACTION.management_endpoint(local, "postfix") is None
+    # an Exchange host is always reached over its management channel
+    assert ACTION.management_endpoint({**local, "relay_management_port": 5986}, "exchange")
+    record = ACTION.start_record(ssh, "postfix", "mx1", __import__("datetime").datetime.now(), None)
+    assert record["exchange_request"] is None
