@@ -273,6 +273,8 @@ class ActionModule(ActionBase):  # type: ignore[misc]
         raw = {n: task_vars[n] for n in (*spec, *extra) if n in task_vars}
         values = dict(self._templar.template(raw))
         values["group_names"] = task_vars.get("group_names") or []
+        # the platform as configured: the report's for a host refused here (detection may refine it)
+        result["platform"] = values.get("relay_platform")
         values.setdefault("ansible_connection", "ssh")
         values["relay_management_host"] = values.get("ansible_host") or host
         checked = ArgumentSpecValidator(spec).validate(

@@ -349,7 +349,8 @@ hosts:
       plan is made without the relay connector name), C(connector) (the relay connector's name
       as planned) and C(record), what secure-relay.yml keeps of the host (C(platform), C(build)
       with its explanation, C(patch) - required, installed, compliant -, C(changes) with the
-      patch, C(rules), C(exchange_patch) - the package apply installs, or null -, C(package));
+      patch, C(rules), C(exchange_patch) - the package apply installs, or null -, C(package)),
+      or for a host whose assessment or plan failed C(error), its messages;
       O(action=apply) - C(relay) and C(patch), each
       what the single-host module returns (C(patch) null when not asked for or not reached).
     - Each result (and each of C(relay) and C(patch)) has C(failed), and C(msg) when it failed.
@@ -432,11 +433,25 @@ def _diffs(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return diffs
 
 
+def _error(result: dict[str, Any]) -> str:
+    """A failed host's messages: its own and its failed steps' (batch_result says the same)."""
+    found = [str(result["msg"])] if result.get("msg") else []
+    found += [
+        str(part["msg"])
+        for part in result.values()
+        if isinstance(part, dict) and part.get("failed") and part.get("msg")
+    ]
+    return "; ".join(found) or "failed"
+
+
 def _records(results: dict[str, dict[str, Any]], hosts: list[dict[str, Any]]) -> None:
-    """Each assessed host's record (relayguard.exchange.record), with the site's packages."""
+    """Each assessed host's record (relayguard.exchange.record), with the site's packages;
+    a host that failed gets its error instead, for secure-relay.yml to record it failed."""
     for host in hosts:
         result = results[host["name"]]
-        if result.get("facts") and not result.get("failed"):
+        if _says(result, "failed"):
+            result["error"] = _error(result)
+        elif result.get("facts"):
             result["record"] = record.detect_record(
                 result,
                 host["patch_packages"],

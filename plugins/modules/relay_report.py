@@ -121,7 +121,7 @@ EXAMPLES = r"""
     mode: enforce
     started: "{{ hostvars['localhost'].relay_run_started }}"
     run_id: "{{ hostvars['localhost'].relay_run_id }}"
-    hosts: "{{ ansible_play_hosts_all | map('extract', hostvars, 'relay_host_report') | list }}"
+    hosts: "{{ hostvars['localhost'].relay_report_hosts }}"
   delegate_to: localhost
   run_once: true
   register: relay_report_written
@@ -131,7 +131,7 @@ EXAMPLES = r"""
     reports_dir: "{{ playbook_dir }}/reports"
     started: "{{ hostvars['localhost'].relay_run_started }}"
     hosts_json: >-
-      {{ ansible_play_hosts_all | map('extract', hostvars, 'relay_host_report') | list | to_json }}
+      {{ hostvars['localhost'].relay_report_hosts | to_json }}
   delegate_to: localhost
   run_once: true
 """
