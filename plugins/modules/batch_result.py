@@ -80,8 +80,9 @@ options:
 notes:
   - Facts are not set here (an action's facts rank below C(set_fact)); the host's record is
     kept by the roles' C(set_fact) tasks, which can read RV(record), or read from the registered
-    result itself (secure-relay.yml registers the probe's as C(relay_probe_before) and
-    C(relay_probe_after); C(relay_before) and C(relay_after) are its worst port's entry).
+    result itself (secure-relay.yml registers the probe's after a change as
+    C(relay_probe_after); C(relay_after) is its worst port's entry. The baseline probe needs
+    no task per host: C(smtp_relay_probe) with C(groups) names each host's worst entry).
 """
 
 EXAMPLES = r"""

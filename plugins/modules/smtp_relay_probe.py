@@ -24,9 +24,9 @@ options:
   targets:
     description:
       - Hosts to probe, each a host name, an IP address, C(host:port) or C([ipv6]:port).
+      - Without it, every target of O(groups). One of the two is required.
     type: list
     elements: str
-    required: true
   port:
     description: Default SMTP port for targets without one.
     type: int
@@ -61,6 +61,13 @@ options:
         (C(mx1.example.org:25) mapped to C(example.org)). A key is written as in O(targets);
         one without a port applies to every port of that host. A target listed here uses its
         own domain instead of O(local_domain).
+    type: dict
+  groups:
+    description:
+      - Inventory names, each with its targets (a host's ports), written as in O(targets); they
+        are probed when O(targets) is not given. The result's RV(by_name) then tells each name
+        which entries of RV(hosts) are its own and which one is its worst, so a playbook reads
+        a host's verdict without a task per host.
     type: dict
   helo_name:
     description: EHLO/HELO name. Defaults to O(external_domain), as nmap does.
@@ -199,6 +206,14 @@ open:
   returned: always
   type: list
   elements: str
+by_name:
+  description:
+    - Per name of O(groups), C(entries) (the indexes in RV(hosts) of its targets' entries) and
+      C(worst) (the index of its worst entry - open, else inconclusive, else the first - or
+      null when none of its targets was probed).
+  returned: when O(groups) is given
+  type: dict
+  sample: {"mx1": {"entries": [0, 1], "worst": 1}}
 """
 
 import traceback
@@ -225,13 +240,14 @@ RELAYGUARD = "relayguard (the relayguard Python engine, see meta/ee-requirements
 # Static: DOCUMENTATION describes exactly this (validate-modules and
 # tests/playbook/test_module_docs.py compare the two).
 ARGUMENT_SPEC: dict[str, Any] = {
-    "targets": {"type": "list", "elements": "str", "required": True},
+    "targets": {"type": "list", "elements": "str"},
     "port": {"type": "int", "default": 25},
     "ports": {"type": "list", "elements": "int"},
     "source_address": {"type": "str"},
     "external_domain": {"type": "str", "default": "example.com"},
     "local_domain": {"type": "str"},
     "local_domains": {"type": "dict"},
+    "groups": {"type": "dict"},
     "helo_name": {"type": "str"},
     "timeout": {"type": "float", "default": 30},
     "host_timeout": {"type": "float", "default": 900},
@@ -253,11 +269,34 @@ def _key(result: HostResult, several: bool) -> str:
     return f"{result.target} via {result.vantage}" if several else result.target
 
 
+def by_name(groups: dict[str, Any], hosts: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each group's entries (indexes in hosts, by target) and its worst one: open, else
+    inconclusive, else the first (batch_result's choice for a host's several ports)."""
+    index: dict[str, list[int]] = {}
+    for i, entry in enumerate(hosts):
+        index.setdefault(str(entry.get("target")), []).append(i)
+    out: dict[str, dict[str, Any]] = {}
+    for name, targets in groups.items():
+        entries = [i for target in targets or [] for i in index.get(str(target), [])]
+        worst = next(
+            (i for v in ("open", "inconclusive") for i in entries if hosts[i].get("verdict") == v),
+            entries[0] if entries else None,
+        )
+        out[str(name)] = {"entries": entries, "worst": worst}
+    return out
+
+
 def main() -> None:
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec=ARGUMENT_SPEC,
+        required_one_of=[["targets", "groups"]],
+        supports_check_mode=True,
+    )
     if IMPORT_ERROR is not None:
         module.fail_json(msg=missing_required_lib(RELAYGUARD), exception=IMPORT_ERROR)
     p = module.params
+    if p["targets"] is None:
+        p["targets"] = [str(t) for targets in p["groups"].values() for t in targets or []]
     try:
         options = checked_options(
             port=p["port"],
@@ -296,13 +335,16 @@ def main() -> None:
     document = probe_document(results, options)
     # the result is written in one piece: on a non-blocking pipe a large one would be cut short
     blocking_stdio()
-    module.exit_json(
-        changed=False,
-        probe=document,
-        hosts=document["hosts"],
-        verdicts={_key(r, len(vantages) > 1): r.verdict.value for r in results},
-        open=sorted({r.target for r in results if r.verdict.value == "open"}),
-    )
+    output: dict[str, Any] = {
+        "changed": False,
+        "probe": document,
+        "hosts": document["hosts"],
+        "verdicts": {_key(r, len(vantages) > 1): r.verdict.value for r in results},
+        "open": sorted({r.target for r in results if r.verdict.value == "open"}),
+    }
+    if p["groups"] is not None:
+        output["by_name"] = by_name(p["groups"], document["hosts"])
+    module.exit_json(**output)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""The preflight's management endpoint (roles/relay/tasks/preflight.yml, its first task, run as
-written): what the controller checks before anything else, per channel — an Exchange host's
+"""The preflight's management endpoint (roles/relay/tasks/preflight.yml: relay_inputs computes
+it, the host's record copies it; both tasks run as written): what the controller checks before anything else, per channel — an Exchange host's
 WinRM, a 5.5 host's SMB (NT 4.0 / 2000 have no WinRM; 139 on NT 4.0), the management host's
 WinRM (via-management-host), an MTA's SSH, nothing for a local connection; IPv6 bracketed."""
 
@@ -50,20 +50,21 @@ EXPECTED = {
 
 
 def test_the_endpoint_follows_the_channel(tmp_path: Path) -> None:
-    first = next(
-        task
-        for task in yaml.safe_load((ROOT / "roles/relay/tasks/preflight.yml").read_text())
-        if task["name"].startswith("Start this host's record")
-    )
+    tasks = yaml.safe_load((ROOT / "roles/relay/tasks/preflight.yml").read_text())
+    inputs = next(t for t in tasks if "relayguard.mail.relay_inputs" in t)
+    first = next(t for t in tasks if t["name"].startswith("Start this host's record"))
     assert "relay_management_endpoint" in first["ansible.builtin.set_fact"]
     out = tmp_path / "endpoints"
     out.mkdir()
     play = [
         {
-            "name": "The preflight's first task, as written",
+            "name": "The preflight's input check and record, as written",
             "hosts": "all",
             "gather_facts": False,
+            # every host answers (the reachability call is not made here)
+            "vars": {"relay_reachability": {"hosts": {}}},
             "tasks": [
+                inputs,
                 first,
                 {
                     "name": "Save the endpoint",
@@ -82,7 +83,13 @@ def test_the_endpoint_follows_the_channel(tmp_path: Path) -> None:
     # connection a host declares is what the expression reads (set_fact never connects)
     defaults = yaml.safe_load((ROOT / "roles/relay/defaults/main.yml").read_text())
     hosts = {n: {"ansible_connection": "winrm", **v} for n, v in HOSTS.items()}
-    inventory = {"all": {"vars": defaults, "hosts": hosts}}
+    usable = {
+        "relay_allowed_networks": ["10.0.0.0/8"],
+        "relay_inbound_domains": ["corp.example"],
+        "ansible_user": "admin",
+        "ansible_password": "S3cret-endpoint!",
+    }
+    inventory = {"all": {"vars": {**defaults, **usable}, "hosts": hosts}}
     (tmp_path / "inventory.yml").write_text(yaml.safe_dump(inventory))
     env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
     # the play only templates (set_fact) and writes on the controller (delegate_to localhost)

@@ -158,14 +158,12 @@ def test_a_large_result_reaches_ansible_whole(tmp_path: Path) -> None:
 
 
 def test_role_probes_each_of_relay_probe_ports_and_keeps_the_worst(tmp_path: Path) -> None:
-    # the preflight's record (its Start task, as written, over the role's defaults) expands
-    # relay_smtp_target on one port of relay_probe_ports to the host on each of them; then
-    # roles/relay/tasks/probe.yml records the host's worst port (open)
-    first = next(
-        task
-        for task in yaml.safe_load((ROOT / "roles/relay/tasks/preflight.yml").read_text())
-        if task["name"].startswith("Start this host's record")
-    )
+    # the preflight's record (relay_inputs and its Start task, as written, over the role's
+    # defaults) expands relay_smtp_target on one port of relay_probe_ports to the host on each
+    # of them; then roles/relay/tasks/probe.yml gives the host its worst port (open)
+    tasks = yaml.safe_load((ROOT / "roles/relay/tasks/preflight.yml").read_text())
+    inputs = next(t for t in tasks if "relayguard.mail.relay_inputs" in t)
+    first = next(t for t in tasks if t["name"].startswith("Start this host's record"))
     assert "relay_probe_targets" in first["ansible.builtin.set_fact"]
     defaults = yaml.safe_load((ROOT / "roles/relay/defaults/main.yml").read_text())
     with (
@@ -176,6 +174,8 @@ def test_role_probes_each_of_relay_probe_ports_and_keeps_the_worst(tmp_path: Pat
         settings = {
             **defaults,
             "relay_probe_phase": "before",
+            "relay_reachability": {"hosts": {}},  # (the reachability call is not made here)
+            "relay_allowed_networks": ["10.0.0.0/8"],
             "relayguard_platform": "postfix",
             "relay_smtp_target": closed_srv.target,
             "relay_probe_ports": [closed_srv.port, open_srv.port],
@@ -194,6 +194,7 @@ def test_role_probes_each_of_relay_probe_ports_and_keeps_the_worst(tmp_path: Pat
   gather_facts: false
   vars: {json.dumps(settings)}
   tasks:
+    - {json.dumps(inputs)}
     - {json.dumps(first)}
     - name: The role's probe step
       ansible.builtin.import_tasks: {ROOT / "roles/relay/tasks/probe.yml"}
