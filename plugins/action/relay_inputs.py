@@ -6,7 +6,8 @@ window, the Exchange credentials), in one task on the controller.
 It replaces the role's own argument check (a task that templated the whole spec as its
 arguments for every host) and an assert of some forty Jinja expressions: each task costs every
 host a forked worker (docs/performance.md). A host whose inputs are not usable fails here with
-a message naming each problem; nothing has been probed or changed.
+a message naming each problem; nothing has been probed or changed. The options of the other
+families (relay_postfix_* on an Exchange host, relay_winrm_* on a Postfix host) are not read.
 
 A usable host's result carries the start of its record (`record`: family, SMTP target, probe
 targets and domain, change window, management endpoint, Exchange request), computed here from
@@ -66,6 +67,23 @@ def family_of(values: Mapping[str, Any]) -> str:
         if group in groups:
             return str(groups[group])
     return "unknown"
+
+
+# option prefixes read by one family only (the others' are neither templated nor checked)
+FAMILY_OPTIONS = {
+    "postfix": ("relay_postfix_",),
+    "exim": ("relay_exim_",),
+    "sendmail": ("relay_sendmail_",),
+    "exchange": ("relay_exchange_", "relay_winrm_", "relay_patch_policy"),
+}
+
+
+def applies(name: str, family: str) -> bool:
+    """Does a host of this family read the option? (An unknown family: every option.)"""
+    if family not in FAMILY_OPTIONS:
+        return True
+    owners = [f for f, prefixes in FAMILY_OPTIONS.items() if name.startswith(prefixes)]
+    return not owners or family in owners
 
 
 def _bad(items: Any, pattern: re.Pattern[str]) -> list[str]:
@@ -267,12 +285,16 @@ class ActionModule(ActionBase):  # type: ignore[misc]
         del tmp
         host = str(task_vars.get("inventory_hostname", ""))
         spec = preflight_spec()
-        extra = ("relay_platform_families", "relay_group_families", "relay_platform",
-                 "ansible_user", "ansible_password", "ansible_winrm_transport",
-                 "ansible_connection", "ansible_host")  # fmt: skip
-        raw = {n: task_vars[n] for n in (*spec, *extra) if n in task_vars}
-        values = dict(self._templar.template(raw))
+        first = ("relay_platform_families", "relay_group_families", "relay_platform")
+        values = dict(self._templar.template({n: task_vars[n] for n in first if n in task_vars}))
         values["group_names"] = task_vars.get("group_names") or []
+        family = family_of(values)
+        # the options of the host's own family and the common ones (each templated value costs a
+        # Jinja compilation in every host's worker: docs/performance.md)
+        extra = ("ansible_user", "ansible_password", "ansible_winrm_transport",
+                 "ansible_connection", "ansible_host")  # fmt: skip
+        wanted = [n for n in (*spec, *extra) if applies(n, family) and n not in values]
+        values.update(self._templar.template({n: task_vars[n] for n in wanted if n in task_vars}))
         # the platform as configured: the report's for a host refused here (detection may refine it)
         result["platform"] = values.get("relay_platform")
         values.setdefault("ansible_connection", "ssh")
@@ -289,7 +311,6 @@ class ActionModule(ActionBase):  # type: ignore[misc]
             )
             return result
         values.update(checked.validated_parameters)
-        family = family_of(values)
         problems = value_problems(values, family)
         if problems:
             msg = f"{host}: inputs are not usable — " + "; ".join(problems)

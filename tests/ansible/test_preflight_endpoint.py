@@ -54,7 +54,7 @@ def test_the_endpoint_follows_the_channel(tmp_path: Path) -> None:
     tasks = yaml.safe_load((ROOT / "roles/relay/tasks/preflight.yml").read_text())
     inputs = next(t for t in tasks if "relayguard.mail.relay_inputs" in t)
     first = next(t for t in tasks if t["name"].startswith("Start this host's record"))
-    assert "relay_management_endpoint" in first["ansible.builtin.set_fact"]
+    assert first["ansible.builtin.set_fact"]["relay_family"] == "{{ relay_preflight.record.family }}"
     out = tmp_path / "endpoints"
     out.mkdir()
     play = [
@@ -71,7 +71,7 @@ def test_the_endpoint_follows_the_channel(tmp_path: Path) -> None:
                     "name": "Save the endpoint",
                     "delegate_to": "localhost",
                     "ansible.builtin.copy": {
-                        "content": "{{ relay_management_endpoint | to_json }}",
+                        "content": "{{ relay_preflight.record.management_endpoint | to_json }}",
                         "dest": f"{out}/{{{{ inventory_hostname }}}}.json",
                         "mode": "0600",
                     },

@@ -164,7 +164,7 @@ def test_role_probes_each_of_relay_probe_ports_and_keeps_the_worst(tmp_path: Pat
     tasks = yaml.safe_load((ROOT / "roles/relay/tasks/preflight.yml").read_text())
     inputs = next(t for t in tasks if "relayguard.mail.relay_inputs" in t)
     first = next(t for t in tasks if t["name"].startswith("Start this host's record"))
-    assert "relay_probe_targets" in first["ansible.builtin.set_fact"]
+    assert "relay_family" in first["ansible.builtin.set_fact"]
     defaults = yaml.safe_load((ROOT / "roles/relay/defaults/main.yml").read_text())
     with (
         serve(Script(relay_policy(False)), host="127.0.2.221") as closed_srv,
@@ -200,7 +200,7 @@ def test_role_probes_each_of_relay_probe_ports_and_keeps_the_worst(tmp_path: Pat
       ansible.builtin.import_tasks: {ROOT / "roles/relay/tasks/probe.yml"}
     - name: Save what the role recorded
       ansible.builtin.copy:
-        content: "{{{{ {{'targets': relay_probe_targets, 'before': relay_before}} | to_json }}}}"
+        content: "{{{{ {{'targets': relay_preflight.record.probe_targets, 'before': relay_before}} | to_json }}}}"
         dest: {out}
         mode: "0600"
 """,

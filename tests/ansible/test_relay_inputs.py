@@ -284,3 +284,17 @@ def test_management_endpoints_by_channel() -> None:
     assert ACTION.management_endpoint({**local, "relay_management_port": 5986}, "exchange")
     record = ACTION.start_record(ssh, "postfix", "mx1", __import__("datetime").datetime.now(), None)
     assert record["exchange_request"] is None
+
+
+def test_each_family_reads_its_own_options_and_the_common_ones() -> None:
+    assert ACTION.applies("relay_winrm_port", "exchange")
+    assert not ACTION.applies("relay_winrm_port", "postfix")
+    assert not ACTION.applies("relay_postfix_config_dir", "exchange")
+    assert ACTION.applies("relay_exim_config", "exim") and not ACTION.applies(
+        "relay_exim_config", "sendmail"
+    )
+    assert ACTION.applies("relay_probe_ports", "sendmail") and ACTION.applies(
+        "relay_mode", "exchange"
+    )
+    # a host whose family is not known yet is checked on everything (its message names it)
+    assert ACTION.applies("relay_sendmail_m4", "unknown")
