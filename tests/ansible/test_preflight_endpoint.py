@@ -54,7 +54,8 @@ def test_the_endpoint_follows_the_channel(tmp_path: Path) -> None:
     tasks = yaml.safe_load((ROOT / "roles/relay/tasks/preflight.yml").read_text())
     inputs = next(t for t in tasks if "relayguard.mail.relay_inputs" in t)
     first = next(t for t in tasks if t["name"].startswith("Start this host's record"))
-    assert first["ansible.builtin.set_fact"]["relay_family"] == "{{ relay_preflight.record.family }}"
+    copied = first["ansible.builtin.set_fact"]["relay_family"]
+    assert copied == "{{ relay_preflight.record.family }}"
     out = tmp_path / "endpoints"
     out.mkdir()
     play = [

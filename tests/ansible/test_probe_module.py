@@ -200,7 +200,9 @@ def test_role_probes_each_of_relay_probe_ports_and_keeps_the_worst(tmp_path: Pat
       ansible.builtin.import_tasks: {ROOT / "roles/relay/tasks/probe.yml"}
     - name: Save what the role recorded
       ansible.builtin.copy:
-        content: "{{{{ {{'targets': relay_preflight.record.probe_targets, 'before': relay_before}} | to_json }}}}"
+        content: >-
+          {{{{ {{'targets': relay_preflight.record.probe_targets, 'before': relay_before}}
+             | to_json }}}}
         dest: {out}
         mode: "0600"
 """,
