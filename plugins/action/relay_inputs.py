@@ -246,6 +246,63 @@ def exchange_request(values: Mapping[str, Any], host: str, stamp: str) -> dict[s
     }
 
 
+def verify_sessions(values: Mapping[str, Any], family: str, host: str) -> list[dict[str, Any]]:
+    """The SMTP sessions that check, after a change, that legitimate mail still flows
+    (smtp_mail_flow, DATA never sent): the allowed network relays, mail for the inbound and
+    partner domains is accepted from the untrusted vantage point, an authenticated client
+    relays (when relay_authenticated is true, or keep on a Postfix, Exim or Sendmail host, and
+    relay_smtp_auth_user is set). Only the sessions with a check; never the password."""
+    v = values
+    target = str(v["relay_smtp_target"])
+    timeout = float(v["relay_verify_timeout"])
+    external = str(v["relay_probe_external_domain"])
+    allowed = str(v.get("relay_verify_allowed_source_address") or "")
+    vantage = v.get("relay_probe_source_address") or ""
+    relay_test = {"mail_from": v["relay_verify_mail_from"], "rcpt_to": f"relaytest@{external}"}
+    accepted = [
+        {
+            "name": f"mail for {kind} domain {domain} accepted",
+            "mail_from": f"someone@{external}",
+            "rcpt_to": f"{v['relay_verify_mailbox']}@{domain}",
+        }
+        for kind, name in (
+            ("inbound", "relay_inbound_domains"),
+            ("partner", "relay_partner_domains"),
+        )
+        for domain in v.get(name) or []
+        if not str(domain).startswith(".")
+    ]
+    authenticated = str(v.get("relay_authenticated")).lower()
+    user = v.get("relay_smtp_auth_user") or None
+    auth = user is not None and (
+        authenticated == "true" or (authenticated == "keep" and family != "exchange")
+    )
+    sessions = [
+        {
+            "name": f"from the allowed address {allowed}",
+            "source_address": allowed or None,
+            "checks": [{"name": f"allowed network {allowed} relays", **relay_test}]
+            if allowed
+            else [],
+        },
+        {
+            "name": f"from the untrusted vantage point {vantage}",
+            "source_address": vantage or None,
+            "checks": accepted,
+        },
+        {
+            "name": "authenticated relay",
+            "source_address": vantage or None,
+            "auth_username": user,
+            "checks": [{"name": "authenticated client relays", "authenticate": True, **relay_test}]
+            if auth
+            else [],
+        },
+    ]
+    common = {"host": host, "target": target, "timeout": timeout}
+    return [{**common, **s} for s in sessions if s["checks"]]
+
+
 def start_record(
     values: Mapping[str, Any], family: str, host: str, now: datetime, stamp: str | None
 ) -> dict[str, Any]:
@@ -263,6 +320,7 @@ def start_record(
             values.get("relay_probe_local_domain"), values.get("relay_inbound_domains") or []
         ),
         "management_endpoint": management_endpoint(values, family),
+        "verify_sessions": verify_sessions(values, family, host),
         "exchange_request": exchange_request(values, host, stamp or now.strftime("%Y%m%dT%H%M%SZ"))
         if family == "exchange"
         else None,

@@ -240,6 +240,10 @@ RECORD_VALUES: dict[str, Any] = {
     "relay_exchange_patch_packages": [],
     "relay_exchange_patch_reboot": "false",
     "relay_patch_policy": "latest",
+    "relay_verify_timeout": 30,
+    "relay_verify_mailbox": "postmaster",
+    "relay_verify_mail_from": "relayguard-verify@example.com",
+    "relay_probe_external_domain": "example.net",
 }
 
 
@@ -298,3 +302,39 @@ def test_each_family_reads_its_own_options_and_the_common_ones() -> None:
     )
     # a host whose family is not known yet is checked on everything (its message names it)
     assert ACTION.applies("relay_sendmail_m4", "unknown")
+
+
+def test_the_mail_flow_sessions_after_a_change() -> None:
+    values = {
+        **RECORD_VALUES,
+        "relay_inbound_domains": ["example.com", ".sub.example.com"],
+        "relay_partner_domains": ["partner.example"],
+        "relay_verify_allowed_source_address": "10.1.2.3",
+        "relay_probe_source_address": "",
+        "relay_smtp_auth_user": "relay-user",
+        "relay_authenticated": "keep",
+    }
+    sessions = ACTION.verify_sessions(values, "postfix", "mx1")
+    by_name = {s["name"]: s for s in sessions}
+    allowed = by_name["from the allowed address 10.1.2.3"]
+    assert allowed["source_address"] == "10.1.2.3" and allowed["target"] == "192.0.2.25:25"
+    assert allowed["checks"] == [
+        {
+            "name": "allowed network 10.1.2.3 relays",
+            "mail_from": "relayguard-verify@example.com",
+            "rcpt_to": "relaytest@example.net",
+        }
+    ]
+    accepted = by_name["from the untrusted vantage point "]["checks"]
+    assert [c["rcpt_to"] for c in accepted] == [
+        "postmaster@example.com",
+        "postmaster@partner.example",
+    ]
+    auth = by_name["authenticated relay"]
+    assert auth["auth_username"] == "relay-user" and auth["checks"][0]["authenticate"] is True
+    assert all("password" not in json.dumps(s) for s in sessions)
+    # Exchange reads keep as false; without an allowed address there is no such session
+    exchange = ACTION.verify_sessions(
+        {**values, "relay_verify_allowed_source_address": ""}, "exchange", "ex1"
+    )
+    assert [s["name"] for s in exchange] == ["from the untrusted vantage point "]
