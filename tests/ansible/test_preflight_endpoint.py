@@ -1,6 +1,6 @@
 """The preflight's management endpoint (roles/relay/tasks/preflight.yml: relay_inputs computes
-it, the host's record copies it; both tasks run as written): what the controller checks before
-anything else, per channel — an Exchange host's WinRM, a 5.5 host's SMB (NT 4.0 / 2000 have no
+it into the host's record, registered as relay_preflight; the task run as written): what the
+controller checks before anything else, per channel — an Exchange host's WinRM, a 5.5 host's SMB (NT 4.0 / 2000 have no
 WinRM; 139 on NT 4.0), the management host's WinRM (via-management-host), an MTA's SSH, nothing
 for a local connection; IPv6 bracketed."""
 
@@ -53,9 +53,7 @@ EXPECTED = {
 def test_the_endpoint_follows_the_channel(tmp_path: Path) -> None:
     tasks = yaml.safe_load((ROOT / "roles/relay/tasks/preflight.yml").read_text())
     inputs = next(t for t in tasks if "relayguard.mail.relay_inputs" in t)
-    first = next(t for t in tasks if t["name"].startswith("Start this host's record"))
-    copied = first["ansible.builtin.set_fact"]["relay_family"]
-    assert copied == "{{ relay_preflight.record.family }}"
+    assert inputs["register"] == "relay_preflight"
     out = tmp_path / "endpoints"
     out.mkdir()
     play = [
@@ -63,11 +61,8 @@ def test_the_endpoint_follows_the_channel(tmp_path: Path) -> None:
             "name": "The preflight's input check and record, as written",
             "hosts": "all",
             "gather_facts": False,
-            # every host answers (the reachability call is not made here)
-            "vars": {"relay_reachability": {"hosts": {}}},
             "tasks": [
                 inputs,
-                first,
                 {
                     "name": "Save the endpoint",
                     "delegate_to": "localhost",
