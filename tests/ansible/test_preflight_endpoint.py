@@ -1,8 +1,8 @@
 """The preflight's management endpoint (roles/relay/tasks/preflight.yml: relay_inputs computes
 it into the host's record, registered as relay_preflight; the task run as written): what the
-controller checks before anything else, per channel — an Exchange host's WinRM, a 5.5 host's SMB (NT 4.0 / 2000 have no
-WinRM; 139 on NT 4.0), the management host's WinRM (via-management-host), an MTA's SSH, nothing
-for a local connection; IPv6 bracketed."""
+controller checks before anything else, per channel — an Exchange host's WinRM, a 5.5 host's
+SMB (NT 4.0 / 2000 have no WinRM; 139 on NT 4.0), the management host's WinRM
+(via-management-host), an MTA's SSH, nothing for a local connection; IPv6 bracketed."""
 
 from __future__ import annotations
 

@@ -158,8 +158,9 @@ def test_a_large_result_reaches_ansible_whole(tmp_path: Path) -> None:
 
 
 def test_role_probes_each_of_relay_probe_ports_and_keeps_the_worst(tmp_path: Path) -> None:
-    # the preflight's record (relay_inputs, as written, over the role's defaults) expands relay_smtp_target on one port of relay_probe_ports to the host on each
-    # of them; then roles/relay/tasks/probe.yml gives the host its worst port (open)
+    # the preflight's record (relay_inputs, as written, over the role's defaults) expands
+    # relay_smtp_target on one port of relay_probe_ports to the host on each of them; then
+    # roles/relay/tasks/probe.yml gives the host its worst port (open)
     tasks = yaml.safe_load((ROOT / "roles/relay/tasks/preflight.yml").read_text())
     inputs = next(t for t in tasks if "relayguard.mail.relay_inputs" in t)
     defaults = yaml.safe_load((ROOT / "roles/relay/defaults/main.yml").read_text())
