@@ -139,6 +139,14 @@ options:
     description: Trust a jump host whose key is not in known_hosts, for this run only.
     type: bool
     default: false
+  document_hosts:
+    description:
+      - Whether RV(probe) repeats the hosts' entries, which RV(hosts) holds either way. False
+        halves the result of a large batch (every entry carries its transcript), which Ansible
+        copies and converts whole; RV(probe) then has the document's other parts (schema,
+        options).
+    type: bool
+    default: true
 author:
   - relayguard developers (@relayguard)
 requirements:
@@ -182,7 +190,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 probe:
-  description: The relayguard.probe/1 document (schema, options, hosts).
+  description:
+    - The relayguard.probe/1 document (schema, options, hosts); without its hosts when
+      O(document_hosts) is false.
   returned: always
   type: dict
 hosts:
@@ -262,6 +272,7 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "confirm": {"type": "bool", "default": False},
     "sink": {"type": "str"},
     "confirm_timeout": {"type": "float", "default": 120},
+    "document_hosts": {"type": "bool", "default": True},
 }
 
 
@@ -337,7 +348,9 @@ def main() -> None:
     blocking_stdio()
     output: dict[str, Any] = {
         "changed": False,
-        "probe": document,
+        "probe": document
+        if p["document_hosts"]
+        else {k: v for k, v in document.items() if k != "hosts"},
         "hosts": document["hosts"],
         "verdicts": {_key(r, len(vantages) > 1): r.verdict.value for r in results},
         "open": sorted({r.target for r in results if r.verdict.value == "open"}),

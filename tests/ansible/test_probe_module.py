@@ -43,6 +43,7 @@ def test_module_probes_and_never_changes(tmp_path: Path, check: bool) -> None:
     assert result["open"] == [open_srv.target]
     probe = result["probe"]
     assert isinstance(probe, dict) and probe["schema"] == "relayguard.probe/1"
+    assert probe["hosts"] == result["hosts"]  # the whole document by default
 
 
 def test_module_probes_a_host_on_each_of_its_ports(tmp_path: Path) -> None:
@@ -55,6 +56,32 @@ def test_module_probes_a_host_on_each_of_its_ports(tmp_path: Path) -> None:
     assert rc == 0, result.get("_stdout")
     assert result["verdicts"] == {open_srv.target: "open", closed_srv.target: "closed"}
     assert result["open"] == [open_srv.target]
+
+
+def test_module_names_each_groups_entries_and_its_worst(tmp_path: Path) -> None:
+    # secure-relay.yml's batch: targets given as groups (inventory name: its ports), each
+    # group's entries and worst one named, the entries returned once (document_hosts false)
+    with (
+        serve(Script(relay_policy(True)), host="127.0.2.34") as open_srv,
+        serve(Script(relay_policy(False)), host="127.0.2.34") as closed_srv,
+        serve(Script(relay_policy(False)), host="127.0.2.35") as other_srv,
+    ):
+        out = tmp_path / "result.json"
+        groups = {"mx1": [closed_srv.target, open_srv.target], "mx2": [other_srv.target]}
+        play = probe_playbook(
+            [], out, timeout=3, local_domain="test.example", document_hosts=False
+        ).replace("        targets: []\n", f"        groups: {json.dumps(groups)}\n")
+        proc = run_local_playbook(tmp_path, play)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        result = json.loads(out.read_text())
+    hosts = result["hosts"]
+    assert sorted(h["target"] for h in hosts) == sorted(groups["mx1"] + groups["mx2"])
+    mx1, mx2 = result["by_name"]["mx1"], result["by_name"]["mx2"]
+    assert sorted(hosts[i]["target"] for i in mx1["entries"]) == sorted(groups["mx1"])
+    assert hosts[mx1["worst"]]["target"] == open_srv.target  # the open port is the host's
+    assert hosts[mx2["worst"]]["verdict"] == "closed"
+    # the document's other parts, its entries once (in hosts)
+    assert "hosts" not in result["probe"] and result["probe"]["options"], result["probe"]
 
 
 def test_module_refuses_bad_input_naming_the_field(tmp_path: Path) -> None:
