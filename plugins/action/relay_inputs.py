@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime, timezone  # (no datetime.UTC: 2.17 controllers run Python 3.10)
 from pathlib import Path
 from typing import Any
 
@@ -384,7 +384,7 @@ class ActionModule(ActionBase):  # type: ignore[misc]
             # (the run's stamp is read from localhost's variables only for the hosts that need it)
             stamp = _run_stamp(task_vars) if family == "exchange" else None
             try:
-                record = start_record(values, family, host, datetime.now(UTC), stamp)
+                record = start_record(values, family, host, datetime.now(timezone.utc), stamp)
             except (KeyError, TypeError, ValueError) as exc:
                 msg = (
                     f"{host}: the record cannot start ({type(exc).__name__}: {exc}); "

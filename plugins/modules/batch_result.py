@@ -82,7 +82,7 @@ notes:
     kept by the roles' C(set_fact) tasks, which can read RV(record), or read from the registered
     result itself (secure-relay.yml registers the probe's after a change as
     C(relay_probe_after); C(relay_after) is its worst port's entry. The baseline probe needs
-    no task per host: C(smtp_relay_probe) with C(groups) names each host's worst entry).
+    no task per host, as C(smtp_relay_probe) with C(groups) names each host's worst entry).
 """
 
 EXAMPLES = r"""
