@@ -349,7 +349,8 @@ hosts:
       plan is made without the relay connector name), C(connector) (the relay connector's name
       as planned) and C(record), what secure-relay.yml keeps of the host (C(platform), C(build)
       with its explanation, C(patch) - required, installed, compliant -, C(changes) with the
-      patch, C(rules), C(exchange_patch) - the package apply installs, or null -, C(package)),
+      patch, C(rules), C(exchange_patch) - the package apply installs, or null -, C(package),
+      C(unclosable) - why a missing fix no configured package closes, or null),
       or for a host whose assessment or plan failed C(error), its messages;
       O(action=apply) - C(relay) and C(patch), each
       what the single-host module returns (C(patch) null when not asked for or not reached).

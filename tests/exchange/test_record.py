@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from relayguard.exchange.record import applicable_package, detect_record, version_key
+from relayguard.exchange.record import applicable_package, detect_record, unclosable, version_key
 
 PLAN = {"changes": [{"control": "no-anonymous-relay", "target": "EX1\\Default", "before": "x"}]}
 
@@ -138,3 +138,20 @@ def test_an_unknown_build_says_so() -> None:
     detected = modern("unknown")
     detected["facts"]["build"] = None
     assert detect_record(detected)["build"]["explanation"] == "unknown build  — behind; unsupported"
+
+
+def test_a_missing_fix_no_configured_package_closes_is_named() -> None:
+    build = {"version": "15.2.1544.4"}
+    missing = {"required": "15.2.1544.48", "installed": "15.2.1544.4", "compliant": False}
+    assert unclosable(missing, None, build) == (
+        "15.2.1544.4 is below 15.2.1544.48 and relay_exchange_patch_packages has no package "
+        "for build 15.2.1544.4"
+    )
+    short = {"file": "/srv/pkg/Exchange2019-KB1-x64-en.exe", "file_version": "15.2.1544.9"}
+    assert unclosable(missing, short, build) == (
+        "15.2.1544.4 is below 15.2.1544.48 and Exchange2019-KB1-x64-en.exe yields only 15.2.1544.9"
+    )  # 9 < 48 as numbers, not as text
+    enough = {**short, "file_version": "15.2.1544.48"}
+    assert unclosable(missing, enough, build) is None
+    assert unclosable({**missing, "compliant": None}, None, build) is None
+    assert unclosable({**missing, "compliant": True}, None, build) is None

@@ -117,6 +117,23 @@ def planned_changes(
     return changes
 
 
+def unclosable(
+    patch: Mapping[str, Any], package: Mapping[str, Any] | None, build: Mapping[str, Any]
+) -> str | None:
+    """Why a missing fix cannot be closed by this run (no configured package for the build, or
+    one that stops short of the required version), or None when it can or is not missing."""
+    if patch["compliant"] is not False:
+        return None
+    short = f"{patch['installed']} is below {patch['required']}"
+    if not package:
+        version = build.get("version")
+        return f"{short} and relay_exchange_patch_packages has no package for build {version}"
+    if version_key(package.get("file_version")) < version_key(patch["required"]):
+        file = posixpath.basename(str(package.get("file")))
+        return f"{short} and {file} yields only {package.get('file_version')}"
+    return None
+
+
 def detect_record(
     detected: Mapping[str, Any],
     packages: Sequence[Mapping[str, Any]] = (),
@@ -137,12 +154,15 @@ def detect_record(
             "target_version": package.get("file_version"),
             "reboot": reboot,
         }
+    build = build_record(detected)
     return {
         "platform": facts.get("platform"),
         "rules": list((detected.get("exposure") or {}).get("checks") or []),
         "connector": connector if facts.get("platform") != "exchange55" else None,
-        "build": build_record(detected),
+        "build": build,
         "patch": patch,
+        # a missing fix no configured package closes: the apply step fails the host with this
+        "unclosable": unclosable(patch, package, build),
         "changes": planned_changes(detected, patch, package),
         "exchange_patch": install,
         "package": dict(package) if package else {},
