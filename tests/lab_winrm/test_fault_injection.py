@@ -68,6 +68,9 @@ def test_a_hung_request_does_not_block_other_clients(twin: RunningTwin) -> None:
     thread = threading.Thread(target=hung_client)
     thread.start()
     try:
+        # the hung client's request is held before the other client runs (on a loaded machine
+        # the other could otherwise finish, and the fault be cleared, before the first arrives)
+        assert twin.endpoint.faults.wait_hung(1, 30), "the hung client's request never arrived"
         assert twin.session("ntlm").run_ps(payload_script("test.echo", {})).status_code == 0
     finally:
         twin.endpoint.faults.clear()

@@ -63,6 +63,7 @@ class FaultPlan:
         self._changed = changed
         self._faults: list[InjectedFault] = []
         self._generation = 0  # bumped by every change the lab makes; releases hung requests
+        self._hung = 0  # requests held by wait_while_hung right now
 
     def set(self, *faults: InjectedFault) -> None:
         """Replace the active faults."""
@@ -103,4 +104,15 @@ class FaultPlan:
         """Block until the plan changes (set/add/clear) or the endpoint stops."""
         with self._changed:
             generation = self._generation
-            self._changed.wait_for(lambda: stopping.is_set() or self._generation != generation)
+            self._hung += 1
+            self._changed.notify_all()
+            try:
+                self._changed.wait_for(lambda: stopping.is_set() or self._generation != generation)
+            finally:
+                self._hung -= 1
+
+    def wait_hung(self, count: int, timeout: float) -> bool:
+        """Whether `count` requests are held (a test waits for its hung client's request to
+        be held before it changes the plan that releases it); False after `timeout` seconds."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._hung >= count, timeout)
