@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -26,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from timed_ansible import timed_env
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -41,17 +42,9 @@ def playbook(
 ) -> tuple[int, float, dict[str, Any]]:
     """Run `book` on the lab fleet: exit status, wall seconds, the timing callback's figures."""
     timing = reports.parent / "timing.json"
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "PATH": f"{BIN}:{os.environ['PATH']}",
-        "ANSIBLE_CALLBACK_PLUGINS": str(HERE / "callback_plugins"),
-        "ANSIBLE_CALLBACKS_ENABLED": "relayguard_timing",
-        "RELAYGUARD_TIMING_OUT": str(timing),
-        # the Exchange host locks are named after the address: a run of its own, so that a
-        # benchmark in another network namespace on the same addresses never holds them
-        "RELAYGUARD_LOCK_DIR": str(reports.parent / "locks"),
-    }
+    # the Exchange host locks are named after the address: a run of its own, so that a
+    # benchmark in another network namespace on the same addresses never holds them
+    env = timed_env(timing, RELAYGUARD_LOCK_DIR=str(reports.parent / "locks"))
     timing.unlink(missing_ok=True)
     started = time.monotonic()
     proc = subprocess.run(

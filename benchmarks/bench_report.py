@@ -51,6 +51,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from timed_ansible import timed_env
+
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -288,16 +290,9 @@ def ansible_play(base: Path, book: Path, reports: Path) -> tuple[float, float, f
     CPU seconds of the run (ansible-playbook, its workers and the module's process)."""
     timing = base / "timing.json"
     timing.unlink(missing_ok=True)
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "PATH": f"{BIN}:{os.environ['PATH']}",
-        "ANSIBLE_CALLBACK_PLUGINS": str(HERE / "callback_plugins"),
-        "ANSIBLE_CALLBACKS_ENABLED": "relayguard_timing",
-        "RELAYGUARD_TIMING_OUT": str(timing),
-        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
-        "ANSIBLE_LOCALHOST_WARNING": "false",
-    }
+    env = timed_env(
+        timing, ANSIBLE_PYTHON_INTERPRETER=sys.executable, ANSIBLE_LOCALHOST_WARNING="false"
+    )
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.run(

@@ -5,32 +5,22 @@ refuses is still reported (its record's defaults), with nothing probed."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
+from support import plugin_files
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".venv" / "bin"
 
 
-def _action() -> ModuleType:
-    path = ROOT / "plugins" / "action" / "relay_inputs.py"
-    spec = importlib.util.spec_from_file_location("relay_inputs_action", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ACTION = _action()
+ACTION = plugin_files.load("plugins/action/relay_inputs.py", "relay_inputs_action")
 GOOD: dict[str, Any] = {
     "relay_mode": "enforce",
     "relay_platform": "exchange2019",

@@ -4,26 +4,12 @@ and otherwise how it ends and why; a missing phase (--tags) names itself and the
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from support import plugin_files
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _filter() -> ModuleType:
-    path = ROOT / "plugins" / "filter" / "relay_plan.py"
-    spec = importlib.util.spec_from_file_location("relay_plan_filter", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-PLAN = _filter().relay_plan
+PLAN = plugin_files.load("plugins/filter/relay_plan.py", "relay_plan_filter").relay_plan
 OPEN = {"verdict": "open", "reason": "3/32 relay tests relayed"}
 CLOSED = {"verdict": "closed", "reason": "every relay test refused"}
 CHANGE = [{"control": "postfix-relay-restrictions"}, {"control": "postfix-inbound-domains"}]

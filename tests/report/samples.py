@@ -608,3 +608,22 @@ def audit_report() -> dict[str, Any]:
     meta = fleet_metadata("audit")
     meta["run_id"] = "20250301T110000Z-a1b2c3"
     return build_report(meta, hosts)
+
+
+def probe_sample() -> dict[str, Any]:
+    """A relayguard.probe/1 document of one host, one relay test relayed, unconfirmed."""
+    return {
+        "schema": "relayguard.probe/1",
+        "options": {"port": 25, "external_domain": "example.com"},
+        "hosts": [
+            probe_host(
+                "192.0.2.1",
+                "192.0.2.1",
+                "220 mx ESMTP Postfix",
+                "mx",
+                relay_tests("192.0.2.1", "mx", {"nmap-01"}),
+                confirmation="unconfirmed",
+                evidence={"sink": "198.51.100.25:2525", "received": []},
+            )
+        ],
+    }

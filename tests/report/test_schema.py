@@ -13,7 +13,7 @@ from relayguard import vocabulary
 from relayguard.report import ReportInvalid, build_report, validate_probe, validate_report
 from relayguard.report.schema import load_schema
 from relayguard.vocabulary import FindingResult, HostStatus, Outcome, Platform, RunMode, Verdict
-from report.samples import fleet_hosts, fleet_metadata, probe_host, relay_tests
+from report.samples import fleet_hosts, fleet_metadata, probe_sample
 
 
 def test_fleet_and_audit_reports_validate(fleet_doc: dict[str, Any], audit_doc: dict[str, Any]):
@@ -38,21 +38,7 @@ def test_report_survives_a_json_round_trip(fleet_doc: dict[str, Any]):
 
 
 def test_probe_sample_validates_against_probe_schema():
-    doc = {
-        "schema": "relayguard.probe/1",
-        "options": {"port": 25, "external_domain": "example.com"},
-        "hosts": [
-            probe_host(
-                "192.0.2.1",
-                "192.0.2.1",
-                "220 mx ESMTP Postfix",
-                "mx",
-                relay_tests("192.0.2.1", "mx", {"nmap-01"}),
-                confirmation="unconfirmed",
-                evidence={"sink": "198.51.100.25:2525", "received": []},
-            )
-        ],
-    }
+    doc = probe_sample()
     validate_probe(doc)
     doc["hosts"][0]["tests"][0]["outcome"] = "maybe"
     with pytest.raises(ReportInvalid, match=r"\$\.hosts\[0\]\.tests\[0\]\.outcome"):

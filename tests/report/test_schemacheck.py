@@ -20,7 +20,7 @@ from relayguard.report.schema import (
     schema_problems,
 )
 from relayguard.report.schemacheck import Unsupported, compile_schema
-from report.samples import audit_report, fleet_report, probe_host, relay_tests
+from report.samples import audit_report, fleet_report, probe_sample
 
 REPLACEMENTS: tuple[Any, ...] = (None, True, -1, 1.5, "", "x", [None], {"x": 1})
 Path = tuple[str | int, ...]
@@ -73,24 +73,6 @@ def _mutants(doc: dict[str, Any], seen: set[str]) -> Iterator[tuple[str, dict[st
             yield f"{_kind(path)} + null item", mutant
 
 
-def _probe_doc() -> dict[str, Any]:
-    return {
-        "schema": "relayguard.probe/1",
-        "options": {"port": 25, "external_domain": "example.com"},
-        "hosts": [
-            probe_host(
-                "192.0.2.1",
-                "192.0.2.1",
-                "220 mx ESMTP Postfix",
-                "mx",
-                relay_tests("192.0.2.1", "mx", {"nmap-01"}),
-                confirmation="unconfirmed",
-                evidence={"sink": "198.51.100.25:2525", "received": []},
-            )
-        ],
-    }
-
-
 def _one_host_each(doc: dict[str, Any], *hosts: int) -> list[dict[str, Any]]:
     """`doc` with one of its hosts, for each of `hosts`: each mutant is validated by
     jsonschema too, so keep them small; a place the hosts share is mutated in the first."""
@@ -101,7 +83,7 @@ def _one_host_each(doc: dict[str, Any], *hosts: int) -> list[dict[str, Any]]:
 CASES = {
     "fleet": (lambda: _one_host_each(fleet_report(), 0, 3, 6, 7), REPORT_SCHEMA_FILE),
     "audit": (lambda: _one_host_each(audit_report(), 0), REPORT_SCHEMA_FILE),
-    "probe": (lambda: [_probe_doc()], PROBE_SCHEMA_FILE),
+    "probe": (lambda: [probe_sample()], PROBE_SCHEMA_FILE),
 }
 
 
@@ -147,7 +129,7 @@ def test_a_refused_document_is_still_named_by_jsonschema(fleet_doc: dict[str, An
     ]
     with pytest.raises(ReportInvalid, match=r"\$\.hosts\[1\]\.before\.tests\[0\]\.code"):
         validate_report(doc)
-    probe = _probe_doc()
+    probe = probe_sample()
     probe["hosts"][0]["port"] = 70000
     with pytest.raises(ReportInvalid, match=r"\$\.hosts\[0\]\.port"):
         validate_probe(probe)
