@@ -7,6 +7,12 @@ every host right after the batch call, on the controller, with no module process
 this host's entry out of the registered batch result and returns it as this host's own
 changed, failed, msg and diff, so PLAY RECAP, --check --diff, the junit callback and AWX host
 summaries tell each host's truth (docs/ansible.md, "Per-host results").
+
+Each task per host costs every host a forked worker (docs/performance.md), so one call also
+does the bookkeeping of the steps around it: `exchange_apply` returns the host's record after
+an Exchange change (what was applied, its backup, the patch level after the install) and fails
+a host whose missing fix no configured package closes; `flow_var` judges the host's
+legitimate-mail sessions together with its probe verdict after a change.
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ from typing import Any
 
 from ansible.plugins.action import ActionBase
 
-KINDS = ("exchange_batch", "relay_reachability", "smtp_relay_probe", "smtp_mail_flow")
+KINDS = (
+    "exchange_batch", "exchange_apply", "relay_reachability", "smtp_relay_probe", "smtp_mail_flow",
+)  # fmt: skip
 ARGUMENT_SPEC: dict[str, Any] = {
     "result": {"type": "raw"},
     "result_var": {"type": "str"},
@@ -26,6 +34,10 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "step": {"type": "str", "choices": ["relay", "patch"]},
     "expect_verdict": {"type": "str"},
     "return_record": {"type": "bool"},
+    "flow_var": {"type": "str"},
+    "changes": {"type": "list", "elements": "dict"},
+    "patch": {"type": "dict"},
+    "unclosable": {"type": "str"},
 }
 
 
@@ -71,6 +83,65 @@ def _exchange(result: Mapping[str, Any], key: str, step: str | None) -> tuple[di
     if diffs:
         out["diff"] = diffs
     return out, entry
+
+
+def version_numbers(text: Any) -> list[int]:
+    """A dotted version as numbers to compare; a part that is not a number counts 0."""
+    return [int(part) if part.isdigit() else 0 for part in str(text or "").split(".")]
+
+
+def exchange_applied(
+    entry: Mapping[str, Any],
+    changes: list[Mapping[str, Any]],
+    patch: Mapping[str, Any],
+    check_mode: bool,
+) -> dict[str, Any]:
+    """The host's record after an exchange_batch apply entry (its `relay` and `patch` steps).
+
+    `relay_applied`: the relay step changed the host and did not fail (what a rollback
+    restores); `backup_file`: its backup, or None; `changes`: the planned `changes`, each with
+    `applied` (the patch change by the install, the others by the relay step); `patch`: the
+    host's patch level, with the version read after the install and whether it reaches the
+    required one. Check mode applies nothing.
+    """
+    relay = entry.get("relay") if isinstance(entry.get("relay"), Mapping) else {}
+    step = entry.get("patch") if isinstance(entry.get("patch"), Mapping) else {}
+    relay_applied = not check_mode and bool(relay.get("changed")) and not relay.get("failed")
+    installed = not check_mode and bool(step.get("changed"))
+    after = step.get("version_after")
+    level = dict(patch)
+    if after is not None and not check_mode:
+        level.update(
+            installed=after,
+            compliant=version_numbers(after) >= version_numbers(patch.get("required")),
+        )
+    return {
+        "relay_applied": relay_applied,
+        "backup_file": relay.get("backup_file") or None,
+        "changes": [
+            {
+                **change,
+                "applied": installed
+                if change.get("control") == "exchange-patch"
+                else relay_applied,
+            }
+            for change in changes
+        ],
+        "patch": level,
+    }
+
+
+def _exchange_apply(
+    result: Mapping[str, Any], key: str, args: Mapping[str, Any], check_mode: bool
+) -> tuple[dict[str, Any], Any]:
+    """This host's share of an apply (as exchange_batch), its record after it, and a missing
+    fix no package closes (a failure, after the apply's own)."""
+    own, entry = _exchange(result, key, None)
+    if entry is not None:
+        own.update(exchange_applied(entry, args["changes"] or [], args["patch"] or {}, check_mode))
+    if not own.get("failed") and args["unclosable"]:
+        own.update(failed=True, msg=f"{key}: {args['unclosable']}")
+    return own, None
 
 
 def _reachability(result: Mapping[str, Any], key: str) -> tuple[dict[str, Any], Any]:
@@ -133,6 +204,25 @@ def _worst(records: list[Any]) -> int | None:
     return None
 
 
+def _with_flow(own: dict[str, Any], flow_result: Any, host: str, var: str) -> dict[str, Any]:
+    """The probe verdict `own` judged together with the host's mail-flow sessions: failed if
+    either is, the probe's failure named first; the sessions as `flow`."""
+    if not isinstance(flow_result, Mapping):
+        return own | {"failed": True, "msg": f"{host}: flow_var {var} is not a registered result"}
+    if flow_result.get("skipped"):
+        flow, sessions = {"skipped": True, "msg": "the mail-flow check was skipped"}, []
+    else:
+        flow, record = _mail_flow(flow_result, host)
+        sessions = record["sessions"]
+    own = own | {
+        "flow": {"failed": bool(flow.get("failed")), "msg": flow["msg"], "sessions": sessions}
+    }
+    if flow.get("failed"):
+        own["msg"] = "; ".join([own["msg"], flow["msg"]] if own.get("failed") else [flow["msg"]])
+        own["failed"] = True
+    return own
+
+
 def _mail_flow(result: Mapping[str, Any], key: str) -> tuple[dict[str, Any], Any]:
     sessions = [
         s for s in result.get("sessions") or [] if isinstance(s, Mapping) and s.get("host") == key
@@ -167,16 +257,16 @@ class ActionModule(ActionBase):  # type: ignore[misc]
             required_one_of=[["result", "result_var"]],
         )[1]
         host = str(task_vars.get("inventory_hostname", ""))
-        if args["result_var"] is not None:
+        for option in ("result_var", "flow_var"):
             # read as registered: templating a batch's whole result into every host's
             # arguments costs each host the size of the batch (quadratic in the batch)
-            if args["result_var"] not in task_vars:
-                msg = f"{host}: result_var {args['result_var']} is not a registered variable"
+            name = args[option]
+            if name is not None and name not in task_vars:
+                msg = f"{host}: {option} {name} is not a registered variable"
                 result.update(failed=True, msg=msg)
                 return result
-            batch = task_vars[args["result_var"]]
-        else:
-            batch = args["result"]
+        var = args["result_var"]
+        batch = task_vars[var] if var is not None else args["result"]
         key = args["key"] or host
         if not isinstance(batch, Mapping):
             result.update(failed=True, msg=f"{host}: result is not a registered task result")
@@ -187,10 +277,15 @@ class ActionModule(ActionBase):  # type: ignore[misc]
         kind = args["kind"]
         if kind == "exchange_batch":
             own, record = _exchange(batch, key, args["step"])
+        elif kind == "exchange_apply":
+            check_mode = bool(self._task.check_mode or self._play_context.check_mode)
+            own, record = _exchange_apply(batch, key, args, check_mode)
         elif kind == "relay_reachability":
             own, record = _reachability(batch, key)
         elif kind == "smtp_relay_probe" and args["keys"] is not None:
             own, record = _probe_many(batch, args["keys"], args["expect_verdict"], host)
+            if args["flow_var"] is not None:
+                own = _with_flow(own, task_vars[args["flow_var"]], host, args["flow_var"])
         elif kind == "smtp_relay_probe":
             own, record = _probe(batch, key, args["expect_verdict"], host)
         else:
@@ -202,7 +297,7 @@ class ActionModule(ActionBase):  # type: ignore[misc]
             result.pop("diff", None)
         # an exchange_batch entry (facts, exposure, plan, record) is large, and every byte of a
         # per-host result is copied and converted by Ansible for each host: returned on request
-        if kind != "exchange_batch" or args["return_record"]:
+        if kind not in ("exchange_batch", "exchange_apply") or args["return_record"]:
             result["record"] = record
         if kind == "smtp_relay_probe" and isinstance(record, list):
             # the host's verdict is its worst port's (open, else inconclusive, else the

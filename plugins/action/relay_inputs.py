@@ -315,6 +315,10 @@ def start_record(
         "target": target,
         "started": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "window_open": window_open(start, end, now.strftime("%H:%M")),
+        # what the plan reads besides (plugins/action/relay_plan.py)
+        "mode": str(values["relay_mode"]),
+        "force": boolean(values.get("relay_force") or False, strict=False),
+        "window": [start, end],
         "probe_targets": probe_targets(target, values["relay_probe_ports"]),
         "probe_domain": probe_domain(
             values.get("relay_probe_local_domain"), values.get("relay_inbound_domains") or []

@@ -19,6 +19,12 @@ description:
     registered batch result and returns it as this host's own C(changed), C(failed), C(msg)
     and C(diff), so PLAY RECAP, C(--check --diff), the junit callback and AWX host summaries
     say what happened to each host. The batch task itself is C(changed_when) V(false).
+  - Each task per host costs every host a forked worker, so one call also does the bookkeeping
+    of the steps around it. O(kind=exchange_apply) returns, beside the host's own result of an
+    M(relayguard.mail.exchange_batch) apply, its record after the change (RV(relay_applied),
+    RV(backup_file), RV(changes), RV(patch)) and fails a host whose missing fix no configured
+    package closes (O(unclosable)). O(flow_var) judges the host's legitimate-mail sessions
+    together with its probe verdict after a change.
   - An action plugin only, on the controller; no module process, no connection to the host.
 author:
   - relayguard developers (@relayguard)
@@ -48,7 +54,7 @@ options:
     description: The module of the batch task.
     type: str
     required: true
-    choices: [exchange_batch, relay_reachability, smtp_relay_probe, smtp_mail_flow]
+    choices: [exchange_batch, exchange_apply, relay_reachability, smtp_relay_probe, smtp_mail_flow]
   key:
     description:
       - This host's key in O(result) - the inventory name (default), or for
@@ -77,12 +83,38 @@ options:
         exposure, plan -, so not by default); the other kinds always return it.
     type: bool
     default: false
+  flow_var:
+    description:
+      - For O(kind=smtp_relay_probe) with O(keys), the name of the registered
+        M(relayguard.mail.smtp_mail_flow) result whose sessions of this host are judged with its
+        probe verdict - the host fails if its verdict is not O(expect_verdict) (named first) or
+        if one of its sessions failed; RV(flow) is its sessions.
+    type: str
+  changes:
+    description:
+      - For O(kind=exchange_apply), the host's planned changes (each a dict with C(control));
+        returned as RV(changes), each with C(applied).
+    type: list
+    elements: dict
+  patch:
+    description:
+      - For O(kind=exchange_apply), the host's patch level (C(required), C(installed),
+        C(compliant)); returned as RV(patch) with the version read after the install.
+    type: dict
+  unclosable:
+    description:
+      - For O(kind=exchange_apply), why the host's missing fix cannot be closed by this run (no
+        configured package for its build, or one that stops short); the host fails with it
+        after the relay change (unless its apply failed first).
+    type: str
 notes:
-  - Facts are not set here (an action's facts rank below C(set_fact)); the host's record is
-    kept by the roles' C(set_fact) tasks, which can read RV(record), or read from the registered
-    result itself (secure-relay.yml registers the probe's after a change as
-    C(relay_probe_after); C(relay_after) is its worst port's entry. The baseline probe needs
-    no task per host, as C(smtp_relay_probe) with C(groups) names each host's worst entry).
+  - Facts are not set here (an action's facts rank below C(set_fact)); the host's record reads
+    the registered result itself (secure-relay.yml registers the verdict after a change as
+    C(relay_probe_after) - C(relay_after) is its worst port's entry - and an Exchange host's
+    record after its change as C(exchange_remediate_mine), which the relay role's defaults
+    C(relay_changes), C(relay_patch), C(relay_applied) and C(relay_backup) read). The baseline
+    probe needs no task per host, as C(smtp_relay_probe) with C(groups) names each host's worst
+    entry.
 """
 
 EXAMPLES = r"""
@@ -119,7 +151,7 @@ record:
   description:
     - This host's entry of the batch result (for smtp_mail_flow, its sessions; with O(keys),
       the list of its targets' entries).
-  returned: always, except for O(kind=exchange_batch) without O(return_record)
+  returned: always, except for the exchange kinds without O(return_record)
   type: raw
 worst:
   description:
@@ -127,6 +159,35 @@ worst:
       port (open, else inconclusive, else the first), whose verdict is the host's.
   returned: with O(kind=smtp_relay_probe) and O(keys)
   type: int
+flow:
+  description:
+    - With O(flow_var), this host's mail-flow sessions (C(sessions)), whether one failed
+      (C(failed)) and the message (C(msg)).
+  returned: with O(flow_var)
+  type: dict
+relay_applied:
+  description:
+    - For O(kind=exchange_apply), whether the relay step changed the host and did not fail (a
+      failed relay step put the host back itself); never in check mode.
+  returned: with O(kind=exchange_apply)
+  type: bool
+backup_file:
+  description: For O(kind=exchange_apply), the backup the relay step took on the controller.
+  returned: with O(kind=exchange_apply)
+  type: str
+changes:
+  description:
+    - For O(kind=exchange_apply), O(changes) each with C(applied) - the patch change by the
+      install, the others by the relay step.
+  returned: with O(kind=exchange_apply)
+  type: list
+  elements: dict
+patch:
+  description:
+    - For O(kind=exchange_apply), O(patch) with the version read after the install
+      (C(installed)) and whether it reaches the required one (C(compliant)).
+  returned: with O(kind=exchange_apply)
+  type: dict
 options:
   description: For O(kind=smtp_relay_probe) with O(keys), the probe's options (the report's).
   returned: with O(kind=smtp_relay_probe) and O(keys)

@@ -32,9 +32,27 @@ EXCHANGE = {
     "changed": False,
     "hosts": {"localhost": {"failed": False, "facts": {"version": "15.2"}}},
 }
+APPLIED = {
+    "changed": False,
+    "hosts": {
+        "localhost": {
+            "relay": {"changed": True, "failed": False, "backup_file": "/r/backup/localhost.json"},
+            "patch": {"changed": True, "failed": False, "version_after": "15.2.1544.48"},
+        }
+    },
+}
+FLOW = {
+    "changed": False,
+    "sessions": [
+        {"host": "localhost", "failed": True, "msg": "allowed network 192.0.2.0/24 refused"},
+        {"host": "mx2", "failed": False, "msg": "ok"},
+    ],
+}
+CHANGES = [{"control": "exchange-no-anonymous-relay"}, {"control": "exchange-patch"}]
+PATCH = {"required": "15.2.1544.48", "installed": "15.2.1544.4", "compliant": False}
 NAMES = (
     "both_ports", "after", "closed", "no_such_var", "no_keys", "both_given",
-    "exchange", "exchange_record",
+    "exchange", "exchange_record", "applied", "unclosable", "after_flow", "no_flow_var",
 )  # fmt: skip
 SAVED = "{" + ", ".join(f"'{n}': {n}" for n in NAMES) + "}"
 
@@ -72,6 +90,31 @@ def test_result_var_and_keys(tmp_path: Path) -> None:
                 _task(
                     "exchange_record", result_var="ex", kind="exchange_batch", return_record=True
                 ),
+                {"name": "An apply result", "ansible.builtin.set_fact": {"applied_batch": APPLIED}},
+                _task(
+                    "applied",
+                    result_var="applied_batch",
+                    kind="exchange_apply",
+                    changes=CHANGES,
+                    patch=PATCH,
+                ),
+                _task(
+                    "unclosable",
+                    result_var="applied_batch",
+                    kind="exchange_apply",
+                    changes=CHANGES,
+                    patch=PATCH,
+                    unclosable="15.2.1544.4 is below 15.2.1544.60 and no package for build 15.2",
+                ),
+                {"name": "A mail-flow result", "ansible.builtin.set_fact": {"flow": FLOW}},
+                _task(
+                    "after_flow",
+                    result_var="batch",
+                    keys=["mx1:25", "mx1:587"],
+                    expect_verdict="closed",
+                    flow_var="flow",
+                ),
+                _task("no_flow_var", result_var="batch", keys=["mx2:25"], flow_var="nothing"),
                 {
                     "name": "Save the results",
                     "ansible.builtin.copy": {
@@ -117,3 +160,50 @@ def test_result_var_and_keys(tmp_path: Path) -> None:
     assert empty["failed"] and "keys is empty" in empty["msg"], empty
     both_given = results["both_given"]
     assert both_given["failed"] and "mutually exclusive" in both_given["msg"], both_given
+    # exchange_apply: the host's own result and its record after the change, in one task
+    applied = results["applied"]
+    assert applied["changed"] and not applied.get("failed"), applied
+    assert applied["relay_applied"] is True
+    assert applied["backup_file"] == "/r/backup/localhost.json"
+    assert [c["applied"] for c in applied["changes"]] == [True, True]
+    assert applied["patch"] == {**PATCH, "installed": "15.2.1544.48", "compliant": True}
+    assert "record" not in applied
+    # a missing fix no package closes fails the host, its record after the relay change kept
+    # (the rescue restores the relay change from it)
+    unclosable = results["unclosable"]
+    assert unclosable["failed"] and "no package for build 15.2" in unclosable["msg"]
+    assert unclosable["relay_applied"] is True and unclosable["backup_file"]
+    # the verdict after a change with the host's mail flow: the probe's failure first, then the
+    # flow's; the host's sessions only
+    after_flow = results["after_flow"]
+    assert after_flow["failed"], after_flow
+    assert after_flow["msg"].index("still open") < after_flow["msg"].index("192.0.2.0/24")
+    assert [s["host"] for s in after_flow["flow"]["sessions"]] == ["localhost"]
+    assert after_flow["flow"]["failed"] is True
+    no_flow = results["no_flow_var"]
+    assert no_flow["failed"] and "flow_var nothing is not a registered variable" in no_flow["msg"]
+
+
+def test_an_exchange_hosts_record_after_its_apply() -> None:
+    from support import plugin_files
+
+    action = plugin_files.load("plugins/action/batch_result.py", "batch_result_action")
+    entry = {
+        "relay": {"changed": True, "failed": False, "backup_file": "/b.json"},
+        "patch": {"changed": False, "failed": True, "version_after": "15.2.1544.4"},
+    }
+    out = action.exchange_applied(entry, CHANGES, PATCH, check_mode=False)
+    # the relay change holds, the install failed having installed nothing: not compliant
+    assert out["relay_applied"] is True and out["backup_file"] == "/b.json"
+    assert [c["applied"] for c in out["changes"]] == [True, False]
+    assert out["patch"]["installed"] == "15.2.1544.4" and out["patch"]["compliant"] is False
+    # a relay step that failed put the host back itself: nothing applied, nothing to restore
+    failed = {"relay": {"changed": True, "failed": True, "backup_file": "/b.json"}, "patch": None}
+    out = action.exchange_applied(failed, CHANGES, PATCH, check_mode=False)
+    assert out["relay_applied"] is False and out["patch"] == PATCH
+    # check mode applies nothing and reads no version after
+    out = action.exchange_applied(entry, CHANGES, PATCH, check_mode=True)
+    assert not any(c["applied"] for c in out["changes"]) and out["patch"] == PATCH
+    # versions compare number by number, not as text (1544.100 is above 1544.48)
+    assert action.version_numbers("15.2.1544.100") > action.version_numbers("15.2.1544.48")
+    assert action.version_numbers("") == [0] and action.version_numbers(None) == [0]

@@ -244,6 +244,14 @@ def test_the_start_of_an_exchange_hosts_record() -> None:
     record = ACTION.start_record(RECORD_VALUES, "exchange", "ex1", now, "20261205T072900Z")
     assert record["family"] == "exchange" and record["target"] == "192.0.2.25:25"
     assert record["started"] == "2026-12-05T07:30:00Z" and record["window_open"] is True
+    # what the plan reads besides (relay_plan): the mode, the override, the window
+    assert record["mode"] == "enforce" and record["force"] is False
+    assert record["window"] == ["", ""]
+    late = {**RECORD_VALUES, "relay_change_window_start": "22:00",
+            "relay_change_window_end": "02:00", "relay_force": "yes"}  # fmt: skip
+    shut = ACTION.start_record(late, "exchange", "ex1", now, None)
+    assert shut["window_open"] is False and shut["force"] is True
+    assert shut["window"] == ["22:00", "02:00"]
     assert record["probe_targets"] == ["192.0.2.25:25", "192.0.2.25:587"]
     assert record["probe_domain"] == "example.com"
     assert record["management_endpoint"] == "192.0.2.25:5986"

@@ -1,6 +1,8 @@
-"""relay_plan (plugins/filter/relay_plan.py): secure-relay.yml's plan for one host — whether
+"""relay_plan (plugins/action/relay_plan.py): secure-relay.yml's plan for one host — whether
 it needs a change, whether this run applies it (enforce, inside the change window or forced),
-and otherwise how it ends and why; a missing phase (--tags) names itself and the tags to run."""
+and otherwise how it ends and why; a missing phase (--tags) names itself and the tags to run.
+The batch's action reads each host's record as the earlier steps left it (`record_status`,
+`plan_input`); the playbook runs of tests/playbook drive it whole."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ from typing import Any
 import pytest
 from support import plugin_files
 
-PLAN = plugin_files.load("plugins/filter/relay_plan.py", "relay_plan_filter").relay_plan
+ACTION = plugin_files.load("plugins/action/relay_plan.py", "relay_plan_action")
+PLAN = ACTION.relay_plan
 OPEN = {"verdict": "open", "reason": "3/32 relay tests relayed"}
 CLOSED = {"verdict": "closed", "reason": "every relay test refused"}
 CHANGE = [{"control": "postfix-relay-restrictions"}, {"control": "postfix-inbound-domains"}]
@@ -86,3 +89,59 @@ def test_a_missing_phase_fails_naming_it_and_the_tags_to_run() -> None:
 
 def test_an_applied_host_keeps_its_status_and_error() -> None:
     assert plan(status="", error="kept")["error"] == "kept"
+
+
+PREFLIGHT = {
+    "record": {"mode": "enforce", "window_open": False, "force": True, "window": ["22:00", "02:00"]}
+}
+PROBE = {
+    "hosts": [{"target": "ex1:25", "verdict": "open", "reason": "relays", "transcript": ["x"]}],
+    "by_name": {"ex1": {"worst": 0}},
+}
+DETECT = {"hosts": {"ex1": {"record": {"changes": CHANGE, "patch": {"compliant": True}}}}}
+
+
+def test_the_status_before_the_plan_as_the_record_says() -> None:
+    status = ACTION.record_status
+    mine = {"relay_preflight": PREFLIGHT}
+    assert status(mine, {}, "ex1") == ""
+    # a status a step set is the host's, whatever the record says
+    assert status({"relay_status": "compliant"}, {}, "ex1") == "compliant"
+    # inputs refused: no record
+    assert status({"relay_preflight": {"failed": True, "msg": "bad CIDR"}}, {}, "ex1") == "failed"
+    unreachable = {"relay_reachability": {"hosts": {"ex1": {"problem": "smtp does not answer"}}}}
+    assert status(mine, unreachable, "ex1") == "unreachable"
+    broken = {"exchange_detect_batch": {"hosts": {"ex1": {"error": "WinRM 401"}}}}
+    assert status(mine, broken, "ex1") == "failed"
+    # another host's problem is not this one's
+    assert status(mine, unreachable, "ex2") == ""
+
+
+def test_an_exchange_hosts_plan_reads_the_registered_results() -> None:
+    shared = {"relay_probe_before_batch": PROBE, "exchange_detect_batch": DETECT}
+    got = ACTION.plan_input({"relay_preflight": PREFLIGHT}, shared, "ex1", ["all"])
+    # of the baseline entry only its verdict and reason
+    assert got["before"] == {"verdict": "open", "reason": "relays"}
+    assert got["detected"] is True and got["changes"] == CHANGE
+    assert got["patch"] == {"compliant": True}
+    assert (got["mode"], got["window_open"], got["force"]) == ("enforce", False, True)
+    assert got["window"] == ["22:00", "02:00"] and got["status"] == ""
+    # forced outside the window: applied
+    assert PLAN(got)["apply"] is True
+
+
+def test_an_mta_hosts_plan_reads_the_facts_its_detection_set() -> None:
+    host = {
+        "relay_preflight": PREFLIGHT,
+        "relay_detected": True,
+        "relay_patch": {"required": None, "installed": None, "compliant": None},
+    }
+    shared = {"relay_probe_before_batch": {**PROBE, "by_name": {"mx1": {"worst": 0}}}}
+    got = ACTION.plan_input(host, shared, "mx1", ["all"])
+    # a Postfix host with nothing to change set no relay_changes: none planned
+    assert got["detected"] is True and got["changes"] == []
+    assert PLAN(got)["status"] == "failed"  # open, nothing to change: cannot be closed here
+    # without the baseline probe or the detection (--tags), the plan names the missing phase
+    bare = ACTION.plan_input({"relay_preflight": PREFLIGHT}, {}, "mx1", ["remediate"])
+    assert bare["before"] is None and bare["detected"] is False
+    assert "baseline probe (tag probe) and detection (tag detect)" in PLAN(bare)["error"]
