@@ -369,6 +369,7 @@ failed_hosts:
 """
 
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -461,8 +462,10 @@ def _records(results: dict[str, dict[str, Any]], hosts: list[dict[str, Any]]) ->
             )
 
 
-def main() -> None:
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+def main(module_class: Callable[..., Any] = AnsibleModule) -> None:
+    """The module; its action plugin runs it in the controller's worker with
+    plugin_utils/controller_module.ControllerModule as `module_class`."""
+    module = module_class(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     if IMPORT_ERROR is not None:
         module.fail_json(msg=missing_required_lib(RELAYGUARD), exception=IMPORT_ERROR)
     p = module.params

@@ -83,6 +83,7 @@ hosts:
 """
 
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -115,8 +116,10 @@ ARGUMENT_SPEC: dict[str, Any] = {
 }
 
 
-def main() -> None:
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+def main(module_class: Callable[..., Any] = AnsibleModule) -> None:
+    """The module; its action plugin runs it in the controller's worker with
+    plugin_utils/controller_module.ControllerModule as `module_class`."""
+    module = module_class(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     if IMPORT_ERROR is not None:
         module.fail_json(msg=missing_required_lib(RELAYGUARD), exception=IMPORT_ERROR)
     timeout = module.params["timeout"]

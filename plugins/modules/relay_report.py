@@ -169,6 +169,7 @@ summary:
 import json
 import re
 import traceback
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -244,8 +245,10 @@ def invocation(params: dict[str, Any], records: list[dict[str, Any]]) -> dict[st
     return {"module_args": args}
 
 
-def main() -> None:
-    module = AnsibleModule(
+def main(module_class: Callable[..., Any] = AnsibleModule) -> None:
+    """The module; its action plugin runs it in the controller's worker with
+    plugin_utils/controller_module.ControllerModule as `module_class`."""
+    module = module_class(
         argument_spec=ARGUMENT_SPEC,
         mutually_exclusive=[("hosts", "hosts_json")],
         required_one_of=[("hosts", "hosts_json")],

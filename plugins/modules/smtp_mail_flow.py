@@ -233,6 +233,7 @@ checks:
 """
 
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -284,8 +285,10 @@ ARGUMENT_SPEC: dict[str, Any] = {
 }
 
 
-def main() -> None:
-    module = AnsibleModule(
+def main(module_class: Callable[..., Any] = AnsibleModule) -> None:
+    """The module; its action plugin runs it in the controller's worker with
+    plugin_utils/controller_module.ControllerModule as `module_class`."""
+    module = module_class(
         argument_spec=ARGUMENT_SPEC,
         supports_check_mode=True,
         required_by={"auth_password": "auth_username"},

@@ -227,6 +227,7 @@ by_name:
 """
 
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -297,8 +298,10 @@ def by_name(groups: dict[str, Any], hosts: list[dict[str, Any]]) -> dict[str, di
     return out
 
 
-def main() -> None:
-    module = AnsibleModule(
+def main(module_class: Callable[..., Any] = AnsibleModule) -> None:
+    """The module; its action plugin runs it in the controller's worker with
+    plugin_utils/controller_module.ControllerModule as `module_class`."""
+    module = module_class(
         argument_spec=ARGUMENT_SPEC,
         required_one_of=[["targets", "groups"]],
         supports_check_mode=True,
