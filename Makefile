@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	@# the engine's bytecode, once: an editable install compiles none, and where
+	@# PYTHONDONTWRITEBYTECODE is set (containers, CI) every process that imports the engine —
+	@# each batch call, the lab's daemons — would compile it again (docs/performance.md)
+	$(BIN)/python -m compileall -q src >/dev/null
 	@touch $(STAMP)
 
 system-packages:
