@@ -26,17 +26,8 @@ description:
   - An action plugin only, on the controller; no module process, no connection to the host.
 author:
   - relayguard developers (@relayguard)
-attributes:
-  check_mode:
-    support: full
-    description: Reads variables only.
-  diff_mode:
-    support: none
-    description: Changes nothing, so there is nothing to diff.
-  platform:
-    support: full
-    platforms: all
-    description: Runs on the controller; reads no host.
+extends_documentation_fragment:
+  - relayguard.mail.controller_reader
 options: {}
 notes:
   - Takes no options; it reads the host's variables.

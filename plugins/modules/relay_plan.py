@@ -27,17 +27,8 @@ description:
   - An action plugin only, on the controller; no module process, no connection to a host.
 author:
   - relayguard developers (@relayguard)
-attributes:
-  check_mode:
-    support: full
-    description: Reads variables only; the same decision in check mode.
-  diff_mode:
-    support: none
-    description: Changes nothing, so there is nothing to diff.
-  platform:
-    support: full
-    platforms: all
-    description: Runs on the controller; reads no host.
+extends_documentation_fragment:
+  - relayguard.mail.controller_reader
 options: {}
 notes:
   - Takes no options; it reads the batch's hosts' variables (C(hostvars)).
