@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ansible_collections.relayguard.mail.plugins.plugin_utils.reading_action import ReadingAction
+from ansible.plugins.action import ActionBase
 
 KINDS = (
     "exchange_batch", "exchange_apply", "relay_reachability", "smtp_relay_probe", "smtp_mail_flow",
@@ -237,10 +237,20 @@ def _mail_flow(result: Mapping[str, Any], key: str) -> tuple[dict[str, Any], Any
     }
 
 
-class ActionModule(ReadingAction):
+class ActionModule(ActionBase):  # type: ignore[misc]
     """This host's changed, failed, msg and diff from a registered batch result."""
 
-    def read(self, task_vars: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    TRANSFERS_FILES = False
+    _requires_connection = False
+    _supports_check_mode = True
+    _supports_async = False
+
+    def run(
+        self, tmp: str | None = None, task_vars: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        task_vars = task_vars or {}
+        result: dict[str, Any] = super().run(tmp, task_vars)
+        del tmp
         args = self.validate_argument_spec(
             argument_spec=ARGUMENT_SPEC,
             mutually_exclusive=[["result", "result_var"]],

@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.parsing.convert_bool import boolean
-from ansible_collections.relayguard.mail.plugins.plugin_utils.reading_action import ReadingAction
+from ansible.plugins.action import ActionBase
 
 SPEC_FILE = Path(__file__).resolve().parents[2] / "roles" / "relay" / "meta" / "argument_specs.yml"
 ENTRY_POINT = "preflight"
@@ -331,10 +331,20 @@ def start_record(
     }
 
 
-class ActionModule(ReadingAction):
+class ActionModule(ActionBase):  # type: ignore[misc]
     """Fail this host, naming each problem, unless its inputs are usable."""
 
-    def read(self, task_vars: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    TRANSFERS_FILES = False
+    _requires_connection = False
+    _supports_check_mode = True
+    _supports_async = False
+
+    def run(
+        self, tmp: str | None = None, task_vars: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        task_vars = task_vars or {}
+        result: dict[str, Any] = super().run(tmp, task_vars)
+        del tmp
         host = str(task_vars.get("inventory_hostname", ""))
         spec = preflight_spec()
         first = ("relay_platform_families", "relay_group_families", "relay_platform")

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ansible.module_utils.parsing.convert_bool import boolean
-from ansible_collections.relayguard.mail.plugins.plugin_utils.reading_action import ReadingAction
+from ansible.plugins.action import ActionBase
 
 
 def _missing(record: Mapping[str, Any]) -> list[str]:
@@ -144,10 +144,20 @@ def plan_input(
     }
 
 
-class ActionModule(ReadingAction):
+class ActionModule(ActionBase):  # type: ignore[misc]
     """Each open host's plan, for the batch (run_once)."""
 
-    def read(self, task_vars: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    TRANSFERS_FILES = False
+    _requires_connection = False
+    _supports_check_mode = True
+    _supports_async = False
+
+    def run(
+        self, tmp: str | None = None, task_vars: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        task_vars = task_vars or {}
+        result: dict[str, Any] = super().run(tmp, task_vars)
+        del tmp
         hostvars = task_vars["hostvars"]
         run_tags = task_vars.get("ansible_run_tags") or ["all"]
         shared = {key: task_vars[key] for key in SHARED if key in task_vars}
