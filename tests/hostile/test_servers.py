@@ -320,9 +320,13 @@ def test_multiline_replies_split_at_every_byte_boundary(good: ScriptedServer) ->
 
 
 def _memory_peak(server: RawServer, good: ScriptedServer) -> tuple[Probed, int]:
+    """The probe of a server that floods a reply, and the peak of Python memory meanwhile. The
+    reply's size bound must end it, not the time: tracemalloc slows the reading several times,
+    and a fresh-clone CI run (four workers on two cores) once needed more than the 2 s of
+    OPTIONS to read the first megabyte, so each reply gets 20 s here."""
     tracemalloc.start()
     try:
-        out = run(server, good)
+        out = run(server, good, replace(OPTIONS, command_timeout=20))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
