@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.local_playbook import probe_playbook, run_local_playbook
+from support.local_playbook import as_a_module, probe_playbook, run_local_playbook
 
 from relayguard.probe import ProbeOptions, probe_targets
 from relayguard.probe.targets import parse_target
@@ -59,7 +59,8 @@ def test_a_500_host_batch_result_reaches_ansible_whole(
     fleet: dict[str, object], tmp_path: Path
 ) -> None:
     """The batch result of 500 hosts (megabytes of JSON) through ansible-playbook: Ansible must
-    read the module's whole document ("No end of json char found" when cut)."""
+    read the module's whole document ("No end of json char found" when cut) — run as a module,
+    through its stdout pipe."""
     hosts = fleet["hosts"]
     assert isinstance(hosts, list)
     targets = [str(h["smtp"]) for h in hosts[-500:]]  # the ten open twins are at the end
@@ -67,7 +68,7 @@ def test_a_500_host_batch_result_reaches_ansible_whole(
     playbook = probe_playbook(
         targets, out, source_address=fleet["untrusted_client"], local_domain="corp.example"
     )
-    proc = run_local_playbook(tmp_path, playbook, timeout=900)
+    proc = run_local_playbook(tmp_path, playbook, *as_a_module(tmp_path), timeout=900)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     assert out.stat().st_size > 1_000_000
     verdicts = json.loads(out.read_text())["verdicts"]

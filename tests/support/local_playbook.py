@@ -37,6 +37,17 @@ def run_local_playbook(
     )
 
 
+def as_a_module(tmp_path: Path) -> list[str]:
+    """ansible-playbook arguments that make a batch module run as a module: another interpreter
+    than the controller's own (a wrapper around the same Python), so that its action does not
+    run it in the task's worker (plugins/plugin_utils/controller_module.py) — for tests of what
+    passes through the module's stdout pipe."""
+    wrapper = tmp_path / "python-as-module"
+    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    return ["-e", f"ansible_python_interpreter={wrapper}"]
+
+
 def probe_playbook(targets: list[str], out: Path, **options: Any) -> str:
     """smtp_relay_probe on `targets` with `options`, its registered result saved to `out`."""
     lines = "".join(f"        {k}: {json.dumps(v)}\n" for k, v in options.items())
