@@ -206,16 +206,19 @@ def _worst(records: list[Any]) -> int | None:
 
 def _with_flow(own: dict[str, Any], flow_result: Any, host: str, var: str) -> dict[str, Any]:
     """The probe verdict `own` judged together with the host's mail-flow sessions: failed if
-    either is, the probe's failure named first; the sessions as `flow`."""
+    either is, the probe's failure named first; the sessions as `flow` (`skipped` when the
+    mail-flow check was: the host is then not verified, report.yml)."""
     if not isinstance(flow_result, Mapping):
         return own | {"failed": True, "msg": f"{host}: flow_var {var} is not a registered result"}
     if flow_result.get("skipped"):
-        flow, sessions = {"skipped": True, "msg": "the mail-flow check was skipped"}, []
-    else:
-        flow, record = _mail_flow(flow_result, host)
-        sessions = record["sessions"]
+        return own | {"flow": {"skipped": True, "msg": "the mail-flow check was skipped"}}
+    flow, record = _mail_flow(flow_result, host)
     own = own | {
-        "flow": {"failed": bool(flow.get("failed")), "msg": flow["msg"], "sessions": sessions}
+        "flow": {
+            "failed": bool(flow.get("failed")),
+            "msg": flow["msg"],
+            "sessions": record["sessions"],
+        }
     }
     if flow.get("failed"):
         own["msg"] = "; ".join([own["msg"], flow["msg"]] if own.get("failed") else [flow["msg"]])

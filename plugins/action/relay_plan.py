@@ -58,7 +58,12 @@ def _finding(record: Mapping[str, Any], before: Mapping[str, Any]) -> str:
 
 
 def relay_plan(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The plan for one host (see DOCUMENTATION)."""
+    """The plan for one host, from its record: `host`, `before` (its worst port's baseline
+    verdict and reason, or None), `detected`, `changes` (each with `control`), `patch`
+    (`compliant`, `installed`, `required`), `mode` (enforce or audit), `window_open`, `force`,
+    `window` (start and end, UTC), `status`, `error` and `run_tags`. Returns `needs_change`,
+    `apply` (this run changes the host now), `status` (unchanged when applied, else compliant,
+    audit_failed or failed) and `error` (why it ends so; empty when compliant)."""
     before = record.get("before") or {}
     missing = _missing(record)
     patch = record.get("patch") or {}
@@ -119,7 +124,9 @@ def record_status(host_vars: Any, shared: Mapping[str, Any], name: str) -> str:
 def plan_input(
     host_vars: Any, shared: Mapping[str, Any], name: str, run_tags: Sequence[str]
 ) -> dict[str, Any]:
-    """The host's record as relay_plan reads it (see its DOCUMENTATION)."""
+    """The host's record as relay_plan reads it: its preflight record (mode, change window,
+    override), the batch's baseline probe and Exchange detection, and the facts a Postfix, Exim
+    or Sendmail detection set (which rank first)."""
     record = _get(host_vars, "relay_preflight", {})["record"]
     exchange = _get(_get(_get(shared, "exchange_detect_batch", {}), "hosts", {}), name, {})
     detected = _get(exchange, "record")

@@ -162,7 +162,8 @@ worst:
 flow:
   description:
     - With O(flow_var), this host's mail-flow sessions (C(sessions)), whether one failed
-      (C(failed)) and the message (C(msg)).
+      (C(failed)) and the message (C(msg)); only C(skipped) and C(msg) when the mail-flow check
+      was skipped.
   returned: with O(flow_var)
   type: dict
 relay_applied:
