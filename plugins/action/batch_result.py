@@ -281,7 +281,7 @@ class ActionModule(ActionBase):  # type: ignore[misc]
         if kind == "exchange_batch":
             own, record = _exchange(batch, key, args["step"])
         elif kind == "exchange_apply":
-            check_mode = bool(self._task.check_mode or self._play_context.check_mode)
+            check_mode = bool(self._task.check_mode)
             own, record = _exchange_apply(batch, key, args, check_mode)
         elif kind == "relay_reachability":
             own, record = _reachability(batch, key)

@@ -1,5 +1,5 @@
 """A collection plugin file loaded as a plain module, for unit tests of its pure functions
-(plugins/action, plugins/filter: not importable by package name outside a collection path)."""
+(plugins/action, plugins/plugin_utils: not importable by package name outside a collection path)."""
 
 from __future__ import annotations
 
